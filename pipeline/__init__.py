@@ -1,0 +1,1 @@
+"""Customer sync pipeline: MAN customer users into e-commerce platforms."""

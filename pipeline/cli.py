@@ -1,0 +1,144 @@
+"""The command line: run, demo, emulate, check-config (exit codes in DESIGN §4)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+
+import anyio
+from rich.console import Console
+
+from pipeline.config import load_settings, settings_from_mapping
+from pipeline.demo import (
+    DEMO_STATE,
+    DEMO_TOKENS,
+    config_toml,
+    demo_config,
+    running_emulators,
+    use_demo_tokens,
+)
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.flow import build_targets
+from pipeline.report import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
+from pipeline.runner import run_once
+from pipeline.sources.customers import CustomerSource
+from pipeline.state.store import StateStore
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline", description="Sync MAN customer users into e-commerce platforms."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one pass and exit")
+    run.add_argument("--config", required=True, help="TOML configuration file")
+    run.add_argument("--report", help="write the pass report as JSON to this file")
+    run.add_argument("--dry-run", action="store_true", help="map and diff, write nothing")
+    run.add_argument(
+        "--target", action="append", dest="targets", metavar="NAME", help="only this target"
+    )
+
+    demo = sub.add_parser("demo", help="run a pass against local emulators")
+    demo.add_argument("--customers", type=int, default=10_000)
+    demo.add_argument("--state", default=DEMO_STATE, help=f"state file (default {DEMO_STATE})")
+    demo.add_argument(
+        "--rate-per-second", type=float, default=50.0, help="sync-batch requests per second"
+    )
+    demo.add_argument("--no-rate-limit", action="store_true", help="no rate limit on targets")
+    demo.add_argument("--report", help="write the pass report as JSON to this file")
+
+    emulate = sub.add_parser("emulate", help="serve the emulators until stopped")
+    emulate.add_argument("--customers", type=int, default=10_000)
+    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--port", type=int, default=8001, help="first port (default 8001)")
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    code, _ = anyio.run(
+        lambda: run_once(
+            settings, targets=args.targets, dry_run=args.dry_run, report_path=args.report
+        )
+    )
+    return code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    use_demo_tokens()
+    console = Console(file=sys.stderr)
+
+    async def go() -> int:
+        async with running_emulators(args.customers) as urls:
+            rate = None if args.no_rate_limit else args.rate_per_second
+            settings = settings_from_mapping(
+                demo_config(urls, state_path=args.state, rate_per_second=rate)
+            )
+            console.print(
+                f"demo: {args.customers:,} customers from {urls.source} "
+                f"to sync-batch {urls.syncbatch}; state in {args.state}"
+            )
+            _, report = await run_once(
+                settings, total=args.customers, report_path=args.report, console=console
+            )
+        if report.status == "aborted":
+            return EXIT_ABORTED
+        dead = sum(t.dead_lettered for t in report.targets.values())
+        if dead:
+            console.print(
+                f"{dead:,} records dead-lettered: the demo data holds deliberate defects "
+                f"(see the reasons in {args.state}, table dead_letters)"
+            )
+        return EXIT_OK
+
+    return anyio.run(go)
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    async def go() -> None:
+        async with running_emulators(args.customers, host=args.host, base_port=args.port) as urls:
+            print(f"MAN source:  {urls.source}  (bearer token {DEMO_TOKENS['MAN_TOKEN']})")
+            print(f"sync-batch:  {urls.syncbatch}  (bearer token {DEMO_TOKENS['SYNCBATCH_TOKEN']})")
+            print("\nexport " + " ".join(f"{k}={v}" for k, v in DEMO_TOKENS.items()))
+            print("\n# a configuration for these emulators:\n" + config_toml(urls), flush=True)
+            await anyio.sleep_forever()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(go)
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    CustomerSource(settings.source)  # resolves the source's secrets
+    targets = build_targets(settings, StateStore(":memory:"))
+    names = ", ".join(t.name for t in targets) or "none"
+    print(f"{args.config}: ok; targets: {names}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pipeline`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    commands = {
+        "run": _run,
+        "demo": _demo,
+        "emulate": _emulate,
+        "check-config": _check_config,
+    }
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ABORTED

@@ -1,0 +1,239 @@
+"""The settings tree: msgspec Structs decoded strictly from TOML; secrets come from the environment.
+
+Only this module reads ``os.environ``. Two things come from it:
+
+* overrides, applied *before* decoding: ``PIPELINE__SOURCE__PAGE_SIZE=500`` sets
+  ``[source] page_size``; the value is read as a TOML value when it parses as one, else as text;
+* secrets, named in the file by ``*_env`` keys and resolved by :func:`secret`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from pipeline.errors import ConfigError
+
+__all__ = [
+    "FlowSettings",
+    "MetricsSettings",
+    "RetrySettings",
+    "Secret",
+    "ServeSettings",
+    "Settings",
+    "SourceSettings",
+    "StateSettings",
+    "SyncBatchSettings",
+    "TargetsSettings",
+    "load_settings",
+    "secret",
+    "settings_from_mapping",
+]
+
+ENV_PREFIX = "PIPELINE__"
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every settings section: immutable, keyword-only, unknown keys are errors."""
+
+
+class RetrySettings(_Section, frozen=True):
+    """Retries with exponential backoff and full jitter; ``Retry-After`` wins when sent."""
+
+    max_attempts: PositiveInt = 8
+    """Attempts per request, the first included."""
+    initial_seconds: NonNegativeFloat = 0.1
+    """Upper bound of the first backoff delay."""
+    max_seconds: PositiveFloat = 30.0
+    """No single wait is longer than this, ``Retry-After`` included."""
+
+
+class SourceSettings(_Section, frozen=True):
+    """``[source]``: the MAN customer-users API (MANPINT002)."""
+
+    url: str
+    """The paged endpoint itself; ``limit`` and ``offset`` are added."""
+    page_size: PositiveInt = 100
+    max_in_flight: PositiveInt = 4
+    """Page requests in flight."""
+    token_env: str | None = None
+    """Environment variable holding a bearer token."""
+    client_id_env: str | None = None
+    """Environment variables of the ``client_id``/``client_secret`` header pair (Mulesoft style)."""
+    client_secret_env: str | None = None
+    data_path: str = "data"
+    """Key of the record list when the answer is an object; a bare array is always accepted."""
+    timeout_seconds: PositiveFloat = 30.0
+    retry: RetrySettings = RetrySettings()
+
+
+class FlowSettings(_Section, frozen=True):
+    """``[flow]``: buffering between stages."""
+
+    queue_size: PositiveInt = 8
+    """Batches buffered between two stages."""
+
+
+class StateSettings(_Section, frozen=True):
+    """``[state]``: the SQLite state store."""
+
+    path: str = "pipeline-state.sqlite3"
+
+
+class ServeSettings(_Section, frozen=True):
+    """``[serve]``: the long-running loop."""
+
+    interval_seconds: PositiveFloat = 900.0
+    grace_seconds: NonNegativeFloat = 30.0
+
+
+class MetricsSettings(_Section, frozen=True):
+    """``[metrics]``: where /metrics, /healthz and /readyz are served."""
+
+    listen: str = "127.0.0.1:9108"
+
+
+class SyncBatchSettings(_Section, frozen=True):
+    """``[targets.syncbatch]``: the ServiceStack ``POST /sync/customers/batch`` endpoint."""
+
+    url: str
+    """Base URL; the pipeline posts to ``/sync/customers/batch``."""
+    token_env: str | None = None
+    batch_size: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 100
+    """Accounts (MAN customers) per request."""
+    rate_per_second: PositiveFloat | None = None
+    """Requests per second; absent means no limit."""
+    max_in_flight: PositiveInt = 4
+    profile_url: str = "https://shop.example.com/users/{customer_id}"
+    permissions: tuple[str, ...] = ()
+    customer_type: Literal["Internal", "Network", "External"] = "External"
+    timeout_seconds: PositiveFloat = 30.0
+    retry: RetrySettings = RetrySettings()
+
+
+class TargetsSettings(_Section, frozen=True):
+    """``[targets.*]``: a section that is absent is a target that is off."""
+
+    syncbatch: SyncBatchSettings | None = None
+
+    def enabled(self) -> list[str]:
+        return [name for name in self.__struct_fields__ if getattr(self, name) is not None]
+
+
+class Settings(_Section, frozen=True):
+    """The whole configuration."""
+
+    source: SourceSettings
+    flow: FlowSettings = FlowSettings()
+    state: StateSettings = StateSettings()
+    serve: ServeSettings = ServeSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    targets: TargetsSettings = TargetsSettings()
+
+
+class Secret:
+    """A secret value whose repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def secret(env_name: str | None, *, key: str) -> Secret | None:
+    """The secret held by environment variable ``env_name``; None when no variable is named.
+
+    Raises:
+        ConfigError: a variable is named but not set (``key`` is the config key that named it).
+    """
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name)
+    if not value:
+        raise ConfigError(f"environment variable {env_name} is not set", path=key)
+    return Secret(value)
+
+
+def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name} overrides a value that is not a section")
+            node = child
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node[parts[-1]] = value
+    return data
+
+
+def _path_of(message: str) -> tuple[str, str | None]:
+    # msgspec says "... - at `$.targets.syncbatch.batch_size`": keep the path apart.
+    text, sep, where = message.rpartition(" - at `")
+    if not sep:
+        return message, None
+    return text, where.rstrip("`").removeprefix("$.").removeprefix("$")
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Decode settings from parsed TOML, after environment overrides.
+
+    Raises:
+        ConfigError: an unknown key, a wrong type or an out-of-range value, with its path.
+    """
+    merged = _env_overrides(_deep_copy(data), os.environ if environ is None else environ)
+    try:
+        return msgspec.convert(merged, Settings)
+    except msgspec.ValidationError as exc:
+        message, path = _path_of(str(exc))
+        raise ConfigError(message, path=path) from exc
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and decode a TOML configuration file.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or does not decode.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read configuration file: {exc.strerror}", path=str(path)
+        ) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from exc
+    return settings_from_mapping(data, environ)
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}

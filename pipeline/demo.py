@@ -1,0 +1,101 @@
+"""The embedded default: emulators of the source and every target on loopback, and the
+configuration that points the pipeline at them (``pipeline demo`` and ``pipeline emulate``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import msgspec
+
+from pipeline.emulators import (
+    Dataset,
+    ManEmulatorConfig,
+    SyncBatchEmulatorConfig,
+    create_man_app,
+    create_syncbatch_app,
+    serve_app,
+)
+
+__all__ = ["DEMO_STATE", "DEMO_TOKENS", "EmulatorUrls", "demo_config", "running_emulators"]
+
+DEMO_STATE = ".pipeline-demo/state.sqlite3"
+DEMO_PAGE_SIZE = 500
+# Tokens the emulators accept; demo and emulate put them in the environment the config names.
+DEMO_TOKENS = {"MAN_TOKEN": "demo-man-token", "SYNCBATCH_TOKEN": "demo-syncbatch-token"}
+
+
+class EmulatorUrls(msgspec.Struct, frozen=True):
+    source: str
+    syncbatch: str
+
+
+@asynccontextmanager
+async def running_emulators(
+    customers: int, *, host: str = "127.0.0.1", base_port: int = 0, seed: int = 7
+) -> AsyncIterator[EmulatorUrls]:
+    """Serve every emulator while the block runs; ``base_port`` 0 picks free ports."""
+    dataset = Dataset(customers, seed=seed)
+    man = create_man_app(dataset, ManEmulatorConfig(max_limit=1000))
+    syncbatch = create_syncbatch_app(SyncBatchEmulatorConfig(max_batch=1000))
+
+    def port(offset: int) -> int:
+        return base_port + offset if base_port else 0
+
+    async with AsyncExitStack() as stack:
+        man_url = await stack.enter_async_context(serve_app(man, host, port(0)))
+        sb_url = await stack.enter_async_context(serve_app(syncbatch, host, port(1)))
+        yield EmulatorUrls(source=f"{man_url}/customer-users", syncbatch=sb_url)
+
+
+def use_demo_tokens() -> None:
+    """Put the emulators' tokens in the environment, unless the user set them already."""
+    for name, value in DEMO_TOKENS.items():
+        os.environ.setdefault(name, value)
+
+
+def demo_config(
+    urls: EmulatorUrls, *, state_path: str = DEMO_STATE, rate_per_second: float | None = 50.0
+) -> dict[str, Any]:
+    """The configuration (as parsed TOML) of a pass against the emulators."""
+    syncbatch: dict[str, Any] = {
+        "url": urls.syncbatch,
+        "token_env": "SYNCBATCH_TOKEN",
+        "batch_size": 100,
+        "max_in_flight": 4,
+    }
+    if rate_per_second is not None:
+        syncbatch["rate_per_second"] = rate_per_second
+    return {
+        "source": {
+            "url": urls.source,
+            "page_size": DEMO_PAGE_SIZE,
+            "max_in_flight": 4,
+            "token_env": "MAN_TOKEN",
+        },
+        "flow": {"queue_size": 8},
+        "state": {"path": state_path},
+        "targets": {"syncbatch": syncbatch},
+    }
+
+
+def config_toml(urls: EmulatorUrls) -> str:
+    """A configuration file for the running emulators, for ``pipeline emulate`` to print."""
+    return f"""[source]
+url = "{urls.source}"
+page_size = {DEMO_PAGE_SIZE}
+max_in_flight = 4
+token_env = "MAN_TOKEN"
+
+[state]
+path = "pipeline-state.sqlite3"
+
+[targets.syncbatch]
+url = "{urls.syncbatch}"
+token_env = "SYNCBATCH_TOKEN"
+batch_size = 100
+rate_per_second = 50
+max_in_flight = 4
+"""

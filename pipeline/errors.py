@@ -1,0 +1,112 @@
+"""One error tree for the whole pipeline, with a retry marker orthogonal to the branches.
+
+::
+
+    PipelineError
+     +-- ConfigError              bad file, bad key, missing secret (exit code 2)
+     +-- SourceError              the MAN API failed for good (names URL and status)
+     +-- DecodeError              a page that is not JSON of the expected shape
+     +-- SinkError                a target failed for good
+     |    +-- AuthError           401/403: a configuration problem, never retried
+     +-- StateError               the state store could not be read or written
+    Retryable                     marker mixin: the operation may succeed if tried again
+     +-- TransientHTTPError       (also a PipelineError) 429, 5xx, timeouts, connection errors
+
+Constructors take facts (target, URL, status, retry delay) and compose the message, so no
+call site writes prose and no message carries customer data beyond a record's id.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "DecodeError",
+    "HTTPStatusError",
+    "PipelineError",
+    "Retryable",
+    "SinkError",
+    "SourceError",
+    "StateError",
+    "TransientHTTPError",
+]
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+
+class Retryable:
+    """Marker: the failed operation may succeed when tried again."""
+
+    retry_after: float | None = None
+
+
+class ConfigError(PipelineError):
+    """The configuration is invalid; ``path`` names the offending key when known."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class SourceError(PipelineError):
+    """The source could not be read."""
+
+
+class DecodeError(PipelineError):
+    """A response body is not what the API promises (not JSON, wrong envelope)."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        self.detail = detail
+        super().__init__(f"cannot decode response of {url}: {detail}")
+
+
+class SinkError(PipelineError):
+    """A target refused or failed a request for good."""
+
+    def __init__(self, target: str, message: str) -> None:
+        self.target = target
+        super().__init__(f"{target}: {message}")
+
+
+class StateError(PipelineError):
+    """The state store failed."""
+
+
+class HTTPStatusError(PipelineError):
+    """A request ended with a status that is not retried (4xx other than 429)."""
+
+    def __init__(self, method: str, url: str, status: int, detail: str = "") -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.detail = detail
+        tail = f": {detail}" if detail else ""
+        super().__init__(f"{method} {url} answered {status}{tail}")
+
+
+class AuthError(HTTPStatusError):
+    """401 or 403: credentials or permissions are wrong; a configuration problem."""
+
+
+class TransientHTTPError(Retryable, PipelineError):
+    """A request failed in a way that may pass on retry: 429, 5xx, timeout, connection error."""
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        *,
+        status: int | None = None,
+        reason: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+        what = f"answered {status}" if status is not None else (reason or "failed")
+        super().__init__(f"{method} {url} {what}")

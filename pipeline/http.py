@@ -1,0 +1,178 @@
+"""The one HTTP edge: aiohttp behind retries, a rate limit and a cap on requests in flight.
+
+aiohttp types and exceptions stay in this module; callers see :class:`Response` and the
+errors of :mod:`pipeline.errors`.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+import anyio
+import msgspec
+from aiolimiter import AsyncLimiter
+
+from pipeline.backoff import backoff_delay, parse_retry_after
+from pipeline.config import RetrySettings
+from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
+
+__all__ = ["HttpClient", "HttpStats", "Response"]
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+AUTH_STATUSES = frozenset({401, 403})
+
+
+class Response(msgspec.Struct, frozen=True):
+    """A finished response with its whole body read."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class HttpStats(msgspec.Struct):
+    """What one client did; feeds the pass report and metrics."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    failures: int = 0
+
+
+def _safe_url(url: str) -> str:
+    # Never echo a query string: it could carry a key or personal data.
+    return url.split("?", 1)[0]
+
+
+class HttpClient:
+    """An aiohttp session with retries (backoff + jitter, ``Retry-After``), ``rate_per_second``
+    and ``max_in_flight``.
+
+    A 429 also pauses every request of this client until its ``Retry-After`` has passed, so a
+    throttled target sees the whole client slow down, not just the one worker.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_seconds: float,
+        retry: RetrySettings,
+        max_in_flight: int,
+        rate_per_second: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._retry = retry
+        self._in_flight = anyio.Semaphore(max_in_flight)
+        self._limiter = AsyncLimiter(rate_per_second, 1.0) if rate_per_second else None
+        self._headers = dict(headers or {})
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._max_in_flight = max_in_flight
+        self._rand = random.Random(seed)
+        self._paused_until = 0.0
+        self._session: aiohttp.ClientSession | None = None
+        self.stats = HttpStats()
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(limit=self._max_in_flight, ssl=self._ssl)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, headers=self._headers
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _once(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> Response:
+        assert self._session is not None, "use HttpClient as an async context manager"
+        wait = self._paused_until - anyio.current_time()
+        if wait > 0:
+            await anyio.sleep(wait)
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        async with self._in_flight:
+            self.stats.requests += 1
+            try:
+                async with self._session.request(
+                    method, url, params=params, data=body, headers=headers
+                ) as resp:
+                    payload = await resp.read()
+                    return Response(resp.status, dict(resp.headers), payload)
+            except TimeoutError as exc:
+                raise TransientHTTPError(method, _safe_url(url), reason="timed out") from exc
+            except aiohttp.ClientError as exc:
+                reason = f"connection failed ({type(exc).__name__})"
+                raise TransientHTTPError(method, _safe_url(url), reason=reason) from exc
+
+    def _check(self, method: str, url: str, response: Response) -> Response:
+        status = response.status
+        if status < 400:
+            return response
+        if status in RETRY_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise TransientHTTPError(method, _safe_url(url), status=status, retry_after=retry_after)
+        error = AuthError if status in AUTH_STATUSES else HTTPStatusError
+        raise error(method, _safe_url(url), status)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: frozenset[int] = frozenset(),
+    ) -> Response:
+        """Send a request, retrying what may pass on retry.
+
+        Statuses in ``accept`` are returned instead of raised (a 400 whose body the caller reads).
+
+        Raises:
+            TransientHTTPError: still failing after ``retry.max_attempts`` attempts.
+            AuthError: 401 or 403.
+            HTTPStatusError: any other 4xx.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._once(method, url, params, body, headers)
+                if response.status in accept:
+                    return response
+                return self._check(method, url, response)
+            except TransientHTTPError as exc:
+                if attempt >= self._retry.max_attempts:
+                    self.stats.failures += 1
+                    raise
+                await self.pause_for(exc, attempt)
+
+    async def pause_for(self, exc: TransientHTTPError, attempt: int) -> None:
+        """Wait before the next attempt; a 429 pauses the whole client."""
+        self.stats.retries += 1
+        delay = backoff_delay(attempt, self._retry, retry_after=exc.retry_after, rand=self._rand)
+        if exc.status == 429:
+            self.stats.throttled += 1
+            self._paused_until = max(self._paused_until, anyio.current_time() + delay)
+        await anyio.sleep(delay)

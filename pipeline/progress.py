@@ -1,0 +1,97 @@
+"""What a person sees while a pass runs: a live display on a terminal, plain lines otherwise,
+and the summary table at the end."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO
+
+import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.flow import Pass
+from pipeline.report import PassReport
+
+__all__ = ["render_summary", "watch"]
+
+
+async def watch(
+    run: Pass, *, total: int | None = None, stream: IO[str] | None = None, interval: float = 5.0
+) -> None:
+    """Show the pass's progress until cancelled: a live bar on a terminal, else a line every
+    ``interval`` seconds."""
+    out = stream or sys.stderr
+    if out.isatty():
+        await _live(run, total, Console(file=out))
+    else:
+        await _lines(run, out, interval)
+
+
+async def _live(run: Pass, total: int | None, console: Console) -> None:
+    columns = (
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>10} rec/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        read = bar.add_task("read", total=total, rate="")
+        tasks = {name: bar.add_task(name, total=total, rate="") for name in run.counters}
+        clock = anyio.current_time()
+        while True:
+            elapsed = max(anyio.current_time() - clock, 1e-6)
+            records = run.source.progress.records
+            bar.update(read, completed=records, rate=f"{records / elapsed:,.0f}")
+            for name, task in tasks.items():
+                settled = run.counters[name].settled + run.transform.duplicates
+                bar.update(task, completed=settled, rate=f"{settled / elapsed:,.0f}")
+            await anyio.sleep(0.1)
+
+
+async def _lines(run: Pass, out: IO[str], interval: float) -> None:
+    clock = anyio.current_time()
+    while True:
+        await anyio.sleep(interval)
+        elapsed = anyio.current_time() - clock
+        parts = [f"read {run.source.progress.records}"]
+        parts += [f"{name} {c.settled}" for name, c in run.counters.items()]
+        print(f"[{elapsed:6.1f}s] " + ", ".join(parts), file=out, flush=True)
+
+
+def render_summary(report: PassReport, console: Console) -> None:
+    """The table a pass ends with, and one line saying what it amounted to."""
+    table = Table(title=f"pass {report.pass_id}: {report.status}", title_justify="left")
+    for column in ("target", "created", "updated", "unchanged", "dead-lettered", "records/s"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for name, t in report.targets.items():
+        table.add_row(
+            name,
+            f"{t.created:,}",
+            f"{t.updated:,}",
+            f"{t.unchanged:,}",
+            f"{t.dead_lettered:,}",
+            f"{t.records_per_second:,.0f}",
+        )
+    console.print(table)
+    src = report.source
+    console.print(
+        f"source: {src.records:,} records in {src.pages:,} pages, {src.rejected:,} rejected, "
+        f"{src.duplicates:,} repeats dropped; {report.seconds:.2f} s, "
+        f"{report.records_per_second:,.0f} records/s"
+    )
+    sent = sum(t.created + t.updated for t in report.targets.values())
+    if report.dry_run:
+        would = sum(t.would_send for t in report.targets.values())
+        console.print(f"dry run: {would:,} records would be sent; nothing was written")
+    elif sent == 0 and report.status != "aborted":
+        console.print(
+            "nothing to send: every valid record is unchanged since its last confirmed write"
+        )
+    for name, t in report.targets.items():
+        if t.error:
+            console.print(f"[red]{name} stopped:[/red] {t.error}")
+    if report.error:
+        console.print(f"[red]pass aborted:[/red] {report.error}")

@@ -1,0 +1,99 @@
+"""The records that move between stages: raw pages, canonical customers, per-target items, acks."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "Ack",
+    "AckKind",
+    "Address",
+    "Customer",
+    "Item",
+    "Page",
+    "RecordBatch",
+    "Rejected",
+]
+
+
+class Address(msgspec.Struct, frozen=True, kw_only=True):
+    """The customer's one address, cleaned: strings trimmed, ``iso2`` upper-case."""
+
+    line1: str
+    line2: str
+    line3: str
+    zip_code: str
+    city: str
+    country: str
+    iso2: str
+    phone: str
+    default_billing: bool
+    default_shipping: bool
+
+
+class Customer(msgspec.Struct, frozen=True, kw_only=True):
+    """A valid MAN customer user, as every target mapping sees it.
+
+    ``email`` is trimmed and lower-cased: MAN promises one customer per email, and emails are
+    compared case-insensitively (DESIGN §5).
+    """
+
+    customer_id: str
+    salutation: str
+    first_name: str
+    last_name: str
+    email: str
+    business_unit: str
+    role: str
+    address: Address | None
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    """A source record refused by validation; ``reason`` never quotes personal data."""
+
+    customer_id: str
+    reason: str
+
+
+class Page(msgspec.Struct, frozen=True):
+    """One source page: its offset and its records, still undecoded."""
+
+    offset: int
+    records: list[msgspec.Raw]
+
+
+class RecordBatch(msgspec.Struct, frozen=True):
+    """The transform's output for one page."""
+
+    offset: int
+    size: int
+    """Records the page held, valid or not."""
+    customers: list[Customer]
+    rejected: list[Rejected]
+    duplicates: int
+    """Repeats of a ``customer_id`` already seen in this pass, dropped."""
+
+
+class Item(msgspec.Struct):
+    """One customer prepared for one target: its payload and the payload's hash."""
+
+    customer_id: str
+    hash: bytes
+    payload: Any
+    known: bool = False
+    """A previous payload was confirmed: a write is an update, not a create."""
+
+
+AckKind = Literal["created", "updated", "dead"]
+
+
+class Ack(msgspec.Struct, frozen=True):
+    """A target's final word on one record in this pass."""
+
+    target: str
+    customer_id: str
+    kind: AckKind
+    hash: bytes | None = None
+    reason: str | None = None

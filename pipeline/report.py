@@ -1,0 +1,98 @@
+"""The pass report: counters kept while a pass runs, and the JSON report it ends with."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "EXIT_ABORTED",
+    "EXIT_DEAD_LETTERS",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "PassReport",
+    "SourceReport",
+    "TargetCounters",
+    "TargetReport",
+    "exit_code",
+]
+
+EXIT_OK = 0
+EXIT_ABORTED = 1
+EXIT_USAGE = 2
+EXIT_DEAD_LETTERS = 3
+
+PassStatus = Literal["ok", "dead_letters", "aborted"]
+
+
+class TargetCounters(msgspec.Struct):
+    """Live counts for one target; a record counts once it is settled in the state store."""
+
+    sent: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    """Not attempted because the target stopped (an auth failure, say)."""
+    would_send: int = 0
+    """Dry run: records that would have been written."""
+    error: str | None = None
+
+    @property
+    def settled(self) -> int:
+        return (
+            self.created
+            + self.updated
+            + self.unchanged
+            + self.dead_lettered
+            + self.skipped
+            + self.would_send
+        )
+
+
+class TargetReport(msgspec.Struct, frozen=True, kw_only=True):
+    sent: int
+    created: int
+    updated: int
+    unchanged: int
+    dead_lettered: int
+    skipped: int
+    would_send: int
+    retried: int
+    throttled: int
+    requests: int
+    records_per_second: float
+    error: str | None = None
+
+
+class SourceReport(msgspec.Struct, frozen=True, kw_only=True):
+    pages: int
+    records: int
+    rejected: int
+    duplicates: int
+    next_offset: int
+    retried: int
+    error: str | None = None
+
+
+class PassReport(msgspec.Struct, frozen=True, kw_only=True):
+    pass_id: int
+    status: PassStatus
+    dry_run: bool
+    started_at: float
+    seconds: float
+    records_per_second: float
+    source: SourceReport
+    targets: dict[str, TargetReport]
+    error: str | None = None
+
+
+def exit_code(report: PassReport) -> int:
+    """DESIGN §4: 0 all confirmed or unchanged, 3 some dead-lettered, 1 aborted."""
+    if report.status == "aborted":
+        return EXIT_ABORTED
+    if report.status == "dead_letters":
+        return EXIT_DEAD_LETTERS
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Sink stage: the target protocol and one module per target."""

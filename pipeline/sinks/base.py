@@ -1,0 +1,52 @@
+"""The contract every target implements, and helpers shared by targets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+from pipeline.http import HttpStats
+from pipeline.records import Ack, Customer, Item
+
+__all__ = ["Target", "redact"]
+
+_EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
+_DIGITS = re.compile(r"\+?\d[\d ()/-]{6,}\d")
+MAX_REASON = 500
+
+
+def redact(text: str) -> str:
+    """A server's message made safe for logs and dead letters: emails and phone-like runs masked."""
+    masked = _DIGITS.sub("<number>", _EMAIL.sub("<email>", text))
+    return masked[:MAX_REASON]
+
+
+class Target(Protocol):
+    """One destination of the pass.
+
+    ``prepare`` maps customers to payloads and hashes them (no write); ``write`` sends a batch
+    and returns one ack per item, having retried what is transient. ``write`` raises only for
+    what stops the target as a whole (an :class:`~pipeline.errors.AuthError`, say).
+    """
+
+    name: str
+    batch_size: int
+    max_in_flight: int
+
+    @property
+    def stats(self) -> HttpStats: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def prepare(self, customers: Sequence[Customer]) -> list[Item]: ...
+
+    async def write(self, items: Sequence[Item]) -> list[Ack]: ...

@@ -1,0 +1,264 @@
+"""The sync-batch target: ``POST /sync/customers/batch`` with a ``responseStatus`` per item.
+
+Accounts are grouped into one organisation item per business unit. A confirmed item confirms
+its accounts; a permanent item error dead-letters them (or, when the error names no account of
+a several-account item, each account is sent once more alone to find the culprit); a transient
+item error retries just that item. A 400 whose field errors name accounts dead-letters those and
+sends the rest again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import anyio
+import msgspec
+
+from pipeline.backoff import backoff_delay
+from pipeline.config import SyncBatchSettings, secret
+from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
+from pipeline.http import HttpClient, HttpStats
+from pipeline.records import Ack, Customer, Item
+from pipeline.sinks.base import redact
+from pipeline.state.store import StateStore
+from pipeline.transform.hashing import payload_hash
+from pipeline.transform.syncbatch import (
+    SbAccount,
+    SbCustomer,
+    SbErrorResponse,
+    SbRequest,
+    SbResponseStatus,
+    SbResult,
+    map_account,
+)
+
+__all__ = ["TRANSIENT_ITEM_CODES", "SyncBatchTarget"]
+
+PATH = "/sync/customers/batch"
+TRANSIENT_ITEM_CODES = frozenset(
+    {"TimeoutException", "ServiceUnavailable", "TooManyRequests", "DeadlockException"}
+)
+_ACCOUNT_REF = re.compile(r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\]", re.IGNORECASE)
+
+_encoder = msgspec.json.Encoder()
+_results = msgspec.json.Decoder(list[SbResult])
+_error = msgspec.json.Decoder(SbErrorResponse)
+
+
+def _reason(status: SbResponseStatus | None, fallback: str) -> str:
+    if status is None:
+        return fallback
+    parts = [status.error_code or "Error"]
+    if status.message:
+        parts.append(status.message)
+    fields = sorted({e.field_name for e in status.errors if e.field_name})
+    if fields:
+        parts.append("fields " + ", ".join(fields))
+    return redact(": ".join(parts))
+
+
+class SyncBatchTarget:
+    """Writes accounts, grouped by organisation, to the sync-batch endpoint."""
+
+    name = "syncbatch"
+
+    def __init__(self, settings: SyncBatchSettings, store: StateStore) -> None:
+        self.settings = settings
+        self.batch_size = settings.batch_size
+        self.max_in_flight = settings.max_in_flight
+        self._store = store
+        self._url = settings.url.rstrip("/") + PATH
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        token = secret(settings.token_env, key="targets.syncbatch.token_env")
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.reveal()}"
+        self._http = HttpClient(
+            timeout_seconds=settings.timeout_seconds,
+            retry=settings.retry,
+            max_in_flight=settings.max_in_flight,
+            rate_per_second=settings.rate_per_second,
+            headers=headers,
+        )
+        self._organisations: dict[str, int] = {}
+
+    @property
+    def stats(self) -> HttpStats:
+        return self._http.stats
+
+    async def __aenter__(self) -> Self:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.__aexit__(exc_type, exc, tb)
+
+    # Mapping ---------------------------------------------------------------------------
+
+    async def prepare(self, customers: Sequence[Customer]) -> list[Item]:
+        """Map and hash; ids of new accounts and organisations are committed before use."""
+        units = [c.business_unit for c in customers if c.business_unit not in self._organisations]
+        if units:
+            self._organisations.update(await self._store.ids("organisation", units))
+        accounts = await self._store.ids("account", [c.customer_id for c in customers])
+        items = []
+        for customer in customers:
+            account = map_account(
+                customer,
+                accounts[customer.customer_id],
+                self._organisations[customer.business_unit],
+                self.settings,
+            )
+            items.append(
+                Item(customer.customer_id, payload_hash(_encoder.encode(account)), account)
+            )
+        return items
+
+    # Writing ---------------------------------------------------------------------------
+
+    def _build(self, items: Sequence[Item], alone: set[str]) -> tuple[bytes, list[list[Item]]]:
+        groups: dict[object, list[Item]] = {}
+        for item in items:
+            account: SbAccount = item.payload
+            key: object = item.customer_id if item.customer_id in alone else account.ref_id
+            groups.setdefault(key, []).append(item)
+        customers = []
+        slots = []
+        for index, members in enumerate(groups.values()):
+            accounts = []
+            for position, item in enumerate(members):
+                account = item.payload
+                account.index = position
+                accounts.append(account)
+            first = accounts[0]
+            customers.append(
+                SbCustomer(
+                    id=first.ref_id,
+                    index=index,
+                    name=first.company,
+                    type=self.settings.customer_type,
+                    accounts=accounts,
+                )
+            )
+            slots.append(members)
+        return _encoder.encode(SbRequest(customers=customers)), slots
+
+    @staticmethod
+    def _named_accounts(
+        status: SbResponseStatus | None, slots: list[list[Item]], index: int | None
+    ) -> list[Item]:
+        if status is None:
+            return []
+        named = []
+        for error in status.errors:
+            match = _ACCOUNT_REF.search(error.field_name or "")
+            if match is None:
+                continue
+            slot = int(match.group(1)) if match.group(1) is not None else index
+            position = int(match.group(2))
+            if slot is not None and slot < len(slots) and position < len(slots[slot]):
+                named.append(slots[slot][position])
+        return list({id(i): i for i in named}.values())
+
+    def _ack(self, item: Item, reason: str | None = None) -> Ack:
+        if reason is not None:
+            return Ack(self.name, item.customer_id, "dead", reason=reason)
+        if item.known:
+            return Ack(self.name, item.customer_id, "updated", hash=item.hash)
+        return Ack(self.name, item.customer_id, "created", hash=item.hash)
+
+    async def write(self, items: Sequence[Item]) -> list[Ack]:
+        """Send ``items`` and return one ack each.
+
+        Raises:
+            AuthError: 401/403, which stops this target for the pass.
+        """
+        acks: list[Ack] = []
+        pending = list(items)
+        alone: set[str] = set()
+        attempt = 0
+        while pending:
+            attempt += 1
+            body, slots = self._build(pending, alone)
+            try:
+                response = await self._http.request(
+                    "POST", self._url, body=body, accept=frozenset({400})
+                )
+            except AuthError:
+                raise
+            except (TransientHTTPError, HTTPStatusError) as exc:
+                acks.extend(self._ack(i, f"request failed: {exc}") for i in pending)
+                break
+            retry: list[Item] = []
+            if response.status == 400:
+                status = self._decode_error(response.body)
+                named = self._named_accounts(status, slots, None)
+                reason = _reason(status, "rejected with 400")
+                if not named:
+                    named = pending
+                acks.extend(self._ack(i, reason) for i in named)
+                dead = {id(i) for i in named}
+                retry = [i for i in pending if id(i) not in dead]
+            else:
+                retry = self._settle(response.body, slots, alone, acks)
+            if retry and attempt >= self.settings.retry.max_attempts:
+                reason = "transient item errors persisted after retries"
+                acks.extend(self._ack(i, reason) for i in retry)
+                break
+            if retry and response.status != 400:
+                await self._pause(attempt)
+            pending = retry
+        return acks
+
+    def _decode_error(self, body: bytes) -> SbResponseStatus | None:
+        try:
+            return _error.decode(body).response_status
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+
+    def _settle(
+        self, body: bytes, slots: list[list[Item]], alone: set[str], acks: list[Ack]
+    ) -> list[Item]:
+        """Read the per-item results; return what must be sent again."""
+        try:
+            results = _results.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return [
+                item for slot in slots for item in slot
+            ]  # unreadable: resend, upserts are idempotent
+        seen: set[int] = set()
+        retry: list[Item] = []
+        for result in results:
+            if result.index in seen or not 0 <= result.index < len(slots):
+                continue
+            seen.add(result.index)
+            members = slots[result.index]
+            status = result.response_status
+            if status is None or status.error_code is None:
+                acks.extend(self._ack(i) for i in members)
+            elif status.error_code in TRANSIENT_ITEM_CODES:
+                retry.extend(members)
+            else:
+                named = self._named_accounts(status, slots, result.index)
+                if len(members) == 1 or named:
+                    culprits = named or members
+                    reason = _reason(status, "item refused")
+                    acks.extend(self._ack(i, reason) for i in culprits)
+                    retry.extend(i for i in members if i not in culprits)
+                else:
+                    alone.update(i.customer_id for i in members)
+                    retry.extend(members)
+        retry.extend(item for index, slot in enumerate(slots) if index not in seen for item in slot)
+        return retry
+
+    async def _pause(self, attempt: int) -> None:
+        delay = backoff_delay(attempt, self.settings.retry)
+        self._http.stats.retries += 1
+        await anyio.sleep(delay)

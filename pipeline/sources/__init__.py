@@ -1,0 +1,1 @@
+"""Source stage: the MAN customer-users API, read page by page."""

@@ -1,0 +1,141 @@
+"""The MAN customer-users client (MANPINT002) and the source stage that streams its pages."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import anyio
+import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
+
+from pipeline.config import SourceSettings, secret
+from pipeline.errors import DecodeError, HTTPStatusError, SourceError, TransientHTTPError
+from pipeline.http import HttpClient
+from pipeline.records import Page
+from pipeline.sources.paging import OffsetPaging
+
+__all__ = ["CustomerSource", "SourceProgress"]
+
+_array_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class SourceProgress(msgspec.Struct):
+    """What the source has done in this pass."""
+
+    pages: int = 0
+    records: int = 0
+    next_offset: int = 0
+    error: str | None = None
+
+
+class _Slot:
+    __slots__ = ("done", "offset", "records")
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.records: list[msgspec.Raw] = []
+        self.done = anyio.Event()
+
+
+class CustomerSource:
+    """Reads every customer user with ``max_in_flight`` page requests in flight.
+
+    Pages are emitted in offset order; the read stops at the first short page.
+    """
+
+    def __init__(self, settings: SourceSettings, *, start_offset: int = 0) -> None:
+        self.settings = settings
+        self.start_offset = start_offset
+        self.progress = SourceProgress(next_offset=start_offset)
+        headers = {"Accept": "application/json"}
+        token = secret(settings.token_env, key="source.token_env")
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.reveal()}"
+        client_id = secret(settings.client_id_env, key="source.client_id_env")
+        client_secret = secret(settings.client_secret_env, key="source.client_secret_env")
+        if client_id is not None and client_secret is not None:
+            headers["client_id"] = client_id.reveal()
+            headers["client_secret"] = client_secret.reveal()
+        self._envelope = msgspec.json.Decoder(
+            list[msgspec.Raw]
+            | msgspec.defstruct("Envelope", [(settings.data_path, list[msgspec.Raw])])
+        )
+        self.http = HttpClient(
+            timeout_seconds=settings.timeout_seconds,
+            retry=settings.retry,
+            max_in_flight=settings.max_in_flight,
+            headers=headers,
+        )
+
+    def _records(self, body: bytes) -> list[msgspec.Raw]:
+        try:
+            decoded = self._envelope.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise DecodeError(self.settings.url, str(exc)) from exc
+        if isinstance(decoded, list):
+            return decoded
+        records: list[msgspec.Raw] = getattr(decoded, self.settings.data_path)
+        return records
+
+    async def fetch(self, offset: int) -> list[msgspec.Raw]:
+        """One page's records, undecoded; a truncated or malformed body is retried too.
+
+        Raises:
+            SourceError: the page could not be read; names the URL and the last status.
+        """
+        params = {"limit": str(self.settings.page_size), "offset": str(offset)}
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self.http.request("GET", self.settings.url, params=params)
+                return self._records(response.body)
+            except DecodeError as exc:
+                if attempt >= self.settings.retry.max_attempts:
+                    raise SourceError(f"{exc} (offset {offset}, {attempt} attempts)") from exc
+                transient = TransientHTTPError("GET", self.settings.url, reason=exc.detail)
+                await self.http.pause_for(transient, attempt)
+            except TransientHTTPError as exc:
+                raise SourceError(f"{exc} (offset {offset}, {attempt} attempts)") from exc
+            except HTTPStatusError as exc:
+                raise SourceError(f"{exc} (offset {offset})") from exc
+
+    async def _fill(self, slot: _Slot) -> None:
+        slot.records = await self.fetch(slot.offset)
+        slot.done.set()
+
+    async def stream(self, out: MemoryObjectSendStream[Page]) -> None:
+        """Send every page to ``out`` in offset order, then close it.
+
+        A source failure is recorded in ``progress.error`` and ends the stream early, so that
+        what was read is still delivered downstream; the pass then reports itself aborted.
+        """
+        paging = OffsetPaging(self.settings.page_size, self.start_offset)
+        async with out, self.http:
+            try:
+                async with anyio.create_task_group() as tg:
+                    slots: deque[_Slot] = deque()
+                    while True:
+                        while len(slots) < self.settings.max_in_flight:
+                            offset = paging.plan()
+                            if offset is None:
+                                break
+                            slot = _Slot(offset)
+                            slots.append(slot)
+                            tg.start_soon(self._fill, slot)
+                        if not slots:
+                            break
+                        slot = slots.popleft()
+                        await slot.done.wait()
+                        if not paging.settle(slot.offset, len(slot.records)):
+                            continue
+                        if slot.records:
+                            await out.send(Page(slot.offset, slot.records))
+                            self.progress.pages += 1
+                            self.progress.records += len(slot.records)
+                        self.progress.next_offset = slot.offset + len(slot.records)
+                        if paging.done:
+                            tg.cancel_scope.cancel()
+                            break
+            except* SourceError as group:
+                self.progress.error = str(group.exceptions[0])

@@ -1,0 +1,273 @@
+"""The SQLite state store: one file, WAL, every call run off the event loop on one thread.
+
+Tables:
+
+* ``confirmed`` (target, customer_id) -> hash of the payload the target last confirmed;
+* ``dead_letters`` (target, customer_id) -> reason, first and last seen, attempts;
+* ``ids`` (kind, key) -> a stable integer id, handed out once and never reused;
+* ``passes``: when each pass ran, how it ended, its report.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+import anyio
+import msgspec
+
+from pipeline.errors import StateError
+from pipeline.records import Ack
+
+__all__ = ["DeadLetter", "PassRecord", "StateStore"]
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+_CHUNK = 500  # bound variables per statement stay far under SQLite's limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS confirmed (
+    target TEXT NOT NULL, customer_id TEXT NOT NULL, hash BLOB NOT NULL, confirmed_at REAL NOT NULL,
+    PRIMARY KEY (target, customer_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    target TEXT NOT NULL, customer_id TEXT NOT NULL, reason TEXT NOT NULL,
+    first_seen REAL NOT NULL, last_seen REAL NOT NULL, attempts INTEGER NOT NULL,
+    PRIMARY KEY (target, customer_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ids (
+    kind TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
+    PRIMARY KEY (kind, key), UNIQUE (kind, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS passes (
+    id INTEGER PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL,
+    status TEXT NOT NULL, report TEXT);
+"""
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    target: str
+    customer_id: str
+    reason: str
+    first_seen: float
+    last_seen: float
+    attempts: int
+
+
+class PassRecord(msgspec.Struct, frozen=True):
+    id: int
+    started_at: float
+    finished_at: float | None
+    status: str
+    report: str | None
+
+
+class StateStore:
+    """Async front of one SQLite connection; calls are serialised on a worker thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = anyio.CapacityLimiter(1)
+        self._next_id: dict[str, int] = {}
+
+    # Opening and closing ---------------------------------------------------------------
+
+    def open_sync(self) -> None:
+        """Open (creating when missing) and check the schema.
+
+        Raises:
+            StateError: the file cannot be opened or belongs to another schema version.
+        """
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StateError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state store {self.path}: {exc}") from exc
+        self._conn = conn
+
+    def close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> Self:
+        await anyio.to_thread.run_sync(self.open_sync, limiter=self._lock)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await anyio.to_thread.run_sync(self.close_sync, limiter=self._lock)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError("state store is not open")
+        return self._conn
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        def guarded() -> T:
+            try:
+                return fn()
+            except sqlite3.Error as exc:
+                raise StateError(f"state store {self.path}: {exc}") from exc
+
+        return await anyio.to_thread.run_sync(guarded, limiter=self._lock)
+
+    # Hashes ----------------------------------------------------------------------------
+
+    def hashes_sync(self, target: str, customer_ids: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for chunk in _chunks(customer_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT customer_id, hash FROM confirmed "
+                f"WHERE target=? AND customer_id IN ({marks})",
+                (target, *chunk),
+            )
+            found.update(rows)
+        return found
+
+    async def hashes(self, target: str, customer_ids: Sequence[str]) -> dict[str, bytes]:
+        """The confirmed hash of each of ``customer_ids`` that has one."""
+        return await self._run(lambda: self.hashes_sync(target, customer_ids))
+
+    # Acks ------------------------------------------------------------------------------
+
+    def apply_sync(self, acks: Iterable[Ack], now: float | None = None) -> None:
+        stamp = time.time() if now is None else now
+        confirmed = []
+        cleared = []
+        dead = []
+        for ack in acks:
+            if ack.kind == "dead":
+                dead.append((ack.target, ack.customer_id, ack.reason or "", stamp, stamp))
+            else:
+                assert ack.hash is not None
+                confirmed.append((ack.target, ack.customer_id, ack.hash, stamp))
+                cleared.append((ack.target, ack.customer_id))
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO confirmed VALUES (?, ?, ?, ?)", confirmed)
+            conn.executemany("DELETE FROM dead_letters WHERE target=? AND customer_id=?", cleared)
+            conn.executemany(
+                "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (target, customer_id) DO UPDATE SET reason=excluded.reason, "
+                "last_seen=excluded.last_seen, attempts=attempts+1",
+                dead,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def apply(self, acks: Sequence[Ack]) -> None:
+        """Write a group of acks in one transaction: hashes of confirmed records, dead letters."""
+        await self._run(lambda: self.apply_sync(acks))
+
+    # Stable ids ------------------------------------------------------------------------
+
+    def ids_sync(self, kind: str, keys: Sequence[str]) -> dict[str, int]:
+        conn = self.conn
+        found: dict[str, int] = {}
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                conn.execute(
+                    f"SELECT key, id FROM ids WHERE kind=? AND key IN ({marks})", (kind, *chunk)
+                )
+            )
+        missing = [key for key in dict.fromkeys(keys) if key not in found]
+        if missing:
+            if kind not in self._next_id:
+                row = conn.execute("SELECT MAX(id) FROM ids WHERE kind=?", (kind,)).fetchone()
+                self._next_id[kind] = (row[0] or 0) + 1
+            start = self._next_id[kind]
+            new = {key: start + i for i, key in enumerate(missing)}
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(
+                    "INSERT INTO ids VALUES (?, ?, ?)", [(kind, k, v) for k, v in new.items()]
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._next_id[kind] = start + len(new)
+            found.update(new)
+        return found
+
+    async def ids(self, kind: str, keys: Sequence[str]) -> dict[str, int]:
+        """A stable integer id for each key of ``kind``, allocated and committed when new."""
+        return await self._run(lambda: self.ids_sync(kind, keys))
+
+    # Passes and dead letters -----------------------------------------------------------
+
+    def start_pass_sync(self, now: float | None = None) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO passes (started_at, status) VALUES (?, 'running')",
+            (time.time() if now is None else now,),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def start_pass(self) -> int:
+        return await self._run(self.start_pass_sync)
+
+    def finish_pass_sync(self, pass_id: int, status: str, report: bytes) -> None:
+        self.conn.execute(
+            "UPDATE passes SET finished_at=?, status=?, report=? WHERE id=?",
+            (time.time(), status, report.decode(), pass_id),
+        )
+
+    async def finish_pass(self, pass_id: int, status: str, report: bytes) -> None:
+        await self._run(lambda: self.finish_pass_sync(pass_id, status, report))
+
+    def passes_sync(self, limit: int = 10) -> list[PassRecord]:
+        rows = self.conn.execute(
+            "SELECT id, started_at, finished_at, status, report FROM passes "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [PassRecord(*row) for row in rows]
+
+    def dead_letters_sync(self, target: str | None = None) -> list[DeadLetter]:
+        sql = "SELECT * FROM dead_letters"
+        params: tuple[str, ...] = ()
+        if target is not None:
+            sql += " WHERE target=?"
+            params = (target,)
+        rows = self.conn.execute(sql + " ORDER BY target, customer_id", params)
+        return [DeadLetter(*row) for row in rows]
+
+    async def dead_letters(self, target: str | None = None) -> list[DeadLetter]:
+        return await self._run(lambda: self.dead_letters_sync(target))
+
+    def confirmed_count_sync(self, target: str) -> int:
+        row = self.conn.execute("SELECT COUNT(*) FROM confirmed WHERE target=?", (target,))
+        count: int = row.fetchone()[0]
+        return count
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]

@@ -1,0 +1,1 @@
+"""Transform stage: decode, validate, de-duplicate, map and hash."""

@@ -1,0 +1,122 @@
+"""Mapping for the sync-batch target (pure): a Customer becomes an Account of its organisation.
+
+DESIGN §5: one organisation (a ServiceStack "Customer") per business unit, each MAN customer a
+user account of it; integer ids for both come from the id registry; ``profileUrl`` from a
+template; ``roles`` = [role]; ``permissions`` from configuration.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import msgspec
+
+from pipeline.config import SyncBatchSettings
+from pipeline.records import Customer
+
+__all__ = ["SbAccount", "SbCustomer", "SbRequest", "SbResponseStatus", "SbResult", "map_account"]
+
+
+class _Dto(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """Base of the sync-batch DTOs: camelCase on the wire, empty optional fields left out."""
+
+
+class SbAccount(_Dto):
+    id: int
+    ref_id: int
+    ref_id_str: str
+    user_name: str
+    email: str
+    primary_email: str
+    first_name: str
+    last_name: str
+    display_name: str
+    full_name: str
+    company: str
+    profile_url: str
+    roles: list[str]
+    permissions: list[str]
+    phone_number: str | None = None
+    address: str | None = None
+    address2: str | None = None
+    city: str | None = None
+    country: str | None = None
+    postal_code: str | None = None
+    meta: dict[str, str] = {}
+    index: int = 0
+
+
+class SbCustomer(_Dto):
+    id: int
+    index: int
+    name: str
+    type: str
+    accounts: list[SbAccount]
+
+
+class SbRequest(_Dto):
+    customers: list[SbCustomer]
+
+
+class SbFieldError(_Dto):
+    error_code: str | None = None
+    field_name: str | None = None
+    message: str | None = None
+
+
+class SbResponseStatus(_Dto):
+    error_code: str | None = None
+    message: str | None = None
+    errors: list[SbFieldError] = []
+
+
+class SbResult(_Dto):
+    index: int
+    response_status: SbResponseStatus | None = None
+
+
+class SbErrorResponse(_Dto):
+    response_status: SbResponseStatus | None = None
+
+
+def _or_none(text: str) -> str | None:
+    return text or None
+
+
+def map_account(
+    customer: Customer, account_id: int, organisation_id: int, settings: SyncBatchSettings
+) -> SbAccount:
+    """The account payload of one customer; ``index`` is set when a request is built."""
+    name = f"{customer.first_name} {customer.last_name}"
+    meta = {"customerId": customer.customer_id}
+    if customer.salutation:
+        meta["salutation"] = customer.salutation
+    address = customer.address
+    if address is not None:
+        if address.line3:
+            meta["address3"] = address.line3
+        meta["isDefaultBilling"] = "true" if address.default_billing else "false"
+        meta["isDefaultShipping"] = "true" if address.default_shipping else "false"
+    return SbAccount(
+        id=account_id,
+        ref_id=organisation_id,
+        ref_id_str=str(organisation_id),
+        user_name=customer.email,
+        email=customer.email,
+        primary_email=customer.email,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        display_name=name,
+        full_name=name,
+        company=customer.business_unit,
+        profile_url=settings.profile_url.format(customer_id=quote(customer.customer_id, safe="")),
+        roles=[customer.role] if customer.role else [],
+        permissions=list(settings.permissions),
+        phone_number=_or_none(address.phone) if address else None,
+        address=_or_none(address.line1) if address else None,
+        address2=_or_none(address.line2) if address else None,
+        city=_or_none(address.city) if address else None,
+        country=address.iso2 if address else None,
+        postal_code=_or_none(address.zip_code) if address else None,
+        meta=meta,
+    )
