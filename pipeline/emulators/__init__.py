@@ -1,0 +1,49 @@
+"""Emulators of the MAN source and the targets: aiohttp apps, seeded data, fault plans."""
+
+from __future__ import annotations
+
+from pipeline.emulators.dataset import DEFECT_KINDS, QUIRK_KINDS, Dataset
+from pipeline.emulators.faults import FaultInjector, FaultPlan, format_retry_after
+from pipeline.emulators.man import (
+    MAN_CONFIG,
+    MAN_DATASET,
+    MAN_FAULTS,
+    MAN_LOG,
+    ManEmulatorConfig,
+    ManRequest,
+    create_man_app,
+)
+from pipeline.emulators.server import serve_app
+from pipeline.emulators.syncbatch import (
+    SYNCBATCH_COUNTS,
+    SYNCBATCH_FAULTS,
+    SYNCBATCH_STORE,
+    Principal,
+    SyncBatchEmulatorConfig,
+    SyncBatchStore,
+    create_syncbatch_app,
+)
+
+__all__ = [
+    "DEFECT_KINDS",
+    "MAN_CONFIG",
+    "MAN_DATASET",
+    "MAN_FAULTS",
+    "MAN_LOG",
+    "QUIRK_KINDS",
+    "SYNCBATCH_COUNTS",
+    "SYNCBATCH_FAULTS",
+    "SYNCBATCH_STORE",
+    "Dataset",
+    "FaultInjector",
+    "FaultPlan",
+    "ManEmulatorConfig",
+    "ManRequest",
+    "Principal",
+    "SyncBatchEmulatorConfig",
+    "SyncBatchStore",
+    "create_man_app",
+    "create_syncbatch_app",
+    "format_retry_after",
+    "serve_app",
+]

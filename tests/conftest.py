@@ -1,0 +1,109 @@
+"""Shared fixtures: emulators on loopback and settings pointing at them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import Settings, settings_from_mapping
+from pipeline.emulators import (
+    Dataset,
+    ManEmulatorConfig,
+    SyncBatchEmulatorConfig,
+    SyncBatchStore,
+    create_man_app,
+    create_syncbatch_app,
+    serve_app,
+)
+
+MAN_TOKEN = "test-man-token"
+SB_TOKEN = "test-syncbatch-token"
+
+
+@pytest.fixture(autouse=True)
+def _tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAN_TOKEN", MAN_TOKEN)
+    monkeypatch.setenv("SYNCBATCH_TOKEN", SB_TOKEN)
+    for name in list(__import__("os").environ):
+        if name.startswith("PIPELINE__"):
+            monkeypatch.delenv(name)
+
+
+class Env:
+    """The emulators of one test and a way to build settings for them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.stack = AsyncExitStack()
+        self.dataset: Dataset | None = None
+        self.man_app: Any = None
+        self.sb_app: Any = None
+        self.man_url = ""
+        self.sb_url = ""
+        self.store = SyncBatchStore()
+
+    async def start(
+        self,
+        dataset: Dataset,
+        man: ManEmulatorConfig | None = None,
+        sb: SyncBatchEmulatorConfig | None = None,
+    ) -> Env:
+        from pipeline.emulators.syncbatch import Principal
+
+        self.dataset = dataset
+        self.man_app = create_man_app(dataset, man or ManEmulatorConfig(token=MAN_TOKEN))
+        sb_config = sb or SyncBatchEmulatorConfig(
+            principals={SB_TOKEN: Principal(("Admin",), ("CanAccess", "CanAdd"))}
+        )
+        self.sb_app = create_syncbatch_app(sb_config, self.store)
+        self.man_url = await self.stack.enter_async_context(serve_app(self.man_app))
+        self.sb_url = await self.stack.enter_async_context(serve_app(self.sb_app))
+        return self
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "source": {
+                "url": f"{self.man_url}/customer-users",
+                "page_size": 100,
+                "max_in_flight": 4,
+                "token_env": "MAN_TOKEN",
+                "retry": {"initial_seconds": 0.001, "max_seconds": 0.05, "max_attempts": 10},
+            },
+            "flow": {"queue_size": 4},
+            "state": {"path": str(self.tmp_path / "state.sqlite3")},
+            "targets": {
+                "syncbatch": {
+                    "url": self.sb_url,
+                    "token_env": "SYNCBATCH_TOKEN",
+                    "batch_size": 50,
+                    "max_in_flight": 4,
+                    "retry": {"initial_seconds": 0.001, "max_seconds": 0.05, "max_attempts": 10},
+                }
+            },
+        }
+        for path, value in overrides.items():
+            node = data
+            *parents, last = path.split("__")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        return data
+
+    def settings(self, **overrides: Any) -> Settings:
+        return settings_from_mapping(self.config(**overrides), environ={})
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    e = Env(tmp_path)
+    async with e.stack:
+        yield e
+
+
+@pytest.fixture
+def make_dataset() -> Callable[..., Dataset]:
+    return Dataset

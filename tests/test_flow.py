@@ -1,0 +1,243 @@
+"""Full passes against the emulators on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from pipeline.emulators import (
+    SYNCBATCH_COUNTS,
+    Dataset,
+    FaultPlan,
+    ManEmulatorConfig,
+    SyncBatchEmulatorConfig,
+)
+from pipeline.emulators.syncbatch import Principal
+from pipeline.flow import Pass, build_targets
+from pipeline.report import PassReport
+from pipeline.state.store import StateStore
+from tests.conftest import MAN_TOKEN, SB_TOKEN, Env
+
+DEADLINE = 60
+
+
+async def run_pass(env: Env, **overrides: Any) -> tuple[PassReport, Pass]:
+    settings = env.settings(**overrides)
+    async with StateStore(settings.state.path) as store:
+        run = Pass(settings, store, build_targets(settings, store))
+        with anyio.fail_after(DEADLINE):
+            report = await run.run()
+    return report, run
+
+
+def expected_account(raw: dict[str, Any]) -> dict[str, Any]:
+    """The account the sync-batch store must hold for one valid MAN record (written apart from
+    the pipeline's mapping, from the spec's connector notes)."""
+    email = raw["email"].strip().lower()
+    first, last = raw["firstName"].strip(), raw["lastName"].strip()
+    address = raw.get("address") or None
+    expected: dict[str, Any] = {
+        "userName": email,
+        "email": email,
+        "primaryEmail": email,
+        "firstName": first,
+        "lastName": last,
+        "displayName": f"{first} {last}",
+        "company": raw["businessUnit"].strip(),
+        "roles": [raw["role"]] if raw.get("role") else [],
+        "permissions": [],
+        "profileUrl": f"https://shop.example.com/users/{raw['customer_id']}",
+    }
+    meta = {"customerId": raw["customer_id"]}
+    if raw.get("salutation"):
+        meta["salutation"] = raw["salutation"]
+    if address:
+        flags = {
+            k: str(address.get(k, False)).lower() for k in ("isDefaultBilling", "isDefaultShipping")
+        }
+        meta.update(flags)
+        if address.get("address3", "").strip():
+            meta["address3"] = address["address3"].strip()
+        expected["country"] = address["iso2Code"].strip().upper()
+        expected["city"] = address["city"]
+        expected["postalCode"] = str(address["zipCode"])
+        if address.get("address1"):
+            expected["address"] = address["address1"].strip()
+        if address.get("phone"):
+            expected["phoneNumber"] = address["phone"]
+    expected["meta"] = meta
+    return expected
+
+
+def stored_accounts(env: Env) -> dict[str, dict[str, Any]]:
+    """Stored accounts by MAN customer id."""
+    return {a["meta"]["customerId"]: a for a in env.store.accounts.values()}
+
+
+async def test_full_pass_matches_expected_mapping_record_by_record(env: Env) -> None:
+    dataset = Dataset(2_000, seed=11)
+    await env.start(dataset)
+    report, _ = await run_pass(env)
+
+    stored = stored_accounts(env)
+    valid = [r for r in dataset.records() if r["customer_id"] not in dataset.defects]
+    assert len(stored) == len(valid)
+    for raw in valid:
+        account = stored[raw["customer_id"]]
+        for key, value in expected_account(raw).items():
+            assert account[key] == value, (raw["customer_id"], key)
+        organisation = env.store.customers[account["refId"]]
+        assert organisation["name"] == raw["businessUnit"].strip()
+    assert all(n == 1 for n in env.store.writes.values())
+    target = report.targets["syncbatch"]
+    assert target.created == len(valid)
+    assert target.dead_lettered == len(dataset.defects)
+    assert report.status == "dead_letters"
+
+
+async def test_invalid_records_are_dead_lettered_with_readable_reasons(env: Env) -> None:
+    dataset = Dataset(2_000, seed=3)
+    await env.start(dataset)
+    report, _ = await run_pass(env)
+
+    settings = env.settings()
+    async with StateStore(settings.state.path) as store:
+        letters = {d.customer_id: d.reason for d in await store.dead_letters("syncbatch")}
+    assert set(letters) == set(dataset.defects)
+    expected_words = {
+        "missing_email": "email is missing",
+        "empty_email": "email is empty",
+        "bad_email": "email is malformed",
+        "empty_first_name": "firstName is empty",
+        "missing_last_name": "lastName is missing",
+        "iso2_three_letters": "iso2Code",
+        "iso2_empty": "iso2Code is missing",
+        "wrong_type": "$.firstName",
+        "duplicate_email": "email already used by customer C",
+    }
+    for customer_id, kind in dataset.defects.items():
+        assert expected_words[kind] in letters[customer_id], (kind, letters[customer_id])
+    records = {r["customer_id"]: r for r in dataset.records()}
+    for customer_id, reason in letters.items():
+        email = records[customer_id].get("email")
+        if isinstance(email, str) and "@" in email:
+            assert email.strip().lower() not in reason.lower()
+    assert report.source.rejected == len(dataset.defects)
+
+
+async def test_second_pass_sends_nothing(env: Env) -> None:
+    dataset = Dataset(1_000, seed=5)
+    await env.start(dataset)
+    first, _ = await run_pass(env)
+    requests_before = env.sb_app[SYNCBATCH_COUNTS]["requests"]
+    writes_before = sum(env.store.writes.values())
+
+    second, _ = await run_pass(env)
+
+    target = second.targets["syncbatch"]
+    assert target.requests == 0
+    assert target.sent == 0
+    assert target.unchanged == first.targets["syncbatch"].created
+    assert sum(env.store.writes.values()) == writes_before
+    assert env.sb_app[SYNCBATCH_COUNTS]["requests"] == requests_before
+
+
+async def test_changed_record_is_sent_again_alone(env: Env) -> None:
+    dataset = Dataset(1_000, seed=5)
+    await env.start(dataset)
+    await run_pass(env)
+    customer_id = dataset.customer_id(42)
+    dataset.update(customer_id, {"lastName": "Changed", "address": {"city": "Graz"}})
+
+    report, _ = await run_pass(env)
+
+    target = report.targets["syncbatch"]
+    assert (target.sent, target.updated, target.requests) == (1, 1, 1)
+    account = stored_accounts(env)[customer_id]
+    assert (account["lastName"], account["city"]) == ("Changed", "Graz")
+    assert env.store.writes[account["id"]] == 2
+    assert sum(env.store.writes.values()) == target.unchanged + 2
+
+
+async def test_faults_still_deliver_every_valid_record_exactly_once(env: Env) -> None:
+    dataset = Dataset(3_000, seed=9)
+    faults = FaultPlan(seed=1, error_rate=0.05, throttle_rate=0.05, retry_after=0.01)
+    await env.start(
+        dataset,
+        man=ManEmulatorConfig(token=MAN_TOKEN, faults=faults),
+        sb=SyncBatchEmulatorConfig(
+            principals={SB_TOKEN: Principal(("Admin",), ("CanAccess", "CanAdd"))},
+            faults=FaultPlan(seed=2, error_rate=0.05, throttle_rate=0.05, retry_after=0.01),
+            item_error_rate=0.05,
+        ),
+    )
+    report, _ = await run_pass(env)
+
+    valid = {r["customer_id"] for r in dataset.records()} - set(dataset.defects)
+    stored = stored_accounts(env)
+    assert set(stored) == valid
+    assert all(n == 1 for n in env.store.writes.values())
+    assert report.targets["syncbatch"].retried > 0
+    assert report.targets["syncbatch"].throttled > 0
+    assert report.source.retried > 0
+    assert report.targets["syncbatch"].created == len(valid)
+    assert report.status == "dead_letters"
+
+
+async def test_slow_target_keeps_records_in_memory_bounded(env: Env) -> None:
+    dataset = Dataset(6_000, seed=2, defects=False)
+    await env.start(
+        dataset,
+        sb=SyncBatchEmulatorConfig(
+            principals={SB_TOKEN: Principal(("Admin",), ("CanAccess", "CanAdd"))},
+            faults=FaultPlan(latency=0.02),
+        ),
+    )
+    settings = env.settings(
+        flow__queue_size=2,
+        source__page_size=50,
+        source__max_in_flight=2,
+        targets__syncbatch__batch_size=25,
+        targets__syncbatch__max_in_flight=2,
+    )
+    peak_in_memory = 0
+    source_blocked = 0
+    async with StateStore(settings.state.path) as store:
+        run = Pass(settings, store, build_targets(settings, store))
+        async with anyio.create_task_group() as tg:
+
+            async def sample() -> None:
+                nonlocal peak_in_memory, source_blocked
+                while True:
+                    stats = {s.name: s for s in run.statistics()}
+                    if stats and stats["pages"].senders_waiting:
+                        source_blocked += 1
+                    peak_in_memory = max(peak_in_memory, run.in_memory())
+                    await anyio.sleep(0.002)
+
+            tg.start_soon(sample)
+            with anyio.fail_after(DEADLINE):
+                report = await run.run()
+            tg.cancel_scope.cancel()
+
+    assert report.targets["syncbatch"].created == 6_000
+    # What can be held at once: each channel full, plus the pages being fetched, transformed,
+    # diffed, buffered for a batch and written.
+    page, batch, queue = 50, 25, 2
+    bound = (
+        queue * page  # pages channel
+        + 2 * page  # pages in flight at the source
+        + page  # page in the transform
+        + queue * page  # records channel
+        + queue * page  # target's records channel
+        + page
+        + batch  # page in the diff stage and its partial batch
+        + queue * batch  # batches channel
+        + 2 * batch  # batches being written
+        + queue * 3 * batch  # acks channel
+    )
+    assert 0 < peak_in_memory <= bound
+    assert peak_in_memory < 6_000 / 3
+    assert source_blocked > 0
+    assert run.channels.peak["pages"] <= queue
