@@ -23,8 +23,13 @@ __all__ = ["DEMO_STATE", "DEMO_TOKENS", "EmulatorUrls", "demo_config", "running_
 
 DEMO_STATE = ".pipeline-demo/state.sqlite3"
 DEMO_PAGE_SIZE = 500
-# Tokens the emulators accept; demo and emulate put them in the environment the config names.
+# Tokens the emulators accept, under the variable names a user's configuration would use.
 DEMO_TOKENS = {"MAN_TOKEN": "demo-man-token", "SYNCBATCH_TOKEN": "demo-syncbatch-token"}
+# The demo's own variables, so that a user's real MAN_TOKEN never meets the emulators.
+_DEMO_ENV = {
+    "PIPELINE_DEMO_MAN_TOKEN": "MAN_TOKEN",
+    "PIPELINE_DEMO_SYNCBATCH_TOKEN": "SYNCBATCH_TOKEN",
+}
 
 
 class EmulatorUrls(msgspec.Struct, frozen=True):
@@ -51,9 +56,9 @@ async def running_emulators(
 
 
 def use_demo_tokens() -> None:
-    """Put the emulators' tokens in the environment, unless the user set them already."""
-    for name, value in DEMO_TOKENS.items():
-        os.environ.setdefault(name, value)
+    """Put the emulators' tokens in the environment variables the demo configuration names."""
+    for name, token in _DEMO_ENV.items():
+        os.environ[name] = DEMO_TOKENS[token]
 
 
 def demo_config(
@@ -62,7 +67,7 @@ def demo_config(
     """The configuration (as parsed TOML) of a pass against the emulators."""
     syncbatch: dict[str, Any] = {
         "url": urls.syncbatch,
-        "token_env": "SYNCBATCH_TOKEN",
+        "token_env": "PIPELINE_DEMO_SYNCBATCH_TOKEN",
         "batch_size": 100,
         "max_in_flight": 4,
     }
@@ -73,7 +78,7 @@ def demo_config(
             "url": urls.source,
             "page_size": DEMO_PAGE_SIZE,
             "max_in_flight": 4,
-            "token_env": "MAN_TOKEN",
+            "token_env": "PIPELINE_DEMO_MAN_TOKEN",
         },
         "flow": {"queue_size": 8},
         "state": {"path": state_path},

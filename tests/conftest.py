@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -13,6 +14,7 @@ from pipeline.config import Settings, settings_from_mapping
 from pipeline.emulators import (
     Dataset,
     ManEmulatorConfig,
+    Principal,
     SyncBatchEmulatorConfig,
     SyncBatchStore,
     create_man_app,
@@ -28,9 +30,15 @@ SB_TOKEN = "test-syncbatch-token"
 def _tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAN_TOKEN", MAN_TOKEN)
     monkeypatch.setenv("SYNCBATCH_TOKEN", SB_TOKEN)
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("PIPELINE__"):
             monkeypatch.delenv(name)
+
+
+def sb_config(**overrides: Any) -> SyncBatchEmulatorConfig:
+    """A sync-batch emulator that accepts the test token as an admin with both permissions."""
+    principals = {SB_TOKEN: Principal(("Admin",), ("CanAccess", "CanAdd"))}
+    return SyncBatchEmulatorConfig(principals=principals, **overrides)
 
 
 class Env:
@@ -52,14 +60,10 @@ class Env:
         man: ManEmulatorConfig | None = None,
         sb: SyncBatchEmulatorConfig | None = None,
     ) -> Env:
-        from pipeline.emulators.syncbatch import Principal
-
         self.dataset = dataset
         self.man_app = create_man_app(dataset, man or ManEmulatorConfig(token=MAN_TOKEN))
-        sb_config = sb or SyncBatchEmulatorConfig(
-            principals={SB_TOKEN: Principal(("Admin",), ("CanAccess", "CanAdd"))}
-        )
-        self.sb_app = create_syncbatch_app(sb_config, self.store)
+        config = sb or sb_config()
+        self.sb_app = create_syncbatch_app(config, self.store)
         self.man_url = await self.stack.enter_async_context(serve_app(self.man_app))
         self.sb_url = await self.stack.enter_async_context(serve_app(self.sb_app))
         return self

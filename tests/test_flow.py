@@ -11,13 +11,11 @@ from pipeline.emulators import (
     Dataset,
     FaultPlan,
     ManEmulatorConfig,
-    SyncBatchEmulatorConfig,
 )
-from pipeline.emulators.syncbatch import Principal
 from pipeline.flow import Pass, build_targets
 from pipeline.report import PassReport
 from pipeline.state.store import StateStore
-from tests.conftest import MAN_TOKEN, SB_TOKEN, Env
+from tests.conftest import MAN_TOKEN, Env, sb_config
 
 DEADLINE = 60
 
@@ -166,8 +164,7 @@ async def test_faults_still_deliver_every_valid_record_exactly_once(env: Env) ->
     await env.start(
         dataset,
         man=ManEmulatorConfig(token=MAN_TOKEN, faults=faults),
-        sb=SyncBatchEmulatorConfig(
-            principals={SB_TOKEN: Principal(("Admin",), ("CanAccess", "CanAdd"))},
+        sb=sb_config(
             faults=FaultPlan(seed=2, error_rate=0.05, throttle_rate=0.05, retry_after=0.01),
             item_error_rate=0.05,
         ),
@@ -189,10 +186,7 @@ async def test_slow_target_keeps_records_in_memory_bounded(env: Env) -> None:
     dataset = Dataset(6_000, seed=2, defects=False)
     await env.start(
         dataset,
-        sb=SyncBatchEmulatorConfig(
-            principals={SB_TOKEN: Principal(("Admin",), ("CanAccess", "CanAdd"))},
-            faults=FaultPlan(latency=0.02),
-        ),
+        sb=sb_config(faults=FaultPlan(latency=0.02)),
     )
     settings = env.settings(
         flow__queue_size=2,

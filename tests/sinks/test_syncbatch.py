@@ -1,0 +1,181 @@
+"""The sync-batch target against its emulator on loopback (and one narrow aioresponses case)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+from aiohttp import web
+
+from pipeline.config import SyncBatchSettings
+from pipeline.emulators import Dataset, FaultPlan, SyncBatchStore, create_syncbatch_app, serve_app
+from pipeline.emulators.syncbatch import Principal, SyncBatchEmulatorConfig
+from pipeline.errors import AuthError
+from pipeline.records import Ack, Customer, Page
+from pipeline.sinks.syncbatch import SyncBatchTarget
+from pipeline.state.store import StateStore
+from pipeline.transform.dedupe import PassDedupe
+from pipeline.transform.stage import transform_page
+from tests.conftest import SB_TOKEN, sb_config
+
+FAST_RETRY = {"initial_seconds": 0.001, "max_seconds": 0.02, "max_attempts": 8}
+
+
+def customers(n: int, seed: int = 4) -> list[Customer]:
+    dataset = Dataset(n, seed=seed, defects=False)
+    page = Page(0, [msgspec.Raw(msgspec.json.encode(r)) for r in dataset.records()])
+    return transform_page(page, PassDedupe()).customers
+
+
+def settings(url: str, **overrides: Any) -> SyncBatchSettings:
+    data: dict[str, Any] = {
+        "url": url,
+        "token_env": "SYNCBATCH_TOKEN",
+        "batch_size": 100,
+        "retry": FAST_RETRY,
+    }
+    data.update(overrides)
+    return msgspec.convert(data, SyncBatchSettings)
+
+
+async def write_all(
+    url: str, tmp_path: Path, records: list[Customer], **overrides: Any
+) -> list[Ack]:
+    async with (
+        StateStore(tmp_path / "s.sqlite3") as store,
+        SyncBatchTarget(settings(url, **overrides), store) as target,
+    ):
+        items = await target.prepare(records)
+        with anyio.fail_after(30):
+            return await target.write(items)
+
+
+async def test_write_confirms_every_account_and_groups_by_business_unit(tmp_path: Path) -> None:
+    store = SyncBatchStore()
+    records = customers(60)
+    async with serve_app(create_syncbatch_app(sb_config(), store)) as url:
+        acks = await write_all(url, tmp_path, records)
+    assert sorted(a.customer_id for a in acks) == sorted(c.customer_id for c in records)
+    assert {a.kind for a in acks} == {"created"}
+    assert len(store.customers) == len({c.business_unit for c in records})
+    assert len(store.accounts) == 60
+
+
+async def test_permanent_item_error_dead_letters_only_the_named_account(tmp_path: Path) -> None:
+    store = SyncBatchStore()
+    records = customers(40)
+    victim = records[7]
+    config = sb_config(reject_user_names=(victim.email,))
+    async with serve_app(create_syncbatch_app(config, store)) as url:
+        acks = await write_all(url, tmp_path, records)
+    dead = [a for a in acks if a.kind == "dead"]
+    assert [a.customer_id for a in dead] == [victim.customer_id]
+    assert dead[0].reason is not None and "ValidationException" in dead[0].reason
+    assert victim.email not in dead[0].reason
+    assert len(store.accounts) == 39
+
+
+async def test_user_name_taken_by_another_account_is_dead_lettered(tmp_path: Path) -> None:
+    store = SyncBatchStore()
+    records = customers(10)
+    taken = records[3]
+    store.upsert(
+        {
+            "id": 999,
+            "index": 0,
+            "name": "other",
+            "accounts": [{"id": 999, "refId": 999, "userName": taken.email}],
+        }
+    )
+    async with serve_app(create_syncbatch_app(sb_config(), store)) as url:
+        acks = await write_all(url, tmp_path, records)
+    dead = {a.customer_id: a.reason for a in acks if a.kind == "dead"}
+    assert list(dead) == [taken.customer_id]
+    assert "UserNameAlreadyExists" in (dead[taken.customer_id] or "")
+    assert taken.email not in (dead[taken.customer_id] or "")
+
+
+async def test_transient_item_errors_are_retried_alone_until_confirmed(tmp_path: Path) -> None:
+    store = SyncBatchStore()
+    records = customers(200)
+    config = sb_config(item_error_rate=0.3, faults=FaultPlan(seed=5))
+    async with serve_app(create_syncbatch_app(config, store)) as url:
+        acks = await write_all(url, tmp_path, records, batch_size=200)
+    assert {a.kind for a in acks} == {"created"}
+    assert len(acks) == 200
+    assert set(store.writes.values()) == {1}
+
+
+async def test_request_level_400_dead_letters_the_named_accounts(tmp_path: Path) -> None:
+    store = SyncBatchStore()
+    records = customers(5)
+    async with serve_app(create_syncbatch_app(sb_config(), store)) as url:
+        acks = await write_all(url, tmp_path, records, profile_url="")
+    assert [a.kind for a in acks] == ["dead"] * 5
+    assert all("ProfileUrl" in (a.reason or "") for a in acks)
+    assert store.accounts == {}
+
+
+async def test_5xx_that_never_ends_dead_letters_with_the_status(tmp_path: Path) -> None:
+    config = sb_config(faults=FaultPlan(error_rate=1.0, error_statuses=(502,)))
+    async with serve_app(create_syncbatch_app(config)) as url:
+        acks = await write_all(url, tmp_path, customers(3), retry={**FAST_RETRY, "max_attempts": 3})
+    assert [a.kind for a in acks] == ["dead"] * 3
+    assert all("answered 502" in (a.reason or "") for a in acks)
+
+
+@pytest.mark.parametrize(
+    ("principal", "status"),
+    [
+        (None, 401),
+        (Principal(("User",), ("CanAccess", "CanAdd")), 403),
+        (Principal(("Admin",), ("CanAccess",)), 403),
+    ],
+)
+async def test_auth_failures_raise_auth_error(
+    tmp_path: Path, principal: Principal | None, status: int
+) -> None:
+    principals = {} if principal is None else {SB_TOKEN: principal}
+    config = SyncBatchEmulatorConfig(principals=principals)
+    async with serve_app(create_syncbatch_app(config)) as url:
+        with pytest.raises(AuthError) as caught:
+            await write_all(url, tmp_path, customers(2))
+    assert caught.value.status == status
+    assert SB_TOKEN not in str(caught.value)
+
+
+async def test_item_error_without_field_isolates_accounts_to_find_the_culprit(
+    tmp_path: Path,
+) -> None:
+    first_unit = customers(50)[0].business_unit
+    records = [c for c in customers(50) if c.business_unit == first_unit][:3]
+    assert len(records) == 3
+    refused = {"errorCode": "ArgumentException", "message": "bad"}
+    answers = [
+        [{"index": 0, "responseStatus": refused}],
+        [
+            {"index": 0, "responseStatus": None},
+            {"index": 1, "responseStatus": refused},
+            {"index": 2, "responseStatus": None},
+        ],
+    ]
+    bodies: list[Any] = []
+
+    async def scripted(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.json_response(answers[len(bodies) - 1])
+
+    app = web.Application()
+    app.router.add_post("/sync/customers/batch", scripted)
+    async with serve_app(app) as url:
+        acks = await write_all(url, tmp_path, records)
+    assert [len(b["customers"]) for b in bodies] == [1, 3]
+    kinds = {a.customer_id: a.kind for a in acks}
+    assert kinds == {
+        records[0].customer_id: "created",
+        records[1].customer_id: "dead",
+        records[2].customer_id: "created",
+    }

@@ -1,0 +1,221 @@
+"""The command line, run as a user runs it: subprocesses, real exit codes, emulators served by
+``pipeline emulate``."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+PYTHON = sys.executable
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        try:
+            with socket.socket() as b, socket.socket() as c:
+                b.bind(("127.0.0.1", port))
+                c.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="module")
+def emulators() -> Iterator[dict[str, str]]:
+    port = free_port_pair()
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pipeline", "emulate", "--customers", "1000", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + 20
+    while len(urls) < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("MAN source:"):
+            urls["source"] = line.split()[2]
+        elif line.startswith("sync-batch:"):
+            urls["syncbatch"] = line.split()[1]
+    try:
+        assert len(urls) == 2, "emulate did not print its URLs"
+        yield urls
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def write_config(path: Path, urls: dict[str, str], state: Path, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+[source]
+url = "{urls["source"]}"
+page_size = 100
+token_env = "MAN_TOKEN"
+
+[state]
+path = "{state}"
+
+[targets.syncbatch]
+url = "{urls["syncbatch"]}"
+token_env = "SYNCBATCH_TOKEN"
+batch_size = 100
+{extra}
+"""
+    )
+    return path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {
+        **os.environ,
+        "MAN_TOKEN": "demo-man-token",
+        "SYNCBATCH_TOKEN": "demo-syncbatch-token",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [PYTHON, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_run_exits_3_with_dead_letters_and_writes_the_report(
+    emulators: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    report_path = tmp_path / "report.json"
+
+    done = run_cli("run", "--config", str(config), "--report", str(report_path))
+
+    assert done.returncode == 3, done.stderr
+    report = json.loads(report_path.read_text())
+    target = report["targets"]["syncbatch"]
+    assert report["source"]["records"] == 1000
+    assert target["dead_lettered"] == report["source"]["rejected"] > 0
+    assert target["created"] + target["unchanged"] + target["dead_lettered"] == 1000
+    assert "syncbatch" in done.stderr
+
+
+def test_dry_run_writes_nothing(emulators: dict[str, str], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "fresh.sqlite3")
+    report_path = tmp_path / "report.json"
+
+    done = run_cli("run", "--config", str(config), "--dry-run", "--report", str(report_path))
+
+    assert done.returncode == 3, done.stderr
+    target = json.loads(report_path.read_text())["targets"]["syncbatch"]
+    assert target["requests"] == 0
+    assert target["would_send"] > 0
+    assert "nothing was written" in done.stderr
+
+
+def test_unreachable_source_aborts_with_exit_1(tmp_path: Path) -> None:
+    port = free_port_pair()
+    urls = {"source": f"http://127.0.0.1:{port}/x", "syncbatch": f"http://127.0.0.1:{port + 1}"}
+    config = write_config(
+        tmp_path / "c.toml",
+        urls,
+        tmp_path / "s.sqlite3",
+        extra="",
+    )
+    config.write_text(
+        config.read_text().replace(
+            'token_env = "MAN_TOKEN"',
+            'token_env = "MAN_TOKEN"\nretry = { max_attempts = 2, initial_seconds = 0.01 }',
+        )
+    )
+    done = run_cli("run", "--config", str(config))
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port}/x" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("bogus = 1", "targets.syncbatch"),
+        ("max_in_flight = 0", "targets.syncbatch.max_in_flight"),
+        ("rate_per_second = 'many'", "targets.syncbatch.rate_per_second"),
+    ],
+)
+def test_bad_configuration_exits_2_naming_the_key(
+    tmp_path: Path, extra: str, expected: str
+) -> None:
+    urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+    config = write_config(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3", extra=extra)
+    for command in (["check-config", str(config)], ["run", "--config", str(config)]):
+        done = run_cli(*command)
+        assert done.returncode == 2, done.stderr
+        assert expected in done.stderr
+
+
+def test_missing_secret_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+    config = write_config(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3")
+    env = {k: v for k, v in os.environ.items() if k != "SYNCBATCH_TOKEN"}
+    done = subprocess.run(
+        [PYTHON, "-m", "pipeline", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        env={**env, "MAN_TOKEN": "x"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "SYNCBATCH_TOKEN" in done.stderr
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
+    urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+    config = write_config(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3")
+    done = run_cli("check-config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "targets: syncbatch" in done.stdout
+
+
+def test_unknown_target_exits_2(emulators: dict[str, str], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    done = run_cli("run", "--config", str(config), "--target", "emporix")
+    assert done.returncode == 2
+    assert "emporix" in done.stderr
+
+
+def test_demo_twice_reports_everything_unchanged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = str(tmp_path / "demo.sqlite3")
+    first_report = tmp_path / "first.json"
+    second_report = tmp_path / "second.json"
+
+    assert (
+        main(["demo", "--customers", "600", "--state", state, "--report", str(first_report)]) == 0
+    )
+    assert (
+        main(["demo", "--customers", "600", "--state", state, "--report", str(second_report)]) == 0
+    )
+
+    first = json.loads(first_report.read_text())["targets"]["syncbatch"]
+    second = json.loads(second_report.read_text())["targets"]["syncbatch"]
+    assert first["created"] > 0
+    assert second["created"] == second["updated"] == second["requests"] == 0
+    assert second["unchanged"] == first["created"]
+    assert "nothing to send" in capsys.readouterr().err
