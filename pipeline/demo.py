@@ -19,7 +19,15 @@ from pipeline.emulators import (
     serve_app,
 )
 
-__all__ = ["DEMO_STATE", "DEMO_TOKENS", "EmulatorUrls", "demo_config", "running_emulators"]
+__all__ = [
+    "DEMO_STATE",
+    "DEMO_TOKENS",
+    "EmulatorUrls",
+    "config_toml",
+    "demo_config",
+    "running_emulators",
+    "use_demo_tokens",
+]
 
 DEMO_STATE = ".pipeline-demo/state.sqlite3"
 DEMO_PAGE_SIZE = 500

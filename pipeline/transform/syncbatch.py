@@ -14,7 +14,16 @@ import msgspec
 from pipeline.config import SyncBatchSettings
 from pipeline.records import Customer
 
-__all__ = ["SbAccount", "SbCustomer", "SbRequest", "SbResponseStatus", "SbResult", "map_account"]
+__all__ = [
+    "SbAccount",
+    "SbCustomer",
+    "SbErrorResponse",
+    "SbFieldError",
+    "SbRequest",
+    "SbResponseStatus",
+    "SbResult",
+    "map_account",
+]
 
 
 class _Dto(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):

@@ -11,7 +11,7 @@ import re
 from pipeline.records import Address, Customer
 from pipeline.transform.wire import ManAddress, ManRecord
 
-__all__ = ["Invalid", "email_key", "validate"]
+__all__ = ["Invalid", "customer_id_of", "email_key", "validate"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _ISO2 = re.compile(r"^[A-Za-z]{2}$")

@@ -1,0 +1,105 @@
+"""The HTTP edge against scripted servers on loopback: retries, Retry-After, error mapping."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from aiohttp import web
+
+from pipeline.config import RetrySettings
+from pipeline.emulators import serve_app
+from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
+from pipeline.http import HttpClient
+
+FAST = RetrySettings(max_attempts=4, initial_seconds=0.001, max_seconds=1.0)
+
+
+def scripted(*answers: tuple[int, dict[str, str]]) -> tuple[web.Application, list[float]]:
+    """An app answering each request with the next (status, headers); records arrival times."""
+    arrivals: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        arrivals.append(anyio.current_time())
+        status, headers = answers[min(len(arrivals) - 1, len(answers) - 1)]
+        return web.json_response({"n": len(arrivals)}, status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/x", handler)
+    return app, arrivals
+
+
+async def test_429_waits_for_retry_after_then_succeeds() -> None:
+    app, arrivals = scripted((429, {"Retry-After": "0.2"}), (200, {}))
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=2) as client,
+    ):
+        response = await client.request("GET", f"{url}/x")
+    assert response.status == 200
+    assert arrivals[1] - arrivals[0] >= 0.2
+    assert (client.stats.retries, client.stats.throttled, client.stats.requests) == (1, 1, 2)
+
+
+async def test_5xx_retried_until_attempts_run_out() -> None:
+    app, arrivals = scripted((503, {}))
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1) as client,
+    ):
+        with pytest.raises(TransientHTTPError) as caught:
+            await client.request("POST", f"{url}/x?secret=1", body=b"{}")
+    assert len(arrivals) == FAST.max_attempts
+    assert caught.value.status == 503
+    assert "secret" not in str(caught.value)
+    assert client.stats.failures == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(401, AuthError), (403, AuthError), (404, HTTPStatusError)]
+)
+async def test_client_errors_are_not_retried(status: int, error: type[Exception]) -> None:
+    app, arrivals = scripted((status, {}))
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1) as client,
+    ):
+        with pytest.raises(error):
+            await client.request("GET", f"{url}/x")
+    assert len(arrivals) == 1
+
+
+async def test_accepted_status_is_returned_not_raised() -> None:
+    app, _ = scripted((400, {}))
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1) as client,
+    ):
+        response = await client.request("GET", f"{url}/x", accept=frozenset({400}))
+    assert response.status == 400
+
+
+async def test_timeout_is_transient_and_retried() -> None:
+    calls = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await anyio.sleep(2)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/x", slow)
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=0.2, retry=FAST, max_in_flight=1) as client,
+    ):
+        response = await client.request("GET", f"{url}/x")
+    assert response.status == 200
+    assert client.stats.retries == 1
+
+
+async def test_connection_refused_is_transient() -> None:
+    async with HttpClient(timeout_seconds=1, retry=FAST, max_in_flight=1) as client:
+        with pytest.raises(TransientHTTPError, match="connection failed"):
+            await client.request("GET", "http://127.0.0.1:9/x")
