@@ -16,6 +16,7 @@ from pipeline.demo import (
     DEMO_TOKENS,
     config_toml,
     demo_config,
+    load_plan,
     running_emulators,
     use_demo_tokens,
 )
@@ -51,11 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-rate-limit", action="store_true", help="no rate limit on targets")
     demo.add_argument("--report", help="write the pass report as JSON to this file")
+    demo.add_argument("--plan", help="TOML file of emulator behaviour and faults")
 
     emulate = sub.add_parser("emulate", help="serve the emulators until stopped")
     emulate.add_argument("--customers", type=int, default=10_000)
     emulate.add_argument("--host", default="127.0.0.1")
     emulate.add_argument("--port", type=int, default=8001, help="first port (default 8001)")
+    emulate.add_argument("--plan", help="TOML file of emulator behaviour and faults")
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config")
@@ -76,11 +79,13 @@ def _demo(args: argparse.Namespace) -> int:
     use_demo_tokens()
     console = Console(file=sys.stderr)
 
+    plan = load_plan(args.plan)
+
     async def go() -> int:
-        async with running_emulators(args.customers) as urls:
+        async with running_emulators(args.customers, plan=plan) as urls:
             rate = None if args.no_rate_limit else args.rate_per_second
             settings = settings_from_mapping(
-                demo_config(urls, state_path=args.state, rate_per_second=rate)
+                demo_config(urls, state_path=args.state, rate_per_second=rate, plan=plan)
             )
             console.print(
                 f"demo: {args.customers:,} customers from {urls.source} "
@@ -103,8 +108,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _emulate(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+
     async def go() -> None:
-        async with running_emulators(args.customers, host=args.host, base_port=args.port) as urls:
+        async with running_emulators(
+            args.customers, host=args.host, base_port=args.port, plan=plan
+        ) as urls:
             print(f"MAN source:  {urls.source}  (bearer token {DEMO_TOKENS['MAN_TOKEN']})")
             print(f"sync-batch:  {urls.syncbatch}  (bearer token {DEMO_TOKENS['SYNCBATCH_TOKEN']})")
             print("\nexport " + " ".join(f"{k}={v}" for k, v in DEMO_TOKENS.items()))

@@ -4,6 +4,7 @@ configuration that points the pipeline at them (``pipeline demo`` and ``pipeline
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -18,13 +19,16 @@ from pipeline.emulators import (
     create_syncbatch_app,
     serve_app,
 )
+from pipeline.errors import ConfigError
 
 __all__ = [
     "DEMO_STATE",
     "DEMO_TOKENS",
+    "EmulatorPlan",
     "EmulatorUrls",
     "config_toml",
     "demo_config",
+    "load_plan",
     "running_emulators",
     "use_demo_tokens",
 ]
@@ -45,14 +49,44 @@ class EmulatorUrls(msgspec.Struct, frozen=True):
     syncbatch: str
 
 
+class EmulatorPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the emulators behave, faults included: ``pipeline emulate --plan FILE`` reads it
+    from TOML (``[man]``, ``[man.faults]``, ``[syncbatch]``, ``[syncbatch.faults]``)."""
+
+    man: ManEmulatorConfig = ManEmulatorConfig(max_limit=1000)
+    syncbatch: SyncBatchEmulatorConfig = SyncBatchEmulatorConfig(max_batch=1000)
+
+
+def load_plan(path: str | None) -> EmulatorPlan:
+    """The plan in ``path``, or the default plan.
+
+    Raises:
+        ConfigError: the file cannot be read or does not decode, with the path of the bad key.
+    """
+    if path is None:
+        return EmulatorPlan()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        return msgspec.convert(data, EmulatorPlan)
+    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise ConfigError(f"emulator plan: {exc}", path=path) from exc
+
+
 @asynccontextmanager
 async def running_emulators(
-    customers: int, *, host: str = "127.0.0.1", base_port: int = 0, seed: int = 7
+    customers: int,
+    *,
+    host: str = "127.0.0.1",
+    base_port: int = 0,
+    seed: int = 7,
+    plan: EmulatorPlan | None = None,
 ) -> AsyncIterator[EmulatorUrls]:
     """Serve every emulator while the block runs; ``base_port`` 0 picks free ports."""
+    plan = plan or EmulatorPlan()
     dataset = Dataset(customers, seed=seed)
-    man = create_man_app(dataset, ManEmulatorConfig(max_limit=1000))
-    syncbatch = create_syncbatch_app(SyncBatchEmulatorConfig(max_batch=1000))
+    man = create_man_app(dataset, plan.man)
+    syncbatch = create_syncbatch_app(plan.syncbatch)
 
     def port(offset: int) -> int:
         return base_port + offset if base_port else 0
@@ -70,13 +104,18 @@ def use_demo_tokens() -> None:
 
 
 def demo_config(
-    urls: EmulatorUrls, *, state_path: str = DEMO_STATE, rate_per_second: float | None = 50.0
+    urls: EmulatorUrls,
+    *,
+    state_path: str = DEMO_STATE,
+    rate_per_second: float | None = 50.0,
+    plan: EmulatorPlan | None = None,
 ) -> dict[str, Any]:
     """The configuration (as parsed TOML) of a pass against the emulators."""
+    plan = plan or EmulatorPlan()
     syncbatch: dict[str, Any] = {
         "url": urls.syncbatch,
         "token_env": "PIPELINE_DEMO_SYNCBATCH_TOKEN",
-        "batch_size": 100,
+        "batch_size": min(100, plan.syncbatch.max_batch),
         "max_in_flight": 4,
     }
     if rate_per_second is not None:
@@ -84,7 +123,7 @@ def demo_config(
     return {
         "source": {
             "url": urls.source,
-            "page_size": DEMO_PAGE_SIZE,
+            "page_size": min(DEMO_PAGE_SIZE, plan.man.max_limit),
             "max_in_flight": 4,
             "token_env": "PIPELINE_DEMO_MAN_TOKEN",
         },

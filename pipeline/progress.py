@@ -64,7 +64,8 @@ async def _lines(run: Pass, out: IO[str], interval: float) -> None:
 def render_summary(report: PassReport, console: Console) -> None:
     """The table a pass ends with, and one line saying what it amounted to."""
     table = Table(title=f"pass {report.pass_id}: {report.status}", title_justify="left")
-    for column in ("target", "created", "updated", "unchanged", "dead-lettered", "records/s"):
+    columns = ("target", "created", "updated", "unchanged", "dead-lettered", "retries", "records/s")
+    for column in columns:
         table.add_column(column, justify="left" if column == "target" else "right")
     for name, t in report.targets.items():
         table.add_row(
@@ -73,6 +74,7 @@ def render_summary(report: PassReport, console: Console) -> None:
             f"{t.updated:,}",
             f"{t.unchanged:,}",
             f"{t.dead_lettered:,}",
+            f"{t.retried:,}",
             f"{t.records_per_second:,.0f}",
         )
     console.print(table)
