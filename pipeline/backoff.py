@@ -27,7 +27,8 @@ def backoff_delay(
     """
     if retry_after is not None:
         return min(max(retry_after, 0.0), settings.max_seconds)
-    ceiling = min(settings.max_seconds, settings.initial_seconds * 2 ** max(attempt - 1, 0))
+    doublings = min(max(attempt - 1, 0), 64)  # past 2**64 every ceiling is max_seconds anyway
+    ceiling = min(settings.max_seconds, settings.initial_seconds * 2.0**doublings)
     return (rand or random).uniform(0.0, ceiling)
 
 

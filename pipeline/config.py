@@ -10,6 +10,7 @@ Only this module reads ``os.environ``. Two things come from it:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -192,12 +193,20 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
     return data
 
 
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
+
+
 def _path_of(message: str) -> tuple[str, str | None]:
-    # msgspec says "... - at `$.targets.syncbatch.batch_size`": keep the path apart.
+    # msgspec says "... - at `$.targets.syncbatch.batch_size`": keep the path apart, and put
+    # an unknown key at the end of it, so the path names the key itself.
     text, sep, where = message.rpartition(" - at `")
     if not sep:
-        return message, None
-    return text, where.rstrip("`").removeprefix("$.").removeprefix("$")
+        text, where = message, "$"
+    path = where.rstrip("`").removeprefix("$").removeprefix(".")
+    unknown = _UNKNOWN.match(text)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+    return text, path or None
 
 
 def settings_from_mapping(

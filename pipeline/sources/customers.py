@@ -72,6 +72,8 @@ class CustomerSource:
             decoded = self._envelope.decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise DecodeError(self.settings.url, str(exc)) from exc
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise DecodeError(self.settings.url, type(exc).__name__) from exc
         if isinstance(decoded, list):
             return decoded
         records: list[msgspec.Raw] = getattr(decoded, self.settings.data_path)

@@ -95,6 +95,7 @@ class StateStore:
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
             elif int(row[0]) != SCHEMA_VERSION:
+                conn.close()
                 raise StateError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state store {self.path}: {exc}") from exc

@@ -8,7 +8,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.records import Page, RecordBatch, Rejected
 from pipeline.transform.dedupe import PassDedupe
 from pipeline.transform.validate import Invalid, customer_id_of, validate
-from pipeline.transform.wire import decode_record, probe_customer_id
+from pipeline.transform.wire import RECORD_ERRORS, ManRecord, decode_record, probe_customer_id
 
 __all__ = ["TransformStats", "position_key", "run_transform", "transform_page"]
 
@@ -26,8 +26,22 @@ def position_key(position: int) -> str:
 
 
 def _decode_error_reason(exc: Exception) -> str:
-    # msgspec names the path and expected type, never the value: safe to keep.
-    return f"invalid record: {exc}"
+    # msgspec names the path and expected type, never the value: safe to keep. The other
+    # errors could quote bytes of the record: name only their kind.
+    if isinstance(exc, msgspec.ValidationError | msgspec.DecodeError):
+        return f"invalid record: {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "invalid record: a string is not valid UTF-8"
+    return "invalid record: nested too deeply"
+
+
+def _safe_key(candidate: str | None) -> str | None:
+    if candidate is None:
+        return None
+    try:
+        return customer_id_of(ManRecord(customer_id=candidate))
+    except Invalid:
+        return None
 
 
 def transform_page(page: Page, dedupe: PassDedupe) -> RecordBatch:
@@ -38,8 +52,8 @@ def transform_page(page: Page, dedupe: PassDedupe) -> RecordBatch:
     for i, raw in enumerate(page.records):
         try:
             wire = decode_record(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            key = probe_customer_id(raw) or position_key(page.offset + i)
+        except RECORD_ERRORS as exc:
+            key = _safe_key(probe_customer_id(raw)) or position_key(page.offset + i)
             if not dedupe.seen_id(key):
                 rejected.append(Rejected(key, _decode_error_reason(exc)))
             else:

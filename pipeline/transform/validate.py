@@ -62,12 +62,12 @@ def _address(raw: ManAddress) -> Address:
         raise Invalid("address.iso2Code is missing")
     if not _ISO2.match(iso2):
         raise Invalid(f"address.iso2Code {iso2[:8]!r} is not an ISO 3166-1 alpha-2 code")
-    zip_code = raw.zipCode
+    zip_code = raw.zipCode if isinstance(raw.zipCode, str) else str(raw.zipCode or "")
     return Address(
         line1=_text(raw.address1, "address.address1", required=False),
         line2=_text(raw.address2, "address.address2", required=False),
         line3=_text(raw.address3, "address.address3", required=False),
-        zip_code=str(zip_code).strip() if zip_code is not None else "",
+        zip_code=_text(zip_code, "address.zipCode", required=False),
         city=_text(raw.city, "address.city", required=False),
         country=_text(raw.country, "address.country", required=False),
         iso2=iso2.upper(),
@@ -101,7 +101,7 @@ def validate(raw: ManRecord, customer_id: str) -> Customer:
         Invalid: the first rule the record breaks.
     """
     email = _text(raw.email, "email", required=True)
-    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email) or _CONTROL.search(email):
         raise Invalid("email is malformed")
     return Customer(
         customer_id=customer_id,

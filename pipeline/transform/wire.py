@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["ManAddress", "ManRecord", "decode_record", "probe_customer_id"]
+__all__ = ["RECORD_ERRORS", "ManAddress", "ManRecord", "decode_record", "probe_customer_id"]
+
+# What decoding one hostile record can raise: wrong types, broken JSON, invalid UTF-8 inside a
+# string (msgspec checks it only when it decodes that string), nesting deeper than the stack.
+RECORD_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 class _Wire(msgspec.Struct, kw_only=True):
@@ -54,6 +58,7 @@ def decode_record(raw: msgspec.Raw | bytes) -> ManRecord:
     Raises:
         msgspec.ValidationError: a field has the wrong type; the message names the field.
         msgspec.DecodeError: the bytes are not JSON.
+        UnicodeDecodeError, RecursionError: hostile bytes (all four are in RECORD_ERRORS).
     """
     return _record_decoder.decode(raw)
 
@@ -62,7 +67,7 @@ def probe_customer_id(raw: msgspec.Raw | bytes) -> str | None:
     """The ``customer_id`` of a record that failed to decode, when it can still be read."""
     try:
         value = _probe_decoder.decode(raw).customer_id
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except RECORD_ERRORS:
         return None
     if value is None or isinstance(value, bool):
         return None

@@ -11,7 +11,7 @@ import pytest
 from pipeline.config import SourceSettings
 from pipeline.emulators import Dataset, FaultPlan, ManEmulatorConfig, create_man_app, serve_app
 from pipeline.emulators.man import MAN_LOG
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DecodeError
 from pipeline.records import Page
 from pipeline.sources.customers import CustomerSource
 from tests.conftest import MAN_TOKEN
@@ -128,3 +128,13 @@ def test_missing_token_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("MAN_TOKEN")
     with pytest.raises(ConfigError, match=r"source\.token_env"):
         CustomerSource(source_settings("http://127.0.0.1:1"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b'{"data": 5}', b"<html>", b'{"data": [1, 2', b"\xff"],
+)
+def test_page_that_cannot_be_read_is_a_decode_error(body: bytes) -> None:
+    source = CustomerSource(source_settings("http://127.0.0.1:1"))
+    with pytest.raises(DecodeError, match="customer-users"):
+        source._records(body)

@@ -1,0 +1,408 @@
+"""Tests of the SQLite state store: hashes, dead letters, stable ids, pass history, schema."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from pipeline.errors import StateError
+from pipeline.records import Ack
+from pipeline.state.store import DeadLetter, PassRecord, StateStore
+
+DEADLINE = 5
+pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "pipeline.sqlite3"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[StateStore]:
+    # No cancel scope here: fixture setup and teardown run in different tasks; the
+    # pytest-timeout mark bounds them instead.
+    async with StateStore(db_path) as opened:
+        yield opened
+
+
+def created(customer_id: str, hash_: bytes, target: str = "syncbatch") -> Ack:
+    return Ack(target, customer_id, "created", hash=hash_)
+
+
+def updated(customer_id: str, hash_: bytes, target: str = "syncbatch") -> Ack:
+    return Ack(target, customer_id, "updated", hash=hash_)
+
+
+def dead(customer_id: str, reason: str, target: str = "syncbatch") -> Ack:
+    return Ack(target, customer_id, "dead", reason=reason)
+
+
+# Hashes ---------------------------------------------------------------------------------
+
+
+async def test_hashes_round_trip_created_and_updated(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply([created("c1", b"h1" * 8), updated("c2", b"h2" * 8)])
+        found = await store.hashes("syncbatch", ["c1", "c2", "c3"])
+    assert found == {"c1": b"h1" * 8, "c2": b"h2" * 8}
+
+
+async def test_hashes_update_replaces_previous(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply([created("c1", b"old")])
+        await store.apply([updated("c1", b"new")])
+        assert await store.hashes("syncbatch", ["c1"]) == {"c1": b"new"}
+    assert store.confirmed_count_sync("syncbatch") == 1
+
+
+async def test_hashes_are_per_target(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply([created("c1", b"sb"), created("c1", b"em", target="emporix")])
+        assert await store.hashes("syncbatch", ["c1"]) == {"c1": b"sb"}
+        assert await store.hashes("emporix", ["c1"]) == {"c1": b"em"}
+        assert await store.hashes("norce", ["c1"]) == {}
+
+
+@pytest.mark.parametrize("keys", [[], ["nobody"], ["c1", "c1"]], ids=["none", "unknown", "dup"])
+async def test_hashes_edge_inputs(store: StateStore, keys: list[str]) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply([created("c1", b"h")])
+        found = await store.hashes("syncbatch", keys)
+    assert found == ({"c1": b"h"} if "c1" in keys else {})
+
+
+async def test_hashes_survive_reopen(db_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path) as first:
+            await first.apply([created("c1", b"h1")])
+        async with StateStore(db_path) as second:
+            assert await second.hashes("syncbatch", ["c1"]) == {"c1": b"h1"}
+
+
+@pytest.mark.parametrize("count", [499, 500, 501, 1234])
+async def test_hashes_large_inputs_are_chunked(store: StateStore, count: int) -> None:
+    keys = [f"c{i:05d}" for i in range(count)]
+    with anyio.fail_after(DEADLINE):
+        await store.apply([created(k, k.encode()) for k in keys])
+        found = await store.hashes("syncbatch", [*keys, "missing"])
+    assert found == {k: k.encode() for k in keys}
+    assert store.confirmed_count_sync("syncbatch") == count
+
+
+# Dead letters ---------------------------------------------------------------------------
+
+
+async def test_dead_ack_twice_counts_attempts_keeps_first_seen(store: StateStore) -> None:
+    store.apply_sync([dead("c1", "rejected with 400")], now=1000.0)
+    store.apply_sync([dead("c1", "email already used")], now=2000.0)
+    with anyio.fail_after(DEADLINE):
+        letters = await store.dead_letters()
+    assert letters == [
+        DeadLetter(
+            target="syncbatch",
+            customer_id="c1",
+            reason="email already used",
+            first_seen=1000.0,
+            last_seen=2000.0,
+            attempts=2,
+        )
+    ]
+
+
+async def test_dead_ack_through_async_apply(store: StateStore) -> None:
+    before = time.time()
+    with anyio.fail_after(DEADLINE):
+        await store.apply([dead("c1", "first")])
+        await store.apply([dead("c1", "second")])
+        await store.apply([dead("c1", "third")])
+        [letter] = await store.dead_letters("syncbatch")
+    assert (letter.customer_id, letter.reason, letter.attempts) == ("c1", "third", 3)
+    assert before <= letter.first_seen <= letter.last_seen <= time.time()
+
+
+async def test_dead_ack_without_reason_stored_empty(store: StateStore) -> None:
+    store.apply_sync([Ack("syncbatch", "c1", "dead")], now=5.0)
+    with anyio.fail_after(DEADLINE):
+        letters = await store.dead_letters()
+    assert letters == [DeadLetter("syncbatch", "c1", "", 5.0, 5.0, 1)]
+
+
+async def test_confirmed_ack_clears_dead_letter(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply([dead("c1", "timeout"), dead("c2", "timeout")])
+        await store.apply([dead("c1", "timeout", target="emporix")])
+        await store.apply([created("c1", b"h1")])
+        letters = await store.dead_letters()
+        assert await store.hashes("syncbatch", ["c1"]) == {"c1": b"h1"}
+    assert [(d.target, d.customer_id) for d in letters] == [
+        ("emporix", "c1"),
+        ("syncbatch", "c2"),
+    ]
+
+
+async def test_dead_letter_after_clear_starts_over(store: StateStore) -> None:
+    store.apply_sync([dead("c1", "a")], now=1.0)
+    store.apply_sync([dead("c1", "b")], now=2.0)
+    store.apply_sync([updated("c1", b"h")], now=3.0)
+    store.apply_sync([dead("c1", "c")], now=4.0)
+    with anyio.fail_after(DEADLINE):
+        letters = await store.dead_letters("syncbatch")
+    assert letters == [DeadLetter("syncbatch", "c1", "c", 4.0, 4.0, 1)]
+
+
+async def test_dead_letter_keeps_confirmed_hash(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply([created("c1", b"h1")])
+        await store.apply([dead("c1", "rejected with 400")])
+        assert await store.hashes("syncbatch", ["c1"]) == {"c1": b"h1"}
+        assert [d.customer_id for d in await store.dead_letters()] == ["c1"]
+
+
+async def test_dead_letters_filtered_and_sorted(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply(
+            [
+                dead("c2", "x"),
+                dead("c1", "x", target="norce"),
+                dead("c1", "x"),
+                dead("a9", "x", target="emporix"),
+            ]
+        )
+        everything = await store.dead_letters()
+        only_sb = await store.dead_letters("syncbatch")
+    assert [(d.target, d.customer_id) for d in everything] == [
+        ("emporix", "a9"),
+        ("norce", "c1"),
+        ("syncbatch", "c1"),
+        ("syncbatch", "c2"),
+    ]
+    assert [d.customer_id for d in only_sb] == ["c1", "c2"]
+
+
+async def test_apply_empty_group_changes_nothing(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply([])
+        assert await store.dead_letters() == []
+    assert store.confirmed_count_sync("syncbatch") == 0
+
+
+async def test_apply_failure_rolls_back_the_group(store: StateStore) -> None:
+    # A NULL customer_id breaks the dead-letter insert, after the confirmed rows were written.
+    broken = Ack("syncbatch", None, "dead", reason="x")  # type: ignore[arg-type]
+    with anyio.fail_after(DEADLINE):
+        await store.apply([dead("c2", "timeout")])
+        with pytest.raises(StateError, match="NOT NULL constraint failed"):
+            await store.apply([created("c1", b"h1"), created("c2", b"h2"), broken])
+        assert await store.hashes("syncbatch", ["c1", "c2"]) == {}
+        assert [d.customer_id for d in await store.dead_letters()] == ["c2"]
+        await store.apply([created("c3", b"h3")])
+        assert await store.hashes("syncbatch", ["c3"]) == {"c3": b"h3"}
+
+
+# Stable ids -----------------------------------------------------------------------------
+
+
+async def test_ids_new_keys_numbered_from_one_in_order(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        assert await store.ids("org", ["BU-A", "BU-B", "BU-C"]) == {
+            "BU-A": 1,
+            "BU-B": 2,
+            "BU-C": 3,
+        }
+
+
+async def test_ids_stable_across_calls(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        first = await store.ids("account", ["c1", "c2", "c3"])
+        again = await store.ids("account", ["c3", "c1", "c2"])
+        subset = await store.ids("account", ["c2"])
+    assert again == first == {"c1": 1, "c2": 2, "c3": 3}
+    assert subset == {"c2": 2}
+
+
+async def test_ids_stable_across_reopen_and_never_reused(db_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path) as first:
+            assert await first.ids("account", ["c1", "c2"]) == {"c1": 1, "c2": 2}
+        async with StateStore(db_path) as second:
+            assert await second.ids("account", ["c2", "new", "c1"]) == {
+                "c2": 2,
+                "new": 3,
+                "c1": 1,
+            }
+            assert await second.ids("account", ["newer"]) == {"newer": 4}
+        async with StateStore(db_path) as third:
+            found = await third.ids("account", ["c1", "c2", "new", "newer", "newest"])
+    assert found == {"c1": 1, "c2": 2, "new": 3, "newer": 4, "newest": 5}
+
+
+async def test_ids_new_keys_get_fresh_ids(store: StateStore) -> None:
+    seen: dict[str, int] = {}
+    with anyio.fail_after(DEADLINE):
+        for round_ in range(5):
+            keys = [f"r{round_}-{i}" for i in range(7)] + list(seen)[:3]
+            seen.update(await store.ids("account", keys))
+    assert len(seen) == 35
+    assert sorted(seen.values()) == list(range(1, 36))
+
+
+async def test_ids_kinds_are_independent(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        orgs = await store.ids("org", ["x", "y"])
+        accounts = await store.ids("account", ["y", "z", "x"])
+        orgs_again = await store.ids("org", ["z"])
+    assert orgs == {"x": 1, "y": 2}
+    assert accounts == {"y": 1, "z": 2, "x": 3}
+    assert orgs_again == {"z": 3}
+
+
+async def test_ids_duplicates_in_input(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        first = await store.ids("account", ["a", "b", "a", "a", "c", "b"])
+        second = await store.ids("account", ["c", "c", "d", "d"])
+    assert first == {"a": 1, "b": 2, "c": 3}
+    assert second == {"c": 3, "d": 4}
+
+
+async def test_ids_empty_input(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        assert await store.ids("account", []) == {}
+        assert await store.ids("account", ["a"]) == {"a": 1}
+
+
+@pytest.mark.parametrize("count", [500, 501, 1500])
+async def test_ids_large_inputs_are_chunked(store: StateStore, count: int) -> None:
+    keys = [f"k{i:05d}" for i in range(count)]
+    with anyio.fail_after(DEADLINE):
+        first = await store.ids("account", keys)
+        second = await store.ids("account", [*reversed(keys), "extra"])
+    assert first == {k: i + 1 for i, k in enumerate(keys)}
+    assert second == {**first, "extra": count + 1}
+
+
+async def test_ids_survive_other_store_on_same_file(db_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path) as a:
+            assert await a.ids("account", ["c1"]) == {"c1": 1}
+            async with StateStore(db_path) as b:
+                assert await b.ids("account", ["c1", "c2"]) == {"c1": 1, "c2": 2}
+
+
+# Passes ---------------------------------------------------------------------------------
+
+
+async def test_passes_start_finish_listed_newest_first(store: StateStore) -> None:
+    before = time.time()
+    with anyio.fail_after(DEADLINE):
+        first = await store.start_pass()
+        await store.finish_pass(first, "ok", b'{"sent": 3}')
+        second = await store.start_pass()
+    after = time.time()
+    assert (first, second) == (1, 2)
+    running, done = store.passes_sync()
+    assert (running.id, running.finished_at, running.status, running.report) == (
+        2,
+        None,
+        "running",
+        None,
+    )
+    assert (done.id, done.status, done.report) == (1, "ok", '{"sent": 3}')
+    assert done.finished_at is not None
+    assert before <= done.started_at <= done.finished_at <= after
+    assert done.started_at <= running.started_at <= after
+
+
+async def test_passes_sync_with_explicit_times(store: StateStore) -> None:
+    assert store.start_pass_sync(now=100.0) == 1
+    assert store.start_pass_sync(now=200.0) == 2
+    assert store.passes_sync() == [
+        PassRecord(2, 200.0, None, "running", None),
+        PassRecord(1, 100.0, None, "running", None),
+    ]
+
+
+async def test_passes_sync_limit(store: StateStore) -> None:
+    for i in range(12):
+        store.start_pass_sync(now=float(i))
+    assert [p.id for p in store.passes_sync()] == list(range(12, 2, -1))
+    assert [p.id for p in store.passes_sync(limit=3)] == [12, 11, 10]
+
+
+async def test_passes_survive_reopen(db_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path) as first:
+            pass_id = await first.start_pass()
+            await first.finish_pass(pass_id, "dead-lettered", b"{}")
+        async with StateStore(db_path) as second:
+            assert await second.start_pass() == 2
+            assert [(p.id, p.status) for p in second.passes_sync()] == [
+                (2, "running"),
+                (1, "dead-lettered"),
+            ]
+
+
+# Opening, schema, journal ---------------------------------------------------------------
+
+
+async def test_open_creates_missing_parent_directory(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "state.sqlite3"
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(path) as store:
+            await store.ids("account", ["c1"])
+    assert path.is_file()
+
+
+async def test_open_other_schema_version_raises(db_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path):
+            pass
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    finally:
+        conn.close()
+    store = StateStore(db_path)
+    with pytest.raises(StateError) as info, anyio.fail_after(DEADLINE):
+        await store.__aenter__()
+    assert str(info.value) == f"{db_path}: schema version 2, expected 1"
+
+
+async def test_open_records_schema_version(store: StateStore, db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    finally:
+        conn.close()
+    assert row == ("1",)
+
+
+async def test_open_not_a_database_raises(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.sqlite3"
+    path.write_bytes(b"this is not a sqlite database, just text" * 100)
+    with pytest.raises(StateError, match=r"^cannot open state store "), anyio.fail_after(DEADLINE):
+        async with StateStore(path):
+            pass
+
+
+async def test_open_uses_wal_journal(store: StateStore, db_path: Path) -> None:
+    assert store.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    other = sqlite3.connect(db_path)
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        other.close()
+
+
+async def test_closed_store_raises_state_error(db_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path) as store:
+            pass
+        with pytest.raises(StateError, match=r"^state store is not open$"):
+            await store.ids("account", ["c1"])

@@ -1,0 +1,489 @@
+"""Tests of the settings tree: strict TOML decoding, environment overrides and secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from pipeline.config import (
+    FlowSettings,
+    MetricsSettings,
+    RetrySettings,
+    Secret,
+    ServeSettings,
+    Settings,
+    SourceSettings,
+    StateSettings,
+    SyncBatchSettings,
+    TargetsSettings,
+    load_settings,
+    secret,
+    settings_from_mapping,
+)
+from pipeline.errors import ConfigError
+
+# The [source], [flow], [state], [serve], [metrics] and [targets.syncbatch] parts of DESIGN §4.
+DESIGN_SAMPLE = """\
+[source]
+url = "http://127.0.0.1:8001/customer-users" # the paged endpoint itself; limit and offset are added
+page_size = 100
+max_in_flight = 4            # page requests in flight
+token_env = "MAN_TOKEN"      # optional: bearer token taken from this environment variable
+
+[flow]
+queue_size = 8               # batches buffered between two stages
+
+[state]
+path = "pipeline-state.sqlite3"
+
+[serve]
+interval_seconds = 900       # a pass starts this long after the previous one started
+grace_seconds = 30           # on SIGTERM, how long in-flight work may take to finish
+
+[metrics]
+listen = "127.0.0.1:9108"    # /metrics, /healthz, /readyz (use 0.0.0.0 in a container)
+
+[targets.syncbatch]
+url = "http://127.0.0.1:8002"  # base URL; the pipeline posts to /sync/customers/batch
+token_env = "SYNCBATCH_TOKEN"                 # optional bearer token
+batch_size = 100
+rate_per_second = 50
+max_in_flight = 4
+profile_url = "https://shop.example.com/users/{customer_id}"
+"""
+
+EXPECTED_SAMPLE = Settings(
+    source=SourceSettings(
+        url="http://127.0.0.1:8001/customer-users",
+        page_size=100,
+        max_in_flight=4,
+        token_env="MAN_TOKEN",
+    ),
+    flow=FlowSettings(queue_size=8),
+    state=StateSettings(path="pipeline-state.sqlite3"),
+    serve=ServeSettings(interval_seconds=900.0, grace_seconds=30.0),
+    metrics=MetricsSettings(listen="127.0.0.1:9108"),
+    targets=TargetsSettings(
+        syncbatch=SyncBatchSettings(
+            url="http://127.0.0.1:8002",
+            token_env="SYNCBATCH_TOKEN",
+            batch_size=100,
+            rate_per_second=50.0,
+            max_in_flight=4,
+            profile_url="https://shop.example.com/users/{customer_id}",
+        )
+    ),
+)
+
+MINIMAL: dict[str, Any] = {"source": {"url": "http://man/customer-users"}}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipeline.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(data: dict[str, Any], environ: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(data, environ={} if environ is None else environ)
+    return info.value
+
+
+# Loading --------------------------------------------------------------------------------
+
+
+def test_load_settings_design_sample_gives_its_values(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, DESIGN_SAMPLE), environ={})
+    assert settings == EXPECTED_SAMPLE
+
+
+def test_load_settings_design_sample_keeps_unset_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, DESIGN_SAMPLE), environ={})
+    assert settings.source.data_path == "data"
+    assert settings.source.timeout_seconds == 30.0
+    assert settings.source.client_id_env is None
+    assert settings.source.retry == RetrySettings(
+        max_attempts=8, initial_seconds=0.1, max_seconds=30.0
+    )
+    assert settings.targets.syncbatch is not None
+    assert settings.targets.syncbatch.permissions == ()
+    assert settings.targets.syncbatch.customer_type == "External"
+
+
+def test_load_settings_design_sample_float_fields_are_floats(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, DESIGN_SAMPLE), environ={})
+    assert settings.targets.syncbatch is not None
+    assert type(settings.serve.interval_seconds) is float
+    assert type(settings.targets.syncbatch.rate_per_second) is float
+
+
+def test_load_settings_minimal_file_gives_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, '[source]\nurl = "http://man/customer-users"\n')
+    assert load_settings(path, environ={}) == Settings(
+        source=SourceSettings(url="http://man/customer-users")
+    )
+
+
+def test_load_settings_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.path == str(path)
+    assert "cannot read configuration file" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[source\nurl = 'x'\n",
+        "[source]\nurl = \n",
+        "[source]\nurl = 'a'\nurl = 'b'\n",
+        "source = {url = 'x'\n",
+    ],
+    ids=["unclosed-table", "missing-value", "duplicate-key", "unclosed-inline-table"],
+)
+def test_load_settings_invalid_toml_names_the_file(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.path == str(path)
+    assert "not valid TOML" in str(info.value)
+
+
+def test_load_settings_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.toml"
+    path.write_bytes(b'[source]\nurl = "\xff"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.path == str(path)
+
+
+def test_load_settings_design_sample_bad_value_names_the_key(tmp_path: Path) -> None:
+    text = DESIGN_SAMPLE.replace("batch_size = 100", "batch_size = 0")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), environ={})
+    assert info.value.path == "targets.syncbatch.batch_size"
+
+
+# Strictness -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "key"),
+    [
+        ({"source": {"url": "u", "bogus": 1}}, "source.bogus", "bogus"),
+        ({"source": {"url": "u", "retry": {"bogus": 1}}}, "source.retry.bogus", "bogus"),
+        ({"source": {"url": "u"}, "flow": {"queue_sise": 2}}, "flow.queue_sise", "queue_sise"),
+        (
+            {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "bogus": 1}}},
+            "targets.syncbatch.bogus",
+            "bogus",
+        ),
+        (
+            {"source": {"url": "u"}, "targets": {"emporix": {"url": "x"}}},
+            "targets.emporix",
+            "emporix",
+        ),
+        ({"source": {"url": "u"}, "bogus": {}}, "bogus", "bogus"),
+    ],
+    ids=["source", "source-retry", "flow-typo", "syncbatch", "unknown-target", "top-level"],
+)
+def test_settings_unknown_key_names_section_and_key(
+    data: dict[str, Any], path: str | None, key: str
+) -> None:
+    error = config_error(data)
+    assert error.path == path
+    assert str(error).endswith(f"Object contains unknown field `{key}`")
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "detail"),
+    [
+        ({"source": {"url": "u", "page_size": 0}}, "source.page_size", "Expected `int` >= 1"),
+        ({"source": {"url": "u", "page_size": -5}}, "source.page_size", "Expected `int` >= 1"),
+        (
+            {"source": {"url": "u", "page_size": "10"}},
+            "source.page_size",
+            "Expected `int`, got `str`",
+        ),
+        (
+            {"source": {"url": "u", "page_size": 1.5}},
+            "source.page_size",
+            "Expected `int`, got `float`",
+        ),
+        (
+            {"source": {"url": "u", "max_in_flight": 0}},
+            "source.max_in_flight",
+            "Expected `int` >= 1",
+        ),
+        (
+            {"source": {"url": "u", "max_in_flight": -1}},
+            "source.max_in_flight",
+            "Expected `int` >= 1",
+        ),
+        ({"source": {"url": 5}}, "source.url", "Expected `str`, got `int`"),
+        ({"source": "u"}, "source", "Expected `object`, got `str`"),
+        (
+            {"source": {"url": "u", "retry": {"max_seconds": 0}}},
+            "source.retry.max_seconds",
+            "Expected `float` > 0.0",
+        ),
+        (
+            {"source": {"url": "u", "retry": {"initial_seconds": -0.1}}},
+            "source.retry.initial_seconds",
+            "Expected `float` >= 0.0",
+        ),
+        ({"source": {"url": "u"}, "flow": {"queue_size": 0}}, "flow.queue_size", ">= 1"),
+        (
+            {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "max_in_flight": 0}}},
+            "targets.syncbatch.max_in_flight",
+            "Expected `int` >= 1",
+        ),
+        (
+            {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "batch_size": 1001}}},
+            "targets.syncbatch.batch_size",
+            "Expected `int` <= 1000",
+        ),
+        (
+            {
+                "source": {"url": "u"},
+                "targets": {"syncbatch": {"url": "x", "rate_per_second": 0}},
+            },
+            "targets.syncbatch.rate_per_second",
+            "Expected `float` > 0.0",
+        ),
+        (
+            {
+                "source": {"url": "u"},
+                "targets": {"syncbatch": {"url": "x", "customer_type": "Partner"}},
+            },
+            "targets.syncbatch.customer_type",
+            "Invalid enum value 'Partner'",
+        ),
+        (
+            {"source": {"url": "u"}, "targets": {"syncbatch": {"batch_size": 10}}},
+            "targets.syncbatch",
+            "Object missing required field `url`",
+        ),
+    ],
+    ids=[
+        "page-size-zero",
+        "page-size-negative",
+        "page-size-string",
+        "page-size-float",
+        "max-in-flight-zero",
+        "max-in-flight-negative",
+        "url-int",
+        "section-not-table",
+        "retry-max-zero",
+        "retry-initial-negative",
+        "queue-size-zero",
+        "syncbatch-max-in-flight-zero",
+        "syncbatch-batch-size-too-big",
+        "syncbatch-rate-zero",
+        "syncbatch-customer-type",
+        "syncbatch-url-missing",
+    ],
+)
+def test_settings_bad_value_names_its_path(data: dict[str, Any], path: str, detail: str) -> None:
+    error = config_error(data)
+    assert error.path == path
+    assert str(error).startswith(f"{path}: ")
+    assert detail in str(error)
+
+
+def test_settings_missing_source_section_is_an_error() -> None:
+    error = config_error({})
+    assert error.path is None
+    assert str(error) == "Object missing required field `source`"
+
+
+def test_settings_error_chains_the_msgspec_error() -> None:
+    error = config_error({"source": {"url": "u", "page_size": 0}})
+    assert isinstance(error.__cause__, msgspec.ValidationError)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("page_size", 1), ("max_in_flight", 1), ("page_size", 10_000)],
+)
+def test_settings_positive_bounds_accepted(key: str, value: int) -> None:
+    settings = settings_from_mapping({"source": {"url": "u", key: value}}, environ={})
+    assert getattr(settings.source, key) == value
+
+
+def test_settings_batch_size_upper_bound_accepted() -> None:
+    data = {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "batch_size": 1000}}}
+    settings = settings_from_mapping(data, environ={})
+    assert settings.targets.syncbatch is not None
+    assert settings.targets.syncbatch.batch_size == 1000
+
+
+# Environment overrides ------------------------------------------------------------------
+
+
+def test_env_override_page_size_from_file(tmp_path: Path) -> None:
+    path = write(tmp_path, DESIGN_SAMPLE)
+    settings = load_settings(path, environ={"PIPELINE__SOURCE__PAGE_SIZE": "500"})
+    source = msgspec.structs.replace(EXPECTED_SAMPLE.source, page_size=500)
+    assert settings == msgspec.structs.replace(EXPECTED_SAMPLE, source=source)
+
+
+@pytest.mark.parametrize(
+    ("environ", "section", "key", "expected"),
+    [
+        ({"PIPELINE__SOURCE__PAGE_SIZE": "500"}, "source", "page_size", 500),
+        ({"PIPELINE__SOURCE__URL": "http://other/users"}, "source", "url", "http://other/users"),
+        (
+            {"PIPELINE__SOURCE__URL": '"http://quoted/users"'},
+            "source",
+            "url",
+            "http://quoted/users",
+        ),
+        ({"PIPELINE__SOURCE__DATA_PATH": "items"}, "source", "data_path", "items"),
+        ({"PIPELINE__STATE__PATH": "/var/lib/state.db"}, "state", "path", "/var/lib/state.db"),
+        ({"PIPELINE__SERVE__GRACE_SECONDS": "2.5"}, "serve", "grace_seconds", 2.5),
+        ({"PIPELINE__FLOW__QUEUE_SIZE": "3"}, "flow", "queue_size", 3),
+        ({"pipeline__source__page_size": "7"}, "source", "page_size", 100),
+        ({"OTHER__SOURCE__PAGE_SIZE": "7"}, "source", "page_size", 100),
+        ({"PIPELINE__": "7"}, "source", "page_size", 100),
+    ],
+    ids=[
+        "int",
+        "unparsable-is-text",
+        "toml-string",
+        "bare-word-is-text",
+        "path-is-text",
+        "float",
+        "flow",
+        "lowercase-prefix-ignored",
+        "other-prefix-ignored",
+        "empty-name-ignored",
+    ],
+)
+def test_env_override_sets_value(
+    environ: dict[str, str], section: str, key: str, expected: object
+) -> None:
+    settings = settings_from_mapping(MINIMAL, environ=environ)
+    value = getattr(getattr(settings, section), key)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_env_override_nested_section() -> None:
+    environ = {"PIPELINE__SOURCE__RETRY__MAX_ATTEMPTS": "3"}
+    settings = settings_from_mapping(MINIMAL, environ=environ)
+    assert settings.source.retry == RetrySettings(max_attempts=3)
+
+
+def test_env_override_toml_array() -> None:
+    data = {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x"}}}
+    environ = {"PIPELINE__TARGETS__SYNCBATCH__PERMISSIONS": '["CanBuy", "CanView"]'}
+    settings = settings_from_mapping(data, environ=environ)
+    assert settings.targets.syncbatch is not None
+    assert settings.targets.syncbatch.permissions == ("CanBuy", "CanView")
+
+
+def test_env_override_can_enable_a_target() -> None:
+    environ = {"PIPELINE__TARGETS__SYNCBATCH__URL": "http://sb"}
+    settings = settings_from_mapping(MINIMAL, environ=environ)
+    assert settings.targets.syncbatch == SyncBatchSettings(url="http://sb")
+
+
+def test_env_override_does_not_mutate_the_input() -> None:
+    data = {"source": {"url": "u", "page_size": 10}}
+    settings_from_mapping(data, environ={"PIPELINE__SOURCE__PAGE_SIZE": "20"})
+    assert data == {"source": {"url": "u", "page_size": 10}}
+
+
+@pytest.mark.parametrize(
+    ("environ", "path", "detail"),
+    [
+        ({"PIPELINE__SOURCE__PAGE_SIZE": "many"}, "source.page_size", "got `str`"),
+        ({"PIPELINE__SOURCE__PAGE_SIZE": "0"}, "source.page_size", "Expected `int` >= 1"),
+        ({"PIPELINE__SOURCE__PAGE_SIZES": "5"}, "source.page_sizes", "unknown field `page_sizes`"),
+        ({"PIPELINE__STATE__PATH": "12"}, "state.path", "Expected `str`, got `int`"),
+    ],
+    ids=["not-a-number", "zero", "unknown-key", "toml-int-for-text"],
+)
+def test_env_override_bad_value_names_its_path(
+    environ: dict[str, str], path: str, detail: str
+) -> None:
+    error = config_error(MINIMAL, environ)
+    assert error.path == path
+    assert detail in str(error)
+
+
+def test_env_override_below_a_value_is_an_error() -> None:
+    error = config_error(MINIMAL, {"PIPELINE__SOURCE__URL__HOST": "x"})
+    assert str(error) == "PIPELINE__SOURCE__URL__HOST overrides a value that is not a section"
+
+
+def test_env_override_default_reads_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE__SOURCE__PAGE_SIZE", "250")
+    assert settings_from_mapping(MINIMAL).source.page_size == 250
+
+
+# Secrets --------------------------------------------------------------------------------
+
+
+def test_secret_returns_hidden_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_PIPELINE_SECRET", "s3cr3t-value")
+    value = secret("TEST_PIPELINE_SECRET", key="source.token_env")
+    assert isinstance(value, Secret)
+    assert value.reveal() == "s3cr3t-value"
+    assert repr(value) == "Secret('***')"
+    assert str(value) == "Secret('***')"
+    assert f"{value}" == "Secret('***')"
+    assert "s3cr3t" not in repr([value])
+
+
+def test_secret_none_when_no_variable_named() -> None:
+    assert secret(None, key="source.token_env") is None
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_secret_unset_variable_names_the_key(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("TEST_PIPELINE_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("TEST_PIPELINE_SECRET", value)
+    with pytest.raises(ConfigError) as info:
+        secret("TEST_PIPELINE_SECRET", key="targets.syncbatch.token_env")
+    assert info.value.path == "targets.syncbatch.token_env"
+    assert str(info.value) == (
+        "targets.syncbatch.token_env: environment variable TEST_PIPELINE_SECRET is not set"
+    )
+
+
+# Targets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("targets", "expected"),
+    [
+        (TargetsSettings(), []),
+        (TargetsSettings(syncbatch=None), []),
+        (TargetsSettings(syncbatch=SyncBatchSettings(url="http://x")), ["syncbatch"]),
+    ],
+    ids=["default", "none", "syncbatch"],
+)
+def test_targets_enabled_lists_present_sections(
+    targets: TargetsSettings, expected: list[str]
+) -> None:
+    assert targets.enabled() == expected
+
+
+def test_targets_enabled_from_design_sample(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, DESIGN_SAMPLE), environ={})
+    assert settings.targets.enabled() == ["syncbatch"]
+
+
+def test_targets_enabled_empty_without_targets_section() -> None:
+    assert settings_from_mapping(MINIMAL, environ={}).targets.enabled() == []
