@@ -65,11 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _console() -> Console:
+    # Not a terminal (CI, a pipe): a fixed width keeps the summary table's headers whole.
+    return Console(file=sys.stderr, width=None if sys.stderr.isatty() else 110)
+
+
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     code, _ = anyio.run(
         lambda: run_once(
-            settings, targets=args.targets, dry_run=args.dry_run, report_path=args.report
+            settings,
+            targets=args.targets,
+            dry_run=args.dry_run,
+            report_path=args.report,
+            console=_console(),
         )
     )
     return code
@@ -77,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     use_demo_tokens()
-    console = Console(file=sys.stderr)
+    console = _console()
 
     plan = load_plan(args.plan)
 
@@ -100,8 +109,17 @@ def _demo(args: argparse.Namespace) -> int:
         if dead:
             console.print(
                 f"{dead:,} records dead-lettered: the demo data holds deliberate defects "
-                f"(see the reasons in {args.state}, table dead_letters)"
+                f"(all are in {args.state}, table dead_letters). By reason:"
             )
+            async with StateStore(args.state) as store:
+                letters = await store.dead_letters()
+            kinds: dict[str, list[str]] = {}
+            for letter in letters:
+                kinds.setdefault(letter.reason.split(" by customer ")[0], []).append(
+                    letter.customer_id
+                )
+            for reason, ids in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+                console.print(f"  {len(ids):>6,}  {reason}  (e.g. {ids[0]})")
         return EXIT_OK
 
     return anyio.run(go)
