@@ -21,6 +21,7 @@ import msgspec
 from pipeline.errors import ConfigError
 
 __all__ = [
+    "EmporixSettings",
     "FlowSettings",
     "MetricsSettings",
     "RetrySettings",
@@ -121,10 +122,34 @@ class SyncBatchSettings(_Section, frozen=True):
     retry: RetrySettings = RetrySettings()
 
 
+class EmporixSettings(_Section, frozen=True):
+    """``[targets.emporix]``: Emporix Customer Service, one customer and its address at a time."""
+
+    url: str
+    """API base URL (``https://api.emporix.io``)."""
+    tenant: Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9]+$", min_length=3, max_length=16)]
+    client_id_env: str
+    client_secret_env: str
+    token_url: str | None = None
+    """OAuth2 token endpoint; ``{url}/oauth/token`` when absent."""
+    scope: str | None = None
+    """Space-separated scopes to ask for; absent asks for all the client has."""
+    rate_per_second: PositiveFloat | None = None
+    max_in_flight: PositiveInt = 8
+    batch_size: PositiveInt = 50
+    """Customers handed to one writer at a time (each is still its own requests)."""
+    mixin_name: str = "manCustomer"
+    """Mixin holding ``role`` and ``businessUnit``."""
+    mixin_schema_url: str = "https://schemas.example.com/emporix/man-customer.v1.json"
+    timeout_seconds: PositiveFloat = 30.0
+    retry: RetrySettings = RetrySettings()
+
+
 class TargetsSettings(_Section, frozen=True):
     """``[targets.*]``: a section that is absent is a target that is off."""
 
     syncbatch: SyncBatchSettings | None = None
+    emporix: EmporixSettings | None = None
 
     def enabled(self) -> list[str]:
         return [name for name in self.__struct_fields__ if getattr(self, name) is not None]

@@ -21,6 +21,7 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.records import Ack, Item, Page, RecordBatch
 from pipeline.report import PassReport, SourceReport, TargetCounters, TargetReport
 from pipeline.sinks.base import Target
+from pipeline.sinks.emporix import EmporixTarget
 from pipeline.sinks.syncbatch import SyncBatchTarget
 from pipeline.sources.customers import CustomerSource
 from pipeline.state.store import StateStore
@@ -47,9 +48,12 @@ def build_targets(
     if unknown:
         raise ConfigError(f"target {unknown[0]!r} is not configured", path="targets")
     targets: list[Target] = []
+    configured = settings.targets
     for name in names:
-        if name == "syncbatch" and settings.targets.syncbatch is not None:
-            targets.append(SyncBatchTarget(settings.targets.syncbatch, store))
+        if name == "syncbatch" and configured.syncbatch is not None:
+            targets.append(SyncBatchTarget(configured.syncbatch, store))
+        elif name == "emporix" and configured.emporix is not None:
+            targets.append(EmporixTarget(configured.emporix))
     return targets
 
 
@@ -119,7 +123,7 @@ class Pass:
                     if previous == item.hash:
                         counters.unchanged += 1
                     else:
-                        item.known = previous is not None
+                        item.previous = previous
                         buffer.append(item)
                 while len(buffer) >= target.batch_size:
                     await self._emit(counters, buffer[: target.batch_size], out)

@@ -82,8 +82,13 @@ class Item(msgspec.Struct):
     customer_id: str
     hash: bytes
     payload: Any
-    known: bool = False
-    """A previous payload was confirmed: a write is an update, not a create."""
+    previous: bytes | None = None
+    """Hash of the payload the target confirmed last; None when it never confirmed one."""
+
+    @property
+    def known(self) -> bool:
+        """The target holds an earlier version: a write is an update, not a create."""
+        return self.previous is not None
 
 
 AckKind = Literal["created", "updated", "dead"]

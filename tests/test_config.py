@@ -184,9 +184,9 @@ def test_load_settings_design_sample_bad_value_names_the_key(tmp_path: Path) -> 
             "bogus",
         ),
         (
-            {"source": {"url": "u"}, "targets": {"emporix": {"url": "x"}}},
-            "targets.emporix",
-            "emporix",
+            {"source": {"url": "u"}, "targets": {"shopify": {"url": "x"}}},
+            "targets.shopify",
+            "shopify",
         ),
         ({"source": {"url": "u"}, "bogus": {}}, "bogus", "bogus"),
     ],

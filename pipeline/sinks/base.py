@@ -10,7 +10,7 @@ from typing import Protocol, Self
 from pipeline.http import HttpStats
 from pipeline.records import Ack, Customer, Item
 
-__all__ = ["Target", "redact"]
+__all__ = ["Target", "confirmed", "dead", "redact"]
 
 _EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 _DIGITS = re.compile(r"\+?\d[\d ()/-]{6,}\d")
@@ -21,6 +21,18 @@ def redact(text: str) -> str:
     """A server's message made safe for logs and dead letters: emails and phone-like runs masked."""
     masked = _DIGITS.sub("<number>", _EMAIL.sub("<email>", text))
     return masked[:MAX_REASON]
+
+
+def confirmed(target: str, item: Item) -> Ack:
+    """The ack of an item the target confirmed: an update when it held an earlier version."""
+    if item.known:
+        return Ack(target, item.customer_id, "updated", hash=item.hash)
+    return Ack(target, item.customer_id, "created", hash=item.hash)
+
+
+def dead(target: str, item: Item, reason: str) -> Ack:
+    """The ack of an item the target refused for good, or could not be written this pass."""
+    return Ack(target, item.customer_id, "dead", reason=reason)
 
 
 class Target(Protocol):

@@ -22,7 +22,7 @@ from pipeline.config import SyncBatchSettings, secret
 from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
 from pipeline.http import HttpClient, HttpStats
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import redact
+from pipeline.sinks.base import confirmed, dead, redact
 from pipeline.state.store import StateStore
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.syncbatch import (
@@ -169,10 +169,8 @@ class SyncBatchTarget:
 
     def _ack(self, item: Item, reason: str | None = None) -> Ack:
         if reason is not None:
-            return Ack(self.name, item.customer_id, "dead", reason=reason)
-        if item.known:
-            return Ack(self.name, item.customer_id, "updated", hash=item.hash)
-        return Ack(self.name, item.customer_id, "created", hash=item.hash)
+            return dead(self.name, item, reason)
+        return confirmed(self.name, item)
 
     async def write(self, items: Sequence[Item]) -> list[Ack]:
         """Send ``items`` and return one ack each.
