@@ -24,6 +24,7 @@ __all__ = [
     "EmporixSettings",
     "FlowSettings",
     "MetricsSettings",
+    "NorceSettings",
     "RetrySettings",
     "Secret",
     "ServeSettings",
@@ -145,11 +146,46 @@ class EmporixSettings(_Section, frozen=True):
     retry: RetrySettings = RetrySettings()
 
 
+class NorceSettings(_Section, frozen=True):
+    """``[targets.norce]``: Norce Commerce Connect 4.0, batched asynchronous imports."""
+
+    url: str
+    """Client base URL (``https://{client}.api-se.norce.tech``)."""
+    application_id: int
+    account_id: int
+    """AccountId of the integration user, sent in ``X-StormConnect-Header``."""
+    scope: str
+    """The environment: ``playground``, ``stage`` or ``prod``."""
+    client_id_env: str
+    client_secret_env: str
+    token_url: str | None = None
+    """``{url}/identity/1.0/connect/token`` when absent."""
+    connect_path: str = "/commerce/connect/4.0"
+    batch_size: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 500
+    rate_per_second: PositiveFloat | None = None
+    max_in_flight: PositiveInt = 2
+    company_codes: dict[str, str] = {}
+    """Business unit name -> Norce company code; a unit not listed uses its name."""
+    create_companies: bool = False
+    """Import missing companies first (``Customer/ImportCompanies``) and wait for that job."""
+    application_key: str | None = None
+    """Application uuid, needed when companies or accounts are created."""
+    accounts: bool = False
+    """Also write a login account per customer, with ``role`` as its role code."""
+    job_timeout_seconds: PositiveFloat = 600.0
+    """A job not finished by then fails its batch; the records are tried again next pass."""
+    poll_initial_seconds: PositiveFloat = 0.05
+    poll_max_seconds: PositiveFloat = 5.0
+    timeout_seconds: PositiveFloat = 30.0
+    retry: RetrySettings = RetrySettings()
+
+
 class TargetsSettings(_Section, frozen=True):
     """``[targets.*]``: a section that is absent is a target that is off."""
 
     syncbatch: SyncBatchSettings | None = None
     emporix: EmporixSettings | None = None
+    norce: NorceSettings | None = None
 
     def enabled(self) -> list[str]:
         return [name for name in self.__struct_fields__ if getattr(self, name) is not None]

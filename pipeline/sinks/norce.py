@@ -1,0 +1,273 @@
+"""The Norce target: batches to ``Customer/ImportCustomers``, asynchronous jobs polled to
+their end, and each failed log line traced back to its record's ``Code``.
+
+* a succeeded job confirms its batch;
+* a job whose log names items with severity 3 dead-letters those items with the log message
+  (their ``ImportedRow`` holds personal data and is never kept) and confirms the rest;
+* a job that failed without naming any item is retried once as two halves (a batch of one is
+  retried once as is) before its records are dead-lettered;
+* a job that does not finish within ``job_timeout_seconds`` fails its batch with that reason;
+  its records have no confirmed hash, so the next pass sends them again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import anyio
+import msgspec
+
+from pipeline.config import NorceSettings, secret
+from pipeline.errors import AuthError, HTTPStatusError, SinkError, TransientHTTPError
+from pipeline.http import HttpClient, HttpStats, Response
+from pipeline.records import Ack, Customer, Item
+from pipeline.sinks.base import confirmed, dead, redact
+from pipeline.sinks.oauth import ClientCredentials
+from pipeline.transform.hashing import payload_hash
+from pipeline.transform.norce import (
+    NcCustomer,
+    company_code,
+    company_header,
+    customer_header,
+    map_company,
+    map_customer,
+)
+
+__all__ = ["JobTimeoutError", "NorceTarget"]
+
+SUCCEEDED = 2
+ERROR = 3
+_CODE_IN_ROW = re.compile(rb'"Code"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+class _JobResponse(msgspec.Struct):
+    JobId: str | int
+
+
+class _Job(msgspec.Struct):
+    JobId: int
+    StatusId: int
+    IsFinished: bool = False
+
+
+class _LogLine(msgspec.Struct):
+    SeverityId: int
+    Message: str | None = None
+    ImportedRow: str | None = None
+
+
+_job_response = msgspec.json.Decoder(_JobResponse)
+_job = msgspec.json.Decoder(_Job)
+_log = msgspec.json.Decoder(list[_LogLine])
+_encoder = msgspec.json.Encoder()
+
+
+class JobTimeoutError(SinkError):
+    """A Norce job did not finish within the configured bound."""
+
+    def __init__(self, job_id: str, seconds: float) -> None:
+        super().__init__("norce", f"job {job_id} did not finish within {seconds:g} s")
+
+
+def _code_of(row: str | None) -> str | None:
+    """The ``Code`` of a log line's ``ImportedRow`` (JSON, possibly truncated)."""
+    if not row:
+        return None
+    match = _CODE_IN_ROW.search(row.encode())
+    if match is None:
+        return None
+    try:
+        code: str = msgspec.json.decode(b'"' + match.group(1) + b'"')
+    except msgspec.DecodeError:
+        return None
+    return code
+
+
+class NorceTarget:
+    """Imports customers into Norce Commerce in batches."""
+
+    name = "norce"
+
+    def __init__(self, settings: NorceSettings) -> None:
+        self.settings = settings
+        self.batch_size = settings.batch_size
+        self.max_in_flight = settings.max_in_flight
+        base = settings.url.rstrip("/")
+        self._connect = base + "/" + settings.connect_path.strip("/")
+        self._http = HttpClient(
+            timeout_seconds=settings.timeout_seconds,
+            retry=settings.retry,
+            max_in_flight=settings.max_in_flight,
+            rate_per_second=settings.rate_per_second,
+            headers={"Accept": "application/json", "ApplicationId": str(settings.application_id)},
+        )
+        client_id = secret(settings.client_id_env, key="targets.norce.client_id_env")
+        client_secret = secret(settings.client_secret_env, key="targets.norce.client_secret_env")
+        assert client_id is not None and client_secret is not None  # the keys are required
+        self.tokens = ClientCredentials(
+            self._http,
+            target=self.name,
+            token_url=settings.token_url or f"{base}/identity/1.0/connect/token",
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=settings.scope,
+        )
+        self._customer_header = customer_header(settings)
+        self._units: dict[str, str] = {}  # company code -> business unit
+        self._companies_ready: set[str] = set()
+        self._companies_lock = anyio.Lock()
+
+    @property
+    def stats(self) -> HttpStats:
+        return self._http.stats
+
+    async def __aenter__(self) -> Self:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.__aexit__(exc_type, exc, tb)
+
+    async def prepare(self, customers: Sequence[Customer]) -> list[Item]:
+        items = []
+        for customer in customers:
+            self._units.setdefault(
+                company_code(customer.business_unit, self.settings), customer.business_unit
+            )
+            body = map_customer(customer, self.settings)
+            items.append(Item(customer.customer_id, payload_hash(_encoder.encode(body)), body))
+        return items
+
+    # Calls and jobs --------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        header: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Response:
+        url = f"{self._connect}/{path}"
+        for attempt in range(2):
+            token = await self.tokens.token()
+            headers = {"Authorization": f"Bearer {token}"}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            if header is not None:
+                headers["X-StormConnect-Header"] = header
+            response = await self._http.request(
+                method, url, params=params, body=body, headers=headers, accept=frozenset({401})
+            )
+            if response.status != 401:
+                return response
+            if attempt == 0:
+                self.tokens.invalidate(token)  # expired or revoked: one new token, one retry
+        raise AuthError(method, url, 401, "bearer token refused")
+
+    async def _run_job(self, path: str, header: str, body: bytes) -> _Job:
+        response = await self._call("POST", path, body=body, header=header)
+        try:
+            job_id = str(_job_response.decode(response.body).JobId)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise SinkError(self.name, f"{path} answered no job id") from exc
+        deadline = anyio.current_time() + self.settings.job_timeout_seconds
+        delay = self.settings.poll_initial_seconds
+        while True:
+            answer = await self._call("GET", "Job/Get", params={"id": job_id})
+            try:
+                job = _job.decode(answer.body)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise SinkError(self.name, f"Job/Get of job {job_id} is unreadable") from exc
+            if job.IsFinished:
+                return job
+            if anyio.current_time() + delay > deadline:
+                raise JobTimeoutError(job_id, self.settings.job_timeout_seconds)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, self.settings.poll_max_seconds)
+
+    async def _failures(self, job: _Job) -> dict[str, str]:
+        """Code -> log message of every item the job's log says was not imported."""
+        answer = await self._call("GET", "Job/GetLog", params={"id": str(job.JobId)})
+        try:
+            lines = _log.decode(answer.body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise SinkError(self.name, f"Job/GetLog of job {job.JobId} is unreadable") from exc
+        failures: dict[str, str] = {}
+        for line in lines:
+            code = _code_of(line.ImportedRow) if line.SeverityId >= ERROR else None
+            if code is not None:
+                failures.setdefault(code, redact(line.Message or "item not imported"))
+        return failures
+
+    # Companies -------------------------------------------------------------------------
+
+    async def _ensure_companies(self, codes: set[str]) -> None:
+        async with self._companies_lock:
+            missing = sorted(codes - self._companies_ready)
+            if not missing:
+                return
+            companies = [map_company(self._units.get(c, c), self.settings) for c in missing]
+            job = await self._run_job(
+                "Customer/ImportCompanies",
+                company_header(self.settings),
+                _encoder.encode(companies),
+            )
+            failed = await self._failures(job) if job.StatusId != SUCCEEDED else {}
+            if job.StatusId != SUCCEEDED and not failed:
+                return  # no company is known to exist: the customer log will say so per item
+            self._companies_ready.update(c for c in missing if c not in failed)
+
+    # Writing ---------------------------------------------------------------------------
+
+    async def write(self, items: Sequence[Item]) -> list[Ack]:
+        """Import ``items`` as one job (or smaller ones) and return an ack for each.
+
+        Raises:
+            AuthError: the token or a Connect call was refused (stops this target).
+        """
+        if self.settings.create_companies:
+            codes = {link.Code for i in items for link in i.payload.Companies}
+            try:
+                await self._ensure_companies(codes)
+            except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
+                if isinstance(exc, AuthError):
+                    raise
+                return [dead(self.name, i, f"creating companies failed: {exc}") for i in items]
+        return await self._import(list(items), may_split=True)
+
+    async def _import(self, items: list[Item], *, may_split: bool) -> list[Ack]:
+        customers: list[NcCustomer] = [i.payload for i in items]
+        try:
+            job = await self._run_job(
+                "Customer/ImportCustomers", self._customer_header, _encoder.encode(customers)
+            )
+            failures = await self._failures(job) if job.StatusId != SUCCEEDED else {}
+        except AuthError:
+            raise
+        except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
+            return [dead(self.name, i, f"import failed: {exc}") for i in items]
+        if job.StatusId != SUCCEEDED and not failures.keys() & {i.customer_id for i in items}:
+            if may_split:
+                if len(items) == 1:
+                    return await self._import(items, may_split=False)
+                half = len(items) // 2
+                first = await self._import(items[:half], may_split=False)
+                return first + await self._import(items[half:], may_split=False)
+            reason = f"job {job.JobId} failed without naming an item, also when retried smaller"
+            return [dead(self.name, i, reason) for i in items]
+        return [
+            dead(self.name, i, failures[i.customer_id])
+            if i.customer_id in failures
+            else confirmed(self.name, i)
+            for i in items
+        ]
