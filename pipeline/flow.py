@@ -22,6 +22,7 @@ from pipeline.records import Ack, Item, Page, RecordBatch
 from pipeline.report import PassReport, SourceReport, TargetCounters, TargetReport
 from pipeline.sinks.base import Target
 from pipeline.sinks.emporix import EmporixTarget
+from pipeline.sinks.norce import NorceTarget
 from pipeline.sinks.syncbatch import SyncBatchTarget
 from pipeline.sources.customers import CustomerSource
 from pipeline.state.store import StateStore
@@ -54,6 +55,8 @@ def build_targets(
             targets.append(SyncBatchTarget(configured.syncbatch, store))
         elif name == "emporix" and configured.emporix is not None:
             targets.append(EmporixTarget(configured.emporix))
+        elif name == "norce" and configured.norce is not None:
+            targets.append(NorceTarget(configured.norce))
     return targets
 
 

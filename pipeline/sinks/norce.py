@@ -239,9 +239,9 @@ class NorceTarget:
             codes = {link.Code for i in items for link in i.payload.Companies}
             try:
                 await self._ensure_companies(codes)
+            except AuthError:
+                raise
             except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
-                if isinstance(exc, AuthError):
-                    raise
                 return [dead(self.name, i, f"creating companies failed: {exc}") for i in items]
         return await self._import(list(items), may_split=True)
 
