@@ -28,8 +28,15 @@ __all__ = [
 ]
 
 
+ACTIVE = 1  # AccountStatus
+
+
 class _Dto(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Base of Norce bodies: PascalCase as Connect spells it, unset fields left out."""
+    """Base of Norce bodies: PascalCase as Connect spells it, unset fields left out.
+
+    Flags whose Norce default differs from ours (``IsCompanyListDelta`` is false in Norce)
+    default to None here and are set explicitly, so they always reach the wire.
+    """
 
 
 class NcAddress(_Dto):
@@ -44,18 +51,18 @@ class NcAddress(_Dto):
 
 class NcCompanyLink(_Dto):
     Code: str
-    IsPrimary: bool = True
+    IsPrimary: bool | None = None
 
 
 class NcRole(_Dto):
     Code: str
-    IsActive: bool = True
+    IsActive: bool | None = None
 
 
 class NcAccount(_Dto):
     LoginName: str
     ApplicationKey: str | None = None
-    Status: int = 1
+    Status: int | None = None
     Roles: list[NcRole] = []
 
 
@@ -69,7 +76,7 @@ class NcCustomer(_Dto):
     InvoiceAddress: NcAddress | None = None
     DeliveryAddresses: list[NcAddress] = []
     Companies: list[NcCompanyLink] = []
-    IsCompanyListDelta: bool = True
+    IsCompanyListDelta: bool | None = None
     Accounts: list[NcAccount] = []
 
 
@@ -162,9 +169,11 @@ def map_customer(customer: Customer, settings: NorceSettings) -> NcCustomer:
             deliveries.append(norce_address(address.default_shipping))
     accounts = []
     if settings.accounts:
-        roles = [NcRole(Code=customer.role)] if customer.role else []
+        roles = [NcRole(Code=customer.role, IsActive=True)] if customer.role else []
         key = settings.application_key
-        accounts.append(NcAccount(LoginName=customer.email, ApplicationKey=key, Roles=roles))
+        accounts.append(
+            NcAccount(LoginName=customer.email, ApplicationKey=key, Status=ACTIVE, Roles=roles)
+        )
     return NcCustomer(
         Code=customer.customer_id,
         EmailAddress=customer.email,
@@ -174,6 +183,9 @@ def map_customer(customer: Customer, settings: NorceSettings) -> NcCustomer:
         PhoneNumber=phone,
         InvoiceAddress=invoice,
         DeliveryAddresses=deliveries,
-        Companies=[NcCompanyLink(Code=company_code(customer.business_unit, settings))],
+        Companies=[
+            NcCompanyLink(Code=company_code(customer.business_unit, settings), IsPrimary=True)
+        ],
+        IsCompanyListDelta=True,
         Accounts=accounts,
     )

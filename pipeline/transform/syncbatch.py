@@ -32,6 +32,8 @@ class _Dto(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
 
 class SbAccount(_Dto):
     id: int
+    index: int
+    """Position in its customer's ``accounts``; required on the wire, set per request."""
     ref_id: int
     ref_id_str: str
     user_name: str
@@ -52,7 +54,6 @@ class SbAccount(_Dto):
     country: str | None = None
     postal_code: str | None = None
     meta: dict[str, str] = {}
-    index: int = 0
 
 
 class SbCustomer(_Dto):
@@ -108,6 +109,7 @@ def map_account(
         meta["isDefaultShipping"] = "true" if address.default_shipping else "false"
     return SbAccount(
         id=account_id,
+        index=0,
         ref_id=organisation_id,
         ref_id_str=str(organisation_id),
         user_name=customer.email,

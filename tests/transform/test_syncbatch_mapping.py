@@ -98,6 +98,7 @@ def test_map_account_full_customer_every_field() -> None:
 def test_map_account_full_customer_encoded_json() -> None:
     assert encoded(map_account(FULL, 17, 3, SETTINGS)) == {
         "id": 17,
+        "index": 0,
         "refId": 3,
         "refIdStr": "3",
         "userName": "ada@example.com",
@@ -155,6 +156,7 @@ def test_map_account_without_address_fields() -> None:
 def test_map_account_without_address_omits_optional_keys() -> None:
     assert encoded(map_account(BARE, 5, 9, SETTINGS)) == {
         "id": 5,
+        "index": 0,
         "refId": 9,
         "refIdStr": "9",
         "userName": "alan@example.com",
