@@ -96,16 +96,17 @@ def _demo(args: argparse.Namespace) -> int:
             settings = settings_from_mapping(
                 demo_config(urls, state_path=args.state, rate_per_second=rate, plan=plan)
             )
+            names = ", ".join(settings.targets.enabled())
             console.print(
-                f"demo: {args.customers:,} customers from {urls.source} "
-                f"to sync-batch {urls.syncbatch}; state in {args.state}"
+                f"demo: {args.customers:,} customers from the MAN emulator to {names} "
+                f"(emulated on 127.0.0.1); state in {args.state}"
             )
             _, report = await run_once(
                 settings, total=args.customers, report_path=args.report, console=console
             )
         if report.status == "aborted":
             return EXIT_ABORTED
-        dead = sum(t.dead_lettered for t in report.targets.values())
+        dead = max((t.dead_lettered for t in report.targets.values()), default=0)
         if dead:
             console.print(
                 f"{dead:,} records dead-lettered: the demo data holds deliberate defects "
@@ -115,9 +116,9 @@ def _demo(args: argparse.Namespace) -> int:
                 letters = await store.dead_letters()
             kinds: dict[str, list[str]] = {}
             for letter in letters:
-                kinds.setdefault(letter.reason.split(" by customer ")[0], []).append(
-                    letter.customer_id
-                )
+                ids = kinds.setdefault(letter.reason.split(" by customer ")[0], [])
+                if letter.customer_id not in ids:
+                    ids.append(letter.customer_id)
             for reason, ids in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
                 console.print(f"  {len(ids):>6,}  {reason}  (e.g. {ids[0]})")
         return EXIT_OK
@@ -132,10 +133,14 @@ def _emulate(args: argparse.Namespace) -> int:
         async with running_emulators(
             args.customers, host=args.host, base_port=args.port, plan=plan
         ) as urls:
-            print(f"MAN source:  {urls.source}  (bearer token {DEMO_TOKENS['MAN_TOKEN']})")
-            print(f"sync-batch:  {urls.syncbatch}  (bearer token {DEMO_TOKENS['SYNCBATCH_TOKEN']})")
-            print("\nexport " + " ".join(f"{k}={v}" for k, v in DEMO_TOKENS.items()))
-            print("\n# a configuration for these emulators:\n" + config_toml(urls), flush=True)
+            print(f"MAN source:  {urls.source}")
+            print(f"sync-batch:  {urls.syncbatch}")
+            print(f"emporix:     {urls.emporix}")
+            print("\n# the emulators' demo credentials:")
+            print("export " + " ".join(f"{k}={v}" for k, v in DEMO_TOKENS.items()))
+            print(
+                "\n# a configuration for these emulators:\n" + config_toml(urls, plan), flush=True
+            )
             await anyio.sleep_forever()
 
     with contextlib.suppress(KeyboardInterrupt):

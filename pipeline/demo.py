@@ -13,8 +13,10 @@ import msgspec
 
 from pipeline.emulators import (
     Dataset,
+    EmporixEmulatorConfig,
     ManEmulatorConfig,
     SyncBatchEmulatorConfig,
+    create_emporix_app,
     create_man_app,
     create_syncbatch_app,
     serve_app,
@@ -35,26 +37,31 @@ __all__ = [
 
 DEMO_STATE = ".pipeline-demo/state.sqlite3"
 DEMO_PAGE_SIZE = 500
-# Tokens the emulators accept, under the variable names a user's configuration would use.
-DEMO_TOKENS = {"MAN_TOKEN": "demo-man-token", "SYNCBATCH_TOKEN": "demo-syncbatch-token"}
-# The demo's own variables, so that a user's real MAN_TOKEN never meets the emulators.
-_DEMO_ENV = {
-    "PIPELINE_DEMO_MAN_TOKEN": "MAN_TOKEN",
-    "PIPELINE_DEMO_SYNCBATCH_TOKEN": "SYNCBATCH_TOKEN",
+_EMPORIX = EmporixEmulatorConfig()
+# What the emulators accept, under the variable names a user's configuration would use.
+DEMO_TOKENS = {
+    "MAN_TOKEN": "demo-man-token",
+    "SYNCBATCH_TOKEN": "demo-syncbatch-token",
+    "EMPORIX_CLIENT_ID": _EMPORIX.client_id,
+    "EMPORIX_CLIENT_SECRET": _EMPORIX.client_secret,
 }
+# The demo reads them from variables of its own, so a user's real secrets never meet it.
+_DEMO_PREFIX = "PIPELINE_DEMO_"
 
 
 class EmulatorUrls(msgspec.Struct, frozen=True):
     source: str
     syncbatch: str
+    emporix: str
 
 
 class EmulatorPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the emulators behave, faults included: ``pipeline emulate --plan FILE`` reads it
-    from TOML (``[man]``, ``[man.faults]``, ``[syncbatch]``, ``[syncbatch.faults]``)."""
+    """How the emulators behave, faults included: ``--plan FILE`` reads it from TOML
+    (``[man]``, ``[man.faults]``, ``[syncbatch]``, ``[emporix]``, each with ``.faults``)."""
 
     man: ManEmulatorConfig = ManEmulatorConfig(max_limit=1000)
     syncbatch: SyncBatchEmulatorConfig = SyncBatchEmulatorConfig(max_batch=1000)
+    emporix: EmporixEmulatorConfig = _EMPORIX
 
 
 def load_plan(path: str | None) -> EmulatorPlan:
@@ -82,25 +89,28 @@ async def running_emulators(
     seed: int = 7,
     plan: EmulatorPlan | None = None,
 ) -> AsyncIterator[EmulatorUrls]:
-    """Serve every emulator while the block runs; ``base_port`` 0 picks free ports."""
+    """Serve every emulator while the block runs; ``base_port`` 0 picks free ports, else
+    the source is on ``base_port`` and the targets on the ports after it."""
     plan = plan or EmulatorPlan()
-    dataset = Dataset(customers, seed=seed)
-    man = create_man_app(dataset, plan.man)
-    syncbatch = create_syncbatch_app(plan.syncbatch)
-
-    def port(offset: int) -> int:
-        return base_port + offset if base_port else 0
-
+    apps = [
+        create_man_app(Dataset(customers, seed=seed), plan.man),
+        create_syncbatch_app(plan.syncbatch),
+        create_emporix_app(plan.emporix),
+    ]
     async with AsyncExitStack() as stack:
-        man_url = await stack.enter_async_context(serve_app(man, host, port(0)))
-        sb_url = await stack.enter_async_context(serve_app(syncbatch, host, port(1)))
-        yield EmulatorUrls(source=f"{man_url}/customer-users", syncbatch=sb_url)
+        urls = [
+            await stack.enter_async_context(
+                serve_app(app, host, base_port + offset if base_port else 0)
+            )
+            for offset, app in enumerate(apps)
+        ]
+        yield EmulatorUrls(source=f"{urls[0]}/customer-users", syncbatch=urls[1], emporix=urls[2])
 
 
 def use_demo_tokens() -> None:
-    """Put the emulators' tokens in the environment variables the demo configuration names."""
-    for name, token in _DEMO_ENV.items():
-        os.environ[name] = DEMO_TOKENS[token]
+    """Put the emulators' secrets in the environment variables the demo configuration names."""
+    for name, value in DEMO_TOKENS.items():
+        os.environ[_DEMO_PREFIX + name] = value
 
 
 def demo_config(
@@ -109,35 +119,47 @@ def demo_config(
     state_path: str = DEMO_STATE,
     rate_per_second: float | None = 50.0,
     plan: EmulatorPlan | None = None,
+    env_prefix: str = _DEMO_PREFIX,
 ) -> dict[str, Any]:
-    """The configuration (as parsed TOML) of a pass against the emulators."""
+    """The configuration (as parsed TOML) of a pass against the emulators; ``rate_per_second``
+    None turns every target's rate limit off."""
     plan = plan or EmulatorPlan()
-    syncbatch: dict[str, Any] = {
-        "url": urls.syncbatch,
-        "token_env": "PIPELINE_DEMO_SYNCBATCH_TOKEN",
-        "batch_size": min(100, plan.syncbatch.max_batch),
-        "max_in_flight": 4,
-    }
-    if rate_per_second is not None:
-        syncbatch["rate_per_second"] = rate_per_second
+    rate = {} if rate_per_second is None else {"rate_per_second": rate_per_second}
     return {
         "source": {
             "url": urls.source,
             "page_size": min(DEMO_PAGE_SIZE, plan.man.max_limit),
             "max_in_flight": 4,
-            "token_env": "PIPELINE_DEMO_MAN_TOKEN",
+            "token_env": f"{env_prefix}MAN_TOKEN",
         },
         "flow": {"queue_size": 8},
         "state": {"path": state_path},
-        "targets": {"syncbatch": syncbatch},
+        "targets": {
+            "syncbatch": {
+                "url": urls.syncbatch,
+                "token_env": f"{env_prefix}SYNCBATCH_TOKEN",
+                "batch_size": min(100, plan.syncbatch.max_batch),
+                "max_in_flight": 4,
+                **rate,
+            },
+            "emporix": {
+                "url": urls.emporix,
+                "tenant": plan.emporix.tenant,
+                "client_id_env": f"{env_prefix}EMPORIX_CLIENT_ID",
+                "client_secret_env": f"{env_prefix}EMPORIX_CLIENT_SECRET",
+                "max_in_flight": 16,
+                **({} if rate_per_second is None else {"rate_per_second": 40 * rate_per_second}),
+            },
+        },
     }
 
 
-def config_toml(urls: EmulatorUrls) -> str:
+def config_toml(urls: EmulatorUrls, plan: EmulatorPlan | None = None) -> str:
     """A configuration file for the running emulators, for ``pipeline emulate`` to print."""
+    plan = plan or EmulatorPlan()
     return f"""[source]
 url = "{urls.source}"
-page_size = {DEMO_PAGE_SIZE}
+page_size = {min(DEMO_PAGE_SIZE, plan.man.max_limit)}
 max_in_flight = 4
 token_env = "MAN_TOKEN"
 
@@ -150,4 +172,12 @@ token_env = "SYNCBATCH_TOKEN"
 batch_size = 100
 rate_per_second = 50
 max_in_flight = 4
+
+[targets.emporix]
+url = "{urls.emporix}"
+tenant = "{plan.emporix.tenant}"
+client_id_env = "EMPORIX_CLIENT_ID"
+client_secret_env = "EMPORIX_CLIENT_SECRET"
+rate_per_second = 2000
+max_in_flight = 16
 """

@@ -13,10 +13,13 @@ import pytest
 from pipeline.config import Settings, settings_from_mapping
 from pipeline.emulators import (
     Dataset,
+    EmporixEmulatorConfig,
+    EmporixStore,
     ManEmulatorConfig,
     Principal,
     SyncBatchEmulatorConfig,
     SyncBatchStore,
+    create_emporix_app,
     create_man_app,
     create_syncbatch_app,
     serve_app,
@@ -30,6 +33,8 @@ SB_TOKEN = "test-syncbatch-token"
 def _tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAN_TOKEN", MAN_TOKEN)
     monkeypatch.setenv("SYNCBATCH_TOKEN", SB_TOKEN)
+    monkeypatch.setenv("EMPORIX_CLIENT_ID", EmporixEmulatorConfig().client_id)
+    monkeypatch.setenv("EMPORIX_CLIENT_SECRET", EmporixEmulatorConfig().client_secret)
     for name in list(os.environ):
         if name.startswith("PIPELINE__"):
             monkeypatch.delenv(name)
@@ -52,23 +57,52 @@ class Env:
         self.sb_app: Any = None
         self.man_url = ""
         self.sb_url = ""
+        self.emx_url = ""
         self.store = SyncBatchStore()
+        self.emx_store = EmporixStore()
+        self.emx_app: Any = None
+        self.targets: tuple[str, ...] = ("syncbatch",)
 
     async def start(
         self,
         dataset: Dataset,
         man: ManEmulatorConfig | None = None,
         sb: SyncBatchEmulatorConfig | None = None,
+        emporix: EmporixEmulatorConfig | None = None,
+        targets: tuple[str, ...] = ("syncbatch",),
     ) -> Env:
         self.dataset = dataset
+        self.targets = targets
         self.man_app = create_man_app(dataset, man or ManEmulatorConfig(token=MAN_TOKEN))
         config = sb or sb_config()
         self.sb_app = create_syncbatch_app(config, self.store)
         self.man_url = await self.stack.enter_async_context(serve_app(self.man_app))
         self.sb_url = await self.stack.enter_async_context(serve_app(self.sb_app))
+        if "emporix" in targets:
+            self.emx_app = create_emporix_app(emporix or EmporixEmulatorConfig(), self.emx_store)
+            self.emx_url = await self.stack.enter_async_context(serve_app(self.emx_app))
         return self
 
     def config(self, **overrides: Any) -> dict[str, Any]:
+        fast = {"initial_seconds": 0.001, "max_seconds": 0.05, "max_attempts": 10}
+        targets: dict[str, Any] = {
+            "syncbatch": {
+                "url": self.sb_url,
+                "token_env": "SYNCBATCH_TOKEN",
+                "batch_size": 50,
+                "max_in_flight": 4,
+                "retry": fast,
+            },
+            "emporix": {
+                "url": self.emx_url,
+                "tenant": "demo",
+                "client_id_env": "EMPORIX_CLIENT_ID",
+                "client_secret_env": "EMPORIX_CLIENT_SECRET",
+                "batch_size": 50,
+                "max_in_flight": 8,
+                "retry": fast,
+            },
+        }
         data: dict[str, Any] = {
             "source": {
                 "url": f"{self.man_url}/customer-users",
@@ -79,15 +113,7 @@ class Env:
             },
             "flow": {"queue_size": 4},
             "state": {"path": str(self.tmp_path / "state.sqlite3")},
-            "targets": {
-                "syncbatch": {
-                    "url": self.sb_url,
-                    "token_env": "SYNCBATCH_TOKEN",
-                    "batch_size": 50,
-                    "max_in_flight": 4,
-                    "retry": {"initial_seconds": 0.001, "max_seconds": 0.05, "max_attempts": 10},
-                }
-            },
+            "targets": {name: targets[name] for name in self.targets},
         }
         for path, value in overrides.items():
             node = data

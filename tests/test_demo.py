@@ -11,7 +11,11 @@ from pipeline.demo import EmulatorPlan, EmulatorUrls, demo_config, load_plan
 from pipeline.emulators import FaultPlan
 from pipeline.errors import ConfigError
 
-URLS = EmulatorUrls(source="http://127.0.0.1:1/customer-users", syncbatch="http://127.0.0.1:2")
+URLS = EmulatorUrls(
+    source="http://127.0.0.1:1/customer-users",
+    syncbatch="http://127.0.0.1:2",
+    emporix="http://127.0.0.1:3",
+)
 
 
 def test_plan_file_sets_faults_per_emulator(tmp_path: Path) -> None:

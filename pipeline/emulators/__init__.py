@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from pipeline.emulators.dataset import DEFECT_KINDS, QUIRK_KINDS, Dataset
+from pipeline.emulators.emporix import (
+    EMPORIX_COUNTS,
+    EMPORIX_FAULTS,
+    EMPORIX_STORE,
+    EmporixEmulatorConfig,
+    create_emporix_app,
+)
+from pipeline.emulators.emporix_store import EmporixStore
 from pipeline.emulators.faults import FaultInjector, FaultPlan, format_retry_after
 from pipeline.emulators.man import (
     MAN_CONFIG,
@@ -26,6 +34,9 @@ from pipeline.emulators.syncbatch import (
 
 __all__ = [
     "DEFECT_KINDS",
+    "EMPORIX_COUNTS",
+    "EMPORIX_FAULTS",
+    "EMPORIX_STORE",
     "MAN_CONFIG",
     "MAN_DATASET",
     "MAN_FAULTS",
@@ -35,6 +46,8 @@ __all__ = [
     "SYNCBATCH_FAULTS",
     "SYNCBATCH_STORE",
     "Dataset",
+    "EmporixEmulatorConfig",
+    "EmporixStore",
     "FaultInjector",
     "FaultPlan",
     "ManEmulatorConfig",
@@ -42,6 +55,7 @@ __all__ = [
     "Principal",
     "SyncBatchEmulatorConfig",
     "SyncBatchStore",
+    "create_emporix_app",
     "create_man_app",
     "create_syncbatch_app",
     "format_retry_after",

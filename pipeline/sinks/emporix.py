@@ -41,7 +41,7 @@ from pipeline.transform.emporix import (
 __all__ = ["EmporixTarget"]
 
 EXPIRED = b"access_token_expired"
-VERSION_RETRIES = 3
+VERSION_RETRIES = 6
 _ACCEPT = frozenset({400, 401, 404, 409})
 
 
@@ -203,11 +203,12 @@ class EmporixTarget:
             if response.status in (200, 201, 204):
                 return
             problem = _problem(response)
-            if response.status == 409 and problem.type == "conflict_resource":
+            duplicate = (problem.message or "").startswith("Duplicate account")
+            if response.status == 409 and problem.type == "conflict_resource" and duplicate:
                 owner = await self._email_owner(payload.customer.contactEmail)
                 holder = f"customer {owner}" if owner else "another customer"
                 raise _Refused(f"duplicate email: already held by {holder} in Emporix")
-            if response.status != 409:
+            if response.status != 409 or problem.type != "optimistic_lock":
                 raise _refusal("customer", response)
             # A version conflict: someone wrote between our read and our write. Re-read.
             version = await self._current_version(url)
@@ -232,7 +233,7 @@ class EmporixTarget:
                 return True
             if response.status == 404:
                 return False  # a PUT upserts the address: only the customer can be missing
-            if response.status != 409 or _problem(response).type == "conflict_resource":
+            if response.status != 409 or _problem(response).type != "optimistic_lock":
                 raise _refusal("address", response)
             version = await self._current_version(url)
             body = msgspec.structs.replace(body, metadata=EmxMetadata(version=version))
