@@ -42,6 +42,8 @@ class HttpStats(msgspec.Struct):
     retries: int = 0
     throttled: int = 0
     failures: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
 
 def _safe_url(url: str) -> str:
@@ -112,7 +114,10 @@ class HttpClient:
         if self._limiter is not None:
             await self._limiter.acquire()
         async with self._in_flight:
-            self.stats.requests += 1
+            stats = self.stats
+            stats.requests += 1
+            stats.in_flight += 1
+            stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
             try:
                 async with self._session.request(
                     method, url, params=params, data=body, headers=headers
@@ -124,6 +129,8 @@ class HttpClient:
             except aiohttp.ClientError as exc:
                 reason = f"connection failed ({type(exc).__name__})"
                 raise TransientHTTPError(method, _safe_url(url), reason=reason) from exc
+            finally:
+                stats.in_flight -= 1
 
     def _check(self, method: str, url: str, response: Response) -> Response:
         status = response.status
