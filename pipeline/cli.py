@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,8 @@ from pipeline.sources.customers import CustomerSource
 from pipeline.state.store import StateStore
 
 __all__ = ["main"]
+
+_ID_IN_REASON = re.compile(r"^Customer '[^']*':\s*")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,13 +117,18 @@ def _demo(args: argparse.Namespace) -> int:
             )
             async with StateStore(args.state) as store:
                 letters = await store.dead_letters()
-            kinds: dict[str, list[str]] = {}
+            kinds: dict[str, dict[str, set[str]]] = {}
             for letter in letters:
-                ids = kinds.setdefault(letter.reason.split(" by customer ")[0], [])
-                if letter.customer_id not in ids:
-                    ids.append(letter.customer_id)
-            for reason, ids in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
-                console.print(f"  {len(ids):>6,}  {reason}  (e.g. {ids[0]})")
+                # One line per kind of reason: drop the ids that make each one unique.
+                kind = _ID_IN_REASON.sub("", letter.reason).split(" by customer ")[0]
+                seen = kinds.setdefault(kind, {})
+                seen.setdefault(letter.customer_id, set()).add(letter.target)
+            all_targets = set(settings.targets.enabled())
+            for reason, seen in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+                where = set().union(*seen.values())
+                only = "" if where == all_targets else f"[{', '.join(sorted(where))}] "
+                line = f"  {len(seen):>6,}  {only}{reason}  (e.g. {min(seen)})"
+                console.print(line, markup=False, highlight=False)
         return EXIT_OK
 
     return anyio.run(go)
@@ -136,6 +144,7 @@ def _emulate(args: argparse.Namespace) -> int:
             print(f"MAN source:  {urls.source}")
             print(f"sync-batch:  {urls.syncbatch}")
             print(f"emporix:     {urls.emporix}")
+            print(f"norce:       {urls.norce}")
             print("\n# the emulators' demo credentials:")
             print("export " + " ".join(f"{k}={v}" for k, v in DEMO_TOKENS.items()))
             print(

@@ -12,12 +12,15 @@ from typing import Any
 import msgspec
 
 from pipeline.emulators import (
+    BUSINESS_UNITS,
     Dataset,
     EmporixEmulatorConfig,
     ManEmulatorConfig,
+    NorceEmulatorConfig,
     SyncBatchEmulatorConfig,
     create_emporix_app,
     create_man_app,
+    create_norce_app,
     create_syncbatch_app,
     serve_app,
 )
@@ -38,12 +41,16 @@ __all__ = [
 DEMO_STATE = ".pipeline-demo/state.sqlite3"
 DEMO_PAGE_SIZE = 500
 _EMPORIX = EmporixEmulatorConfig()
+# Norce knows the companies of MAN's company feed; "Ghost Unit" customers show the item error.
+_NORCE = NorceEmulatorConfig(companies=BUSINESS_UNITS)
 # What the emulators accept, under the variable names a user's configuration would use.
 DEMO_TOKENS = {
     "MAN_TOKEN": "demo-man-token",
     "SYNCBATCH_TOKEN": "demo-syncbatch-token",
     "EMPORIX_CLIENT_ID": _EMPORIX.client_id,
     "EMPORIX_CLIENT_SECRET": _EMPORIX.client_secret,
+    "NORCE_CLIENT_ID": _NORCE.client_id,
+    "NORCE_CLIENT_SECRET": _NORCE.client_secret,
 }
 # The demo reads them from variables of its own, so a user's real secrets never meet it.
 _DEMO_PREFIX = "PIPELINE_DEMO_"
@@ -53,15 +60,17 @@ class EmulatorUrls(msgspec.Struct, frozen=True):
     source: str
     syncbatch: str
     emporix: str
+    norce: str
 
 
 class EmulatorPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How the emulators behave, faults included: ``--plan FILE`` reads it from TOML
-    (``[man]``, ``[man.faults]``, ``[syncbatch]``, ``[emporix]``, each with ``.faults``)."""
+    (``[man]``, ``[syncbatch]``, ``[emporix]``, ``[norce]``, each with ``.faults``)."""
 
     man: ManEmulatorConfig = ManEmulatorConfig(max_limit=1000)
     syncbatch: SyncBatchEmulatorConfig = SyncBatchEmulatorConfig(max_batch=1000)
     emporix: EmporixEmulatorConfig = _EMPORIX
+    norce: NorceEmulatorConfig = _NORCE
 
 
 def load_plan(path: str | None) -> EmulatorPlan:
@@ -96,6 +105,7 @@ async def running_emulators(
         create_man_app(Dataset(customers, seed=seed), plan.man),
         create_syncbatch_app(plan.syncbatch),
         create_emporix_app(plan.emporix),
+        create_norce_app(plan.norce),
     ]
     async with AsyncExitStack() as stack:
         urls = [
@@ -104,7 +114,9 @@ async def running_emulators(
             )
             for offset, app in enumerate(apps)
         ]
-        yield EmulatorUrls(source=f"{urls[0]}/customer-users", syncbatch=urls[1], emporix=urls[2])
+        yield EmulatorUrls(
+            source=f"{urls[0]}/customer-users", syncbatch=urls[1], emporix=urls[2], norce=urls[3]
+        )
 
 
 def use_demo_tokens() -> None:
@@ -150,6 +162,17 @@ def demo_config(
                 "max_in_flight": 16,
                 **({} if rate_per_second is None else {"rate_per_second": 40 * rate_per_second}),
             },
+            "norce": {
+                "url": urls.norce,
+                "application_id": plan.norce.application_id,
+                "account_id": plan.norce.account_id,
+                "scope": plan.norce.environments[0],
+                "client_id_env": f"{env_prefix}NORCE_CLIENT_ID",
+                "client_secret_env": f"{env_prefix}NORCE_CLIENT_SECRET",
+                "batch_size": min(500, plan.norce.max_items),
+                "max_in_flight": 2,
+                **({} if rate_per_second is None else {"rate_per_second": rate_per_second / 10}),
+            },
         },
     }
 
@@ -180,4 +203,15 @@ client_id_env = "EMPORIX_CLIENT_ID"
 client_secret_env = "EMPORIX_CLIENT_SECRET"
 rate_per_second = 2000
 max_in_flight = 16
+
+[targets.norce]
+url = "{urls.norce}"
+application_id = {plan.norce.application_id}
+account_id = {plan.norce.account_id}
+scope = "{plan.norce.environments[0]}"
+client_id_env = "NORCE_CLIENT_ID"
+client_secret_env = "NORCE_CLIENT_SECRET"
+batch_size = 500
+rate_per_second = 5
+max_in_flight = 2
 """

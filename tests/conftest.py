@@ -12,15 +12,19 @@ import pytest
 
 from pipeline.config import Settings, settings_from_mapping
 from pipeline.emulators import (
+    BUSINESS_UNITS,
     Dataset,
     EmporixEmulatorConfig,
     EmporixStore,
     ManEmulatorConfig,
+    NorceEmulatorConfig,
+    NorceStore,
     Principal,
     SyncBatchEmulatorConfig,
     SyncBatchStore,
     create_emporix_app,
     create_man_app,
+    create_norce_app,
     create_syncbatch_app,
     serve_app,
 )
@@ -35,6 +39,8 @@ def _tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCBATCH_TOKEN", SB_TOKEN)
     monkeypatch.setenv("EMPORIX_CLIENT_ID", EmporixEmulatorConfig().client_id)
     monkeypatch.setenv("EMPORIX_CLIENT_SECRET", EmporixEmulatorConfig().client_secret)
+    monkeypatch.setenv("NORCE_CLIENT_ID", NorceEmulatorConfig().client_id)
+    monkeypatch.setenv("NORCE_CLIENT_SECRET", NorceEmulatorConfig().client_secret)
     for name in list(os.environ):
         if name.startswith("PIPELINE__"):
             monkeypatch.delenv(name)
@@ -61,14 +67,19 @@ class Env:
         self.store = SyncBatchStore()
         self.emx_store = EmporixStore()
         self.emx_app: Any = None
+        self.nc_url = ""
+        self.nc_store = NorceStore()
+        self.nc_app: Any = None
         self.targets: tuple[str, ...] = ("syncbatch",)
 
     async def start(
         self,
         dataset: Dataset,
+        *,
         man: ManEmulatorConfig | None = None,
         sb: SyncBatchEmulatorConfig | None = None,
         emporix: EmporixEmulatorConfig | None = None,
+        norce: NorceEmulatorConfig | None = None,
         targets: tuple[str, ...] = ("syncbatch",),
     ) -> Env:
         self.dataset = dataset
@@ -81,6 +92,10 @@ class Env:
         if "emporix" in targets:
             self.emx_app = create_emporix_app(emporix or EmporixEmulatorConfig(), self.emx_store)
             self.emx_url = await self.stack.enter_async_context(serve_app(self.emx_app))
+        if "norce" in targets:
+            config = norce or NorceEmulatorConfig(companies=BUSINESS_UNITS)
+            self.nc_app = create_norce_app(config, self.nc_store)
+            self.nc_url = await self.stack.enter_async_context(serve_app(self.nc_app))
         return self
 
     def config(self, **overrides: Any) -> dict[str, Any]:
@@ -100,6 +115,19 @@ class Env:
                 "client_secret_env": "EMPORIX_CLIENT_SECRET",
                 "batch_size": 50,
                 "max_in_flight": 8,
+                "retry": fast,
+            },
+            "norce": {
+                "url": self.nc_url,
+                "application_id": 1234,
+                "account_id": 42,
+                "scope": "stage",
+                "client_id_env": "NORCE_CLIENT_ID",
+                "client_secret_env": "NORCE_CLIENT_SECRET",
+                "batch_size": 100,
+                "max_in_flight": 2,
+                "poll_initial_seconds": 0.01,
+                "poll_max_seconds": 0.05,
                 "retry": fast,
             },
         }

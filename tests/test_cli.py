@@ -19,19 +19,23 @@ from pipeline.cli import main
 PYTHON = sys.executable
 
 
-def free_port_pair() -> int:
+def free_port_pair(count: int = 4) -> int:
+    """A first port such that it and the ``count - 1`` after it are free."""
     for _ in range(50):
         with socket.socket() as a:
             a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
+            port = int(a.getsockname()[1])
+        sockets = [socket.socket() for _ in range(count)]
         try:
-            with socket.socket() as b, socket.socket() as c:
-                b.bind(("127.0.0.1", port))
-                c.bind(("127.0.0.1", port + 1))
+            for offset, s in enumerate(sockets):
+                s.bind(("127.0.0.1", port + offset))
             return port
         except OSError:
             continue
-    raise RuntimeError("no free port pair")
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ URLS = EmulatorUrls(
     source="http://127.0.0.1:1/customer-users",
     syncbatch="http://127.0.0.1:2",
     emporix="http://127.0.0.1:3",
+    norce="http://127.0.0.1:4",
 )
 
 

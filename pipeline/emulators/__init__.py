@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.emulators.dataset import DEFECT_KINDS, QUIRK_KINDS, Dataset
+from pipeline.emulators.dataset import BUSINESS_UNITS, DEFECT_KINDS, QUIRK_KINDS, Dataset
 from pipeline.emulators.emporix import (
     EMPORIX_COUNTS,
     EMPORIX_FAULTS,
@@ -21,6 +21,13 @@ from pipeline.emulators.man import (
     ManRequest,
     create_man_app,
 )
+from pipeline.emulators.norce import (
+    NORCE_FAULTS,
+    NORCE_STORE,
+    NorceEmulatorConfig,
+    NorceStore,
+    create_norce_app,
+)
 from pipeline.emulators.server import serve_app
 from pipeline.emulators.syncbatch import (
     SYNCBATCH_COUNTS,
@@ -33,6 +40,7 @@ from pipeline.emulators.syncbatch import (
 )
 
 __all__ = [
+    "BUSINESS_UNITS",
     "DEFECT_KINDS",
     "EMPORIX_COUNTS",
     "EMPORIX_FAULTS",
@@ -41,6 +49,8 @@ __all__ = [
     "MAN_DATASET",
     "MAN_FAULTS",
     "MAN_LOG",
+    "NORCE_FAULTS",
+    "NORCE_STORE",
     "QUIRK_KINDS",
     "SYNCBATCH_COUNTS",
     "SYNCBATCH_FAULTS",
@@ -52,11 +62,14 @@ __all__ = [
     "FaultPlan",
     "ManEmulatorConfig",
     "ManRequest",
+    "NorceEmulatorConfig",
+    "NorceStore",
     "Principal",
     "SyncBatchEmulatorConfig",
     "SyncBatchStore",
     "create_emporix_app",
     "create_man_app",
+    "create_norce_app",
     "create_syncbatch_app",
     "format_retry_after",
     "serve_app",

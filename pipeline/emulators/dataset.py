@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["DEFECT_KINDS", "QUIRK_KINDS", "Dataset"]
+__all__ = ["BUSINESS_UNITS", "DEFECT_KINDS", "QUIRK_KINDS", "Dataset"]
 
 DEFECT_KINDS: tuple[str, ...] = (
     "missing_email",
@@ -75,7 +75,14 @@ _LAST = [
         "Gruber", "Huber", "Öztürk", "Janssen", "Żółkiewski", "Brandstätter",
     )
 ]  # fmt: skip
-_BUSINESS_UNITS = ("headquarter", "Sales North", "Sales South", "Service", "Logistics", "R&D")
+BUSINESS_UNITS = (  # the units MAN's company feed knows ("Ghost Unit" is not one)
+    "headquarter",
+    "Sales North",
+    "Sales South",
+    "Service",
+    "Logistics",
+    "R&D",
+)
 _ROLES = ("buyer", "buyer", "approver", "admin", "viewer")
 _STREETS = (
     "Dachauer Str.", "Hauptstraße", "Lindenallee", "ul. Marszałkowska", "Keizersgracht",
@@ -200,8 +207,8 @@ class Dataset:
         person //= len(_FIRST)
         last, last_ascii = _LAST[person % len(_LAST)]
         person //= len(_LAST)
-        unit = _BUSINESS_UNITS[person % len(_BUSINESS_UNITS)]
-        person //= len(_BUSINESS_UNITS)
+        unit = BUSINESS_UNITS[person % len(BUSINESS_UNITS)]
+        person //= len(BUSINESS_UNITS)
         role = _ROLES[person % len(_ROLES)]
         person //= len(_ROLES)
         doctor = person % 10 == 0

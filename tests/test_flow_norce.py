@@ -1,0 +1,216 @@
+"""Full passes to the Norce emulator on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pipeline.emulators import Dataset, FaultPlan, NorceEmulatorConfig
+from pipeline.emulators.dataset import BUSINESS_UNITS
+from pipeline.state.store import StateStore
+from tests.conftest import Env
+from tests.test_flow import run_pass
+
+
+def expected(raw: dict[str, Any]) -> dict[str, Any]:
+    """What Norce must hold for one valid MAN record (spec §13, DESIGN §5)."""
+    email = raw["email"].strip().lower()
+    customer: dict[str, Any] = {
+        "Code": raw["customer_id"],
+        "EmailAddress": email,
+        "FirstName": raw["firstName"].strip(),
+        "LastName": raw["lastName"].strip(),
+        "Companies": [{"Code": raw["businessUnit"].strip(), "IsPrimary": True}],
+    }
+    if raw.get("salutation"):
+        customer["Title"] = raw["salutation"]
+    address = raw.get("address") or None
+    if address is None:
+        return customer
+    billing, shipping = (
+        str(address.get(k, False)).lower() == "true"
+        for k in ("isDefaultBilling", "isDefaultShipping")
+    )
+    lines = [address.get("address2", "").strip(), address.get("address3", "").strip()]
+    base = {
+        "AddressLine1": address["address1"].strip(),
+        "ZipCode": str(address["zipCode"]),
+        "City": address["city"],
+        "CountryCode": address["iso2Code"].strip().upper(),
+    }
+    if any(lines):
+        base["AddressLine2"] = ", ".join(line for line in lines if line)
+    if address.get("phone"):
+        customer["PhoneNumber"] = address["phone"]
+    if billing:
+        customer["InvoiceAddress"] = base
+    if shipping or not billing:
+        customer["DeliveryAddresses"] = [{**base, "IsPrimary": shipping}]
+    return customer
+
+
+def norce(**config: Any) -> dict[str, Any]:
+    settings = {"companies": BUSINESS_UNITS, **config}
+    return {"targets": ("norce",), "norce": NorceEmulatorConfig(**settings)}
+
+
+async def dead_letters(env: Env) -> dict[str, str]:
+    async with StateStore(env.settings().state.path) as store:
+        return {d.customer_id: d.reason for d in await store.dead_letters("norce")}
+
+
+async def test_full_pass_matches_expected_mapping_field_by_field(env: Env) -> None:
+    dataset = Dataset(1_500, seed=31)
+    await env.start(dataset, **norce())
+    report, _ = await run_pass(env)
+
+    stored = {c["Code"]: c for c in env.nc_store.snapshot()["customers"]}
+    valid = [
+        r
+        for r in dataset.records()
+        if r["customer_id"] not in dataset.defects and r["businessUnit"] in BUSINESS_UNITS
+    ]
+    assert set(stored) == {r["customer_id"] for r in valid}
+    for raw in valid:
+        customer = stored[raw["customer_id"]]
+        for key, value in expected(raw).items():
+            got = customer[key]
+            if isinstance(value, dict):
+                got = {k: got[k] for k in value}
+            elif key == "DeliveryAddresses":
+                got = [{k: a[k] for k in value[0]} for a in got]
+            assert got == value, (raw["customer_id"], key)
+    assert set(env.nc_store.customer_writes.values()) == {1}
+    assert env.nc_store.token_calls == 1
+    assert report.targets["norce"].created == len(valid)
+
+
+async def test_second_pass_makes_no_import_call(env: Env) -> None:
+    # No defects, no unknown company: nothing is dead-lettered, so nothing is due again.
+    await env.start(Dataset(800, seed=3, defects=False), **norce())
+    await run_pass(env)
+    calls = sum(env.nc_store.import_calls.values())
+
+    report, _ = await run_pass(env)
+
+    assert sum(env.nc_store.import_calls.values()) == calls
+    assert report.targets["norce"].requests == 0
+
+
+async def test_unknown_company_dead_letters_exactly_those_customers(env: Env) -> None:
+    dataset = Dataset(1_000, seed=5)
+    await env.start(dataset, **norce())
+    report, _ = await run_pass(env)
+
+    ghosts = {r["customer_id"] for r in dataset.records() if r["businessUnit"] == "Ghost Unit"}
+    assert ghosts
+    letters = await dead_letters(env)
+    assert set(letters) == ghosts | set(dataset.defects)
+    for code in ghosts:
+        assert letters[code] == f"Customer '{code}': company 'Ghost Unit' does not exist."
+    stored = {c["Code"] for c in env.nc_store.snapshot()["customers"]}
+    assert not stored & ghosts
+    valid = {r["customer_id"] for r in dataset.records()} - ghosts - set(dataset.defects)
+    assert stored == valid
+    assert report.targets["norce"].created == len(valid)
+
+
+async def test_create_companies_option_imports_missing_companies_first(env: Env) -> None:
+    dataset = Dataset(1_000, seed=5)
+    await env.start(dataset, **norce(companies=()))
+    report, _ = await run_pass(env, targets__norce__create_companies=True)
+
+    companies = {c["Code"] for c in env.nc_store.snapshot()["companies"]}
+    assert companies == {r["businessUnit"] for r in dataset.records()} - {None}
+    assert env.nc_store.import_calls["ImportCompanies"] == 1
+    assert report.targets["norce"].dead_lettered == len(dataset.defects)
+
+
+async def test_job_failing_without_detail_is_split_in_halves(env: Env) -> None:
+    dataset = Dataset(100, seed=5, defects=False)
+    await env.start(dataset, **norce(fail_jobs=(1,)))
+    report, _ = await run_pass(env)
+
+    assert env.nc_store.import_calls["ImportCustomers"] == 3
+    target = report.targets["norce"]
+    valid = sum(1 for r in dataset.records() if r["businessUnit"] in BUSINESS_UNITS)
+    assert target.created == valid
+    assert set(env.nc_store.customer_writes.values()) == {1}
+
+
+async def test_job_failing_twice_without_detail_dead_letters_its_records(env: Env) -> None:
+    dataset = Dataset(100, seed=5, defects=False)
+    await env.start(dataset, **norce(fail_jobs=(1, 2)))
+    report, _ = await run_pass(env)
+
+    letters = await dead_letters(env)
+    first_half = [dataset.customer_id(i) for i in range(50)]
+    assert all("failed without naming an item" in letters[c] for c in first_half)
+    assert report.targets["norce"].dead_lettered == 50
+
+
+async def test_slow_job_engine_is_waited_out(env: Env) -> None:
+    dataset = Dataset(300, seed=5, defects=False)
+    await env.start(dataset, **norce(queue_delay=0.15, job_delay=0.2))
+    report, _ = await run_pass(env)
+
+    valid = sum(1 for r in dataset.records() if r["businessUnit"] in BUSINESS_UNITS)
+    assert report.targets["norce"].created == valid
+    assert report.targets["norce"].requests > 3 * 3  # each job polled several times
+
+
+async def test_job_that_never_finishes_fails_its_batch_and_is_retried_next_pass(
+    env: Env,
+) -> None:
+    dataset = Dataset(100, seed=5, defects=False)
+    await env.start(dataset, **norce(stuck_jobs=(1,)))
+    first, _ = await run_pass(env, targets__norce__job_timeout_seconds=0.3)
+
+    letters = await dead_letters(env)
+    assert len(letters) == 100
+    assert all("did not finish within 0.3 s" in reason for reason in letters.values())
+    assert first.status == "dead_letters"
+
+    second, _ = await run_pass(env, targets__norce__job_timeout_seconds=0.3)
+
+    valid = sum(1 for r in dataset.records() if r["businessUnit"] in BUSINESS_UNITS)
+    assert second.targets["norce"].created == valid
+    assert len(await dead_letters(env)) == 100 - valid
+
+
+async def test_faults_still_import_every_customer_once(env: Env) -> None:
+    dataset = Dataset(1_000, seed=9)
+    faults = FaultPlan(seed=4, error_rate=0.1, throttle_rate=0.1, retry_after=0.01)
+    await env.start(dataset, **norce(faults=faults))
+    report, _ = await run_pass(env)
+
+    valid = {
+        r["customer_id"]
+        for r in dataset.records()
+        if r["customer_id"] not in dataset.defects and r["businessUnit"] in BUSINESS_UNITS
+    }
+    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == valid
+    assert report.targets["norce"].retried > 0
+
+
+async def test_wrong_secret_stops_the_target(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NORCE_CLIENT_SECRET", "wrong-one")
+    await env.start(Dataset(200, seed=1), **norce())
+    report, _ = await run_pass(env)
+
+    assert report.status == "aborted"
+    error = report.targets["norce"].error or ""
+    assert "401" in error and "wrong-one" not in error
+    assert env.nc_store.snapshot()["customers"] == []
+
+
+@pytest.mark.slow
+async def test_pass_of_50000_customers_calls_the_token_endpoint_once(env: Env) -> None:
+    await env.start(Dataset(50_000, seed=1), **norce())
+    report, _ = await run_pass(env, targets__norce__batch_size=500)
+
+    assert env.nc_store.token_calls == 1
+    assert env.nc_store.token_refusals == 0
+    assert report.source.records == 50_000
+    assert report.targets["norce"].sent > 45_000
