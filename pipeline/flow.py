@@ -2,13 +2,15 @@
 
 This is the one place where stages meet. Every task starts in the task group of
 :meth:`Pass.run`; each stage gets the stream ends it owns and closes them when done, so end of
-input travels down the flow as closed channels, never as a sentinel.
+input travels down the flow as closed channels, never as a sentinel. :meth:`Pass.stop` stops
+the source and lets what is in flight drain for a grace period.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 
 import anyio
@@ -16,22 +18,25 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.channels import Channels, ChannelStats, broadcast
+from pipeline.checkpoint import Checkpoint
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.records import Ack, Item, Page, RecordBatch
-from pipeline.report import PassReport, SourceReport, TargetCounters, TargetReport
+from pipeline.records import Ack, Customer, Item, Page, RecordBatch
+from pipeline.report import PassReport, PassStatus, SourceReport, TargetCounters, TargetReport
 from pipeline.sinks.base import Target
 from pipeline.sinks.emporix import EmporixTarget
 from pipeline.sinks.norce import NorceTarget
 from pipeline.sinks.syncbatch import SyncBatchTarget
 from pipeline.sources.customers import CustomerSource
 from pipeline.state.store import StateStore
+from pipeline.transform.dedupe import PassDedupe
 from pipeline.transform.stage import TransformStats, run_transform
 
 __all__ = ["Pass", "build_targets"]
 
 ACK_GROUP = 5000  # acks written to the state store in one transaction, at most
 
+log = logging.getLogger("pipeline.flow")
 _report_encoder = msgspec.json.Encoder()
 
 
@@ -61,7 +66,12 @@ def build_targets(
 
 
 class Pass:
-    """One full read of the source, written to every target; :meth:`run` returns the report."""
+    """One read of the source, written to every target; :meth:`run` returns the report.
+
+    Args:
+        start_offset: where the read starts (a resumed pass starts at a checkpoint).
+        replay: per target, the only customer ids to process (``pipeline dlq replay``).
+    """
 
     def __init__(
         self,
@@ -70,17 +80,27 @@ class Pass:
         targets: Sequence[Target],
         *,
         dry_run: bool = False,
+        start_offset: int = 0,
+        replay: Mapping[str, set[str]] | None = None,
         source: CustomerSource | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.targets = list(targets)
         self.dry_run = dry_run
-        self.source = source or CustomerSource(settings.source)
+        self.replay = replay
+        self.source = source or CustomerSource(settings.source, start_offset=start_offset)
         self.channels = Channels(settings.flow.queue_size)
         self.counters = {t.name: TargetCounters() for t in self.targets}
         self.transform = TransformStats()
+        self.dedupe = PassDedupe()
+        self.checkpoint = Checkpoint([t.name for t in self.targets], self.source.start_offset)
+        self.pass_id = 0
         self.started = 0.0
+        self._stopping = False
+        self._grace = 0.0
+        self._stop_event: anyio.Event | None = None
+        self._stages: anyio.CancelScope | None = None
 
     # Observability ---------------------------------------------------------------------
 
@@ -95,7 +115,60 @@ class Pass:
     def statistics(self) -> list[ChannelStats]:
         return self.channels.statistics()
 
+    @property
+    def complete(self) -> bool:
+        """The source was read from its start to its end, nothing stopped or failed."""
+        return (
+            self.source.complete
+            and self.source.start_offset == 0
+            and not self._stopping
+            and self.replay is None
+            and not any(c.error for c in self.counters.values())
+        )
+
+    # Stopping --------------------------------------------------------------------------
+
+    def stop(self, grace_seconds: float) -> None:
+        """Stop fetching; what is in flight has ``grace_seconds`` to finish, then is dropped
+        (unconfirmed, so the next pass sends it again). A second call cuts the grace short."""
+        if self._stopping:
+            if self._stages is not None:
+                self._stages.cancel()
+            return
+        self._stopping = True
+        self._grace = grace_seconds
+        if self._stop_event is not None:
+            self._stop_event.set()
+        self.source.stop()
+
+    async def _enforce_grace(self, stages: anyio.CancelScope) -> None:
+        self._stop_event = anyio.Event()
+        if self._stopping:
+            self._stop_event.set()
+        await self._stop_event.wait()
+        await anyio.sleep(self._grace)
+        log.warning("grace period over: dropping what is still in flight")
+        stages.cancel()
+
     # Stages ----------------------------------------------------------------------------
+
+    def _wanted(self, target: str, customer_id: str) -> bool:
+        return self.replay is None or customer_id in self.replay.get(target, ())
+
+    def _open(self, target: str, batch: RecordBatch) -> tuple[list[Customer], list[Ack]]:
+        """Register the page with the checkpoint; its customers to diff and its rejections."""
+        tracker = self.checkpoint.trackers[target]
+        tracker.opened(batch.offset, batch.offset + batch.size, batch.size - batch.duplicates)
+        customers = [c for c in batch.customers if self._wanted(target, c.customer_id)]
+        rejected = [r for r in batch.rejected if self._wanted(target, r.customer_id)]
+        ignored = len(batch.customers) + len(batch.rejected) - len(customers) - len(rejected)
+        if ignored:  # a replay leaves the other records alone
+            tracker.settle(batch.offset, ignored)
+        dead = [
+            Ack(target, r.customer_id, "dead", reason=r.reason, offset=batch.offset)
+            for r in rejected
+        ]
+        return customers, dead
 
     async def _diff(
         self,
@@ -106,41 +179,49 @@ class Pass:
     ) -> None:
         """Map and hash, drop what the target already has, cut the rest into batches."""
         counters = self.counters[target.name]
+        tracker = self.checkpoint.trackers[target.name]
         buffer: list[Item] = []
         async with batches, out, acks:
             async for batch in batches:
-                if batch.rejected:
-                    await acks.send(
-                        [
-                            Ack(target.name, r.customer_id, "dead", reason=r.reason)
-                            for r in batch.rejected
-                        ]
-                    )
+                customers, dead = self._open(target.name, batch)
+                if dead:
+                    await acks.send(dead)
                 if counters.error is not None:
-                    counters.skipped += len(batch.customers)
+                    counters.skipped += len(customers)
+                    tracker.settle(batch.offset, len(customers))
                     continue
-                items = await target.prepare(batch.customers)
+                items = await target.prepare(customers)
                 stored = await self.store.hashes(target.name, [i.customer_id for i in items])
+                unchanged = 0
                 for item in items:
                     previous = stored.get(item.customer_id)
                     if previous == item.hash:
-                        counters.unchanged += 1
+                        unchanged += 1
                     else:
                         item.previous = previous
+                        item.offset = batch.offset
                         buffer.append(item)
+                counters.unchanged += unchanged
+                tracker.settle(batch.offset, unchanged)
                 while len(buffer) >= target.batch_size:
-                    await self._emit(counters, buffer[: target.batch_size], out)
+                    await self._emit(target, buffer[: target.batch_size], out)
                     del buffer[: target.batch_size]
             if buffer:
-                await self._emit(counters, buffer, out)
+                await self._emit(target, buffer, out)
 
     async def _emit(
-        self, counters: TargetCounters, chunk: list[Item], out: MemoryObjectSendStream[list[Item]]
+        self, target: Target, chunk: list[Item], out: MemoryObjectSendStream[list[Item]]
     ) -> None:
         if self.dry_run:
-            counters.would_send += len(chunk)
+            self.counters[target.name].would_send += len(chunk)
+            self._settle_items(target.name, chunk)
         else:
             await out.send(chunk)
+
+    def _settle_items(self, target: str, items: Sequence[Item]) -> None:
+        tracker = self.checkpoint.trackers[target]
+        for item in items:
+            tracker.settle(item.offset)
 
     async def _write(
         self,
@@ -153,17 +234,25 @@ class Pass:
             async for chunk in chunks:
                 if counters.error is not None:
                     counters.skipped += len(chunk)
+                    self._settle_items(target.name, chunk)
                     continue
                 counters.sent += len(chunk)
                 try:
-                    await acks.send(await target.write(chunk))
+                    result = await target.write(chunk)
                 except PipelineError as exc:
                     # The target as a whole is unusable (auth, say): stop it, keep the others.
-                    counters.error = counters.error or str(exc)
+                    if counters.error is None:
+                        counters.error = str(exc)
+                        log.error(
+                            "target stopped", extra={"target": target.name, "error": str(exc)}
+                        )
                     counters.skipped += len(chunk)
+                    self._settle_items(target.name, chunk)
+                    continue
+                await acks.send(result)
 
     async def _settle(self, acks: MemoryObjectReceiveStream[list[Ack]]) -> None:
-        """Persist acks in groups; only then do they count as settled."""
+        """Persist acks in groups, with the checkpoint they make safe; only then do they count."""
         async with acks:
             async for first in acks:
                 group = list(first)
@@ -172,11 +261,21 @@ class Pass:
                         group.extend(acks.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                await self.store.apply(group)
+                for ack in group:
+                    self.checkpoint.trackers[ack.target].settle(ack.offset)
+                await self.store.apply(group, checkpoint=(self.pass_id, self.checkpoint.offset))
                 for ack in group:
                     counters = self.counters[ack.target]
                     if ack.kind == "dead":
                         counters.dead_lettered += 1
+                        log.debug(
+                            "dead-lettered",
+                            extra={
+                                "target": ack.target,
+                                "customer_id": ack.customer_id,
+                                "reason": ack.reason,
+                            },
+                        )
                     elif ack.kind == "created":
                         counters.created += 1
                     else:
@@ -185,17 +284,29 @@ class Pass:
     # The pass --------------------------------------------------------------------------
 
     async def run(self) -> PassReport:
-        """Run the pass to its end and record it in the state store."""
-        pass_id = await self.store.start_pass()
+        """Run the pass to its end (or its stop) and record it in the state store."""
+        self.pass_id = await self.store.start_pass(self.source.start_offset)
         self.started = time.time()
         clock = anyio.current_time()
         error: str | None = None
+        log.info(
+            "pass started",
+            extra={"pass_id": self.pass_id, "start_offset": self.source.start_offset},
+        )
         try:
-            await self._run_stages()
+            async with anyio.create_task_group() as watchdog:
+                with anyio.CancelScope() as stages:
+                    self._stages = stages
+                    watchdog.start_soon(self._enforce_grace, stages)
+                    await self._run_stages()
+                watchdog.cancel_scope.cancel()
         except* PipelineError as group:
             error = str(group.exceptions[0])
-        report = self._report(pass_id, anyio.current_time() - clock, error)
-        await self.store.finish_pass(pass_id, report.status, _report_encoder.encode(report))
+        report = self._report(anyio.current_time() - clock, error)
+        await self.store.finish_pass(
+            self.pass_id, report.status, _report_encoder.encode(report), self.checkpoint.offset
+        )
+        log.info("pass finished", extra=_summary(report))
         return report
 
     async def _run_stages(self) -> None:
@@ -209,7 +320,7 @@ class Pass:
                 await stack.enter_async_context(target)
             async with anyio.create_task_group() as tg, acks_tx:
                 tg.start_soon(self.source.stream, pages_tx)
-                tg.start_soon(run_transform, pages_rx, parsed_tx, self.transform)
+                tg.start_soon(run_transform, pages_rx, parsed_tx, self.transform, self.dedupe)
                 fan_out = []
                 for target in self.targets:
                     in_tx, in_rx = ch.open(f"{target.name}.records", RecordBatch)
@@ -222,7 +333,16 @@ class Pass:
                 tg.start_soon(broadcast, parsed_rx, fan_out)
                 tg.start_soon(self._settle, acks_rx)
 
-    def _report(self, pass_id: int, seconds: float, error: str | None) -> PassReport:
+    def _status(self, error: str | None) -> PassStatus:
+        if error is not None or any(c.error for c in self.counters.values()):
+            return "aborted"
+        if self._stopping:
+            return "stopped"
+        if any(c.dead_lettered for c in self.counters.values()):
+            return "dead_letters"
+        return "ok"
+
+    def _report(self, seconds: float, error: str | None) -> PassReport:
         progress = self.source.progress
         error = error or progress.error
         targets = {}
@@ -238,18 +358,18 @@ class Pass:
                 dead_lettered=c.dead_lettered,
                 skipped=c.skipped,
                 would_send=c.would_send,
+                deactivated=c.deactivated,
                 retried=stats.retries,
                 throttled=stats.throttled,
                 requests=stats.requests,
                 records_per_second=round(done / seconds, 1) if seconds > 0 else 0.0,
                 error=c.error,
             )
-        aborted = error is not None or any(c.error for c in self.counters.values())
-        dead = any(t.dead_lettered for t in targets.values())
         return PassReport(
-            pass_id=pass_id,
-            status="aborted" if aborted else "dead_letters" if dead else "ok",
+            pass_id=self.pass_id,
+            status=self._status(error),
             dry_run=self.dry_run,
+            complete=self.complete,
             started_at=self.started,
             seconds=round(seconds, 3),
             records_per_second=round(progress.records / seconds, 1) if seconds > 0 else 0.0,
@@ -258,10 +378,30 @@ class Pass:
                 records=progress.records,
                 rejected=self.transform.rejected,
                 duplicates=self.transform.duplicates,
+                start_offset=self.source.start_offset,
                 next_offset=progress.next_offset,
+                checkpoint=self.checkpoint.offset,
                 retried=self.source.http.stats.retries,
                 error=progress.error,
             ),
             targets=targets,
             error=error,
         )
+
+
+def _summary(report: PassReport) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "pass_id": report.pass_id,
+        "status": report.status,
+        "seconds": report.seconds,
+        "records": report.source.records,
+        "checkpoint": report.source.checkpoint,
+    }
+    for name, t in report.targets.items():
+        fields[name] = {
+            "created": t.created,
+            "updated": t.updated,
+            "unchanged": t.unchanged,
+            "dead_lettered": t.dead_lettered,
+        }
+    return fields

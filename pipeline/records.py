@@ -84,6 +84,8 @@ class Item(msgspec.Struct):
     payload: Any
     previous: bytes | None = None
     """Hash of the payload the target confirmed last; None when it never confirmed one."""
+    offset: int = 0
+    """Source offset of the record's page (for the checkpoint)."""
 
     @property
     def known(self) -> bool:
@@ -102,3 +104,5 @@ class Ack(msgspec.Struct, frozen=True):
     kind: AckKind
     hash: bytes | None = None
     reason: str | None = None
+    offset: int = 0
+    """Source offset of the record's page (for the checkpoint)."""

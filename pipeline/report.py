@@ -12,6 +12,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "PassReport",
+    "PassStatus",
     "SourceReport",
     "TargetCounters",
     "TargetReport",
@@ -23,7 +24,7 @@ EXIT_ABORTED = 1
 EXIT_USAGE = 2
 EXIT_DEAD_LETTERS = 3
 
-PassStatus = Literal["ok", "dead_letters", "aborted"]
+PassStatus = Literal["ok", "dead_letters", "aborted", "stopped"]
 
 
 class TargetCounters(msgspec.Struct):
@@ -38,6 +39,8 @@ class TargetCounters(msgspec.Struct):
     """Not attempted because the target stopped (an auth failure, say)."""
     would_send: int = 0
     """Dry run: records that would have been written."""
+    deactivated: int = 0
+    """Customers gone from the source, deactivated in the target after the pass."""
     error: str | None = None
 
     @property
@@ -60,6 +63,7 @@ class TargetReport(msgspec.Struct, frozen=True, kw_only=True):
     dead_lettered: int
     skipped: int
     would_send: int
+    deactivated: int = 0
     retried: int
     throttled: int
     requests: int
@@ -72,7 +76,10 @@ class SourceReport(msgspec.Struct, frozen=True, kw_only=True):
     records: int
     rejected: int
     duplicates: int
+    start_offset: int = 0
     next_offset: int
+    checkpoint: int = 0
+    """Every record below this offset is settled in every target."""
     retried: int
     error: str | None = None
 
@@ -81,6 +88,8 @@ class PassReport(msgspec.Struct, frozen=True, kw_only=True):
     pass_id: int
     status: PassStatus
     dry_run: bool
+    complete: bool = False
+    """The whole source was read and nothing stopped: deactivation may follow."""
     started_at: float
     seconds: float
     records_per_second: float
@@ -90,7 +99,8 @@ class PassReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def exit_code(report: PassReport) -> int:
-    """DESIGN §4: 0 all confirmed or unchanged, 3 some dead-lettered, 1 aborted."""
+    """DESIGN §4: 0 all confirmed or unchanged (or stopped by a signal, state saved),
+    3 some dead-lettered, 1 aborted."""
     if report.status == "aborted":
         return EXIT_ABORTED
     if report.status == "dead_letters":

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from pipeline.http import HttpStats
-from pipeline.records import Ack, Customer, Item
+from pipeline.records import Ack, AckKind, Customer, Item
 
 __all__ = ["Target", "confirmed", "dead", "redact"]
 
@@ -25,14 +25,13 @@ def redact(text: str) -> str:
 
 def confirmed(target: str, item: Item) -> Ack:
     """The ack of an item the target confirmed: an update when it held an earlier version."""
-    if item.known:
-        return Ack(target, item.customer_id, "updated", hash=item.hash)
-    return Ack(target, item.customer_id, "created", hash=item.hash)
+    kind: AckKind = "updated" if item.known else "created"
+    return Ack(target, item.customer_id, kind, hash=item.hash, offset=item.offset)
 
 
 def dead(target: str, item: Item, reason: str) -> Ack:
     """The ack of an item the target refused for good, or could not be written this pass."""
-    return Ack(target, item.customer_id, "dead", reason=reason)
+    return Ack(target, item.customer_id, "dead", reason=reason, offset=item.offset)
 
 
 class Target(Protocol):

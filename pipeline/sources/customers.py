@@ -47,6 +47,8 @@ class CustomerSource:
         self.settings = settings
         self.start_offset = start_offset
         self.progress = SourceProgress(next_offset=start_offset)
+        self.complete = False
+        """The read reached the end of the source."""
         headers = {"Accept": "application/json"}
         token = secret(settings.token_env, key="source.token_env")
         if token is not None:
@@ -56,6 +58,8 @@ class CustomerSource:
         if client_id is not None and client_secret is not None:
             headers["client_id"] = client_id.reveal()
             headers["client_secret"] = client_secret.reveal()
+        self._stopped = False
+        self._scope: anyio.CancelScope | None = None
         self._envelope = msgspec.json.Decoder(
             list[msgspec.Raw]
             | msgspec.defstruct("Envelope", [(settings.data_path, list[msgspec.Raw])])
@@ -102,6 +106,12 @@ class CustomerSource:
             except HTTPStatusError as exc:
                 raise SourceError(f"{exc} (offset {offset})") from exc
 
+    def stop(self) -> None:
+        """Stop fetching: pages in flight are dropped, the stream ends, what was sent goes on."""
+        self._stopped = True
+        if self._scope is not None:
+            self._scope.cancel()
+
     async def _fill(self, slot: _Slot) -> None:
         slot.records = await self.fetch(slot.offset)
         slot.done.set()
@@ -115,29 +125,42 @@ class CustomerSource:
         paging = OffsetPaging(self.settings.page_size, self.start_offset)
         async with out, self.http:
             try:
-                async with anyio.create_task_group() as tg:
-                    slots: deque[_Slot] = deque()
-                    while True:
-                        while len(slots) < self.settings.max_in_flight:
-                            offset = paging.plan()
-                            if offset is None:
-                                break
-                            slot = _Slot(offset)
-                            slots.append(slot)
-                            tg.start_soon(self._fill, slot)
-                        if not slots:
-                            break
-                        slot = slots.popleft()
-                        await slot.done.wait()
-                        if not paging.settle(slot.offset, len(slot.records)):
-                            continue
-                        if slot.records:
-                            await out.send(Page(slot.offset, slot.records))
-                            self.progress.pages += 1
-                            self.progress.records += len(slot.records)
-                        self.progress.next_offset = slot.offset + len(slot.records)
-                        if paging.done:
-                            tg.cancel_scope.cancel()
-                            break
+                with anyio.CancelScope() as scope:
+                    self._scope = scope
+                    if self._stopped:
+                        scope.cancel()
+                    await self._read(paging, out)
             except* SourceError as group:
                 self.progress.error = str(group.exceptions[0])
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    async def _read(self, paging: OffsetPaging, out: MemoryObjectSendStream[Page]) -> None:
+        async with anyio.create_task_group() as tg:
+            slots: deque[_Slot] = deque()
+            while True:
+                # Keep max_in_flight pages asked for; release them in offset order.
+                while len(slots) < self.settings.max_in_flight:
+                    offset = paging.plan()
+                    if offset is None:
+                        break
+                    slot = _Slot(offset)
+                    slots.append(slot)
+                    tg.start_soon(self._fill, slot)
+                if not slots:
+                    break
+                slot = slots.popleft()
+                await slot.done.wait()
+                if not paging.settle(slot.offset, len(slot.records)):
+                    continue
+                if slot.records:
+                    await out.send(Page(slot.offset, slot.records))
+                    self.progress.pages += 1
+                    self.progress.records += len(slot.records)
+                self.progress.next_offset = slot.offset + len(slot.records)
+                if paging.done:
+                    self.complete = True
+                    tg.cancel_scope.cancel()
+                    break

@@ -5,7 +5,8 @@ Tables:
 * ``confirmed`` (target, customer_id) -> hash of the payload the target last confirmed;
 * ``dead_letters`` (target, customer_id) -> reason, first and last seen, attempts;
 * ``ids`` (kind, key) -> a stable integer id, handed out once and never reused;
-* ``passes``: when each pass ran, how it ended, its report.
+* ``passes``: when each pass ran, where its read started, how far every target had settled
+  everything (the checkpoint a killed pass resumes from), how it ended, its report.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pipeline.records import Ack
 __all__ = ["DeadLetter", "PassRecord", "StateStore"]
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CHUNK = 500  # bound variables per statement stay far under SQLite's limit
 
 _SCHEMA = """
@@ -43,8 +44,18 @@ CREATE TABLE IF NOT EXISTS ids (
     PRIMARY KEY (kind, key), UNIQUE (kind, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS passes (
     id INTEGER PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL,
-    status TEXT NOT NULL, report TEXT);
+    status TEXT NOT NULL, report TEXT,
+    start_offset INTEGER NOT NULL DEFAULT 0, checkpoint INTEGER NOT NULL DEFAULT 0);
 """
+# Each step takes a store from the version before it to its own.
+_MIGRATIONS = {
+    2: [
+        "ALTER TABLE passes ADD COLUMN start_offset INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE passes ADD COLUMN checkpoint INTEGER NOT NULL DEFAULT 0",
+    ],
+}
+FINISHED = ("ok", "dead_letters")
+"""Pass statuses after which the next pass reads the source from the start."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -62,6 +73,8 @@ class PassRecord(msgspec.Struct, frozen=True):
     finished_at: float | None
     status: str
     report: str | None
+    start_offset: int = 0
+    checkpoint: int = 0
 
 
 class StateStore:
@@ -94,12 +107,23 @@ class StateStore:
                 conn.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                self._migrate(conn, int(row[0]))
             elif int(row[0]) != SCHEMA_VERSION:
                 conn.close()
                 raise StateError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state store {self.path}: {exc}") from exc
         self._conn = conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        conn.execute("BEGIN")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+        conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
 
     def close_sync(self) -> None:
         if self._conn is not None:
@@ -153,7 +177,12 @@ class StateStore:
 
     # Acks ------------------------------------------------------------------------------
 
-    def apply_sync(self, acks: Iterable[Ack], now: float | None = None) -> None:
+    def apply_sync(
+        self,
+        acks: Iterable[Ack],
+        now: float | None = None,
+        checkpoint: tuple[int, int] | None = None,
+    ) -> None:
         stamp = time.time() if now is None else now
         confirmed = []
         cleared = []
@@ -176,14 +205,18 @@ class StateStore:
                 "last_seen=excluded.last_seen, attempts=attempts+1",
                 dead,
             )
+            if checkpoint is not None:
+                pass_id, offset = checkpoint
+                conn.execute("UPDATE passes SET checkpoint=? WHERE id=?", (offset, pass_id))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    async def apply(self, acks: Sequence[Ack]) -> None:
-        """Write a group of acks in one transaction: hashes of confirmed records, dead letters."""
-        await self._run(lambda: self.apply_sync(acks))
+    async def apply(self, acks: Sequence[Ack], checkpoint: tuple[int, int] | None = None) -> None:
+        """Write a group of acks in one transaction: hashes of confirmed records, dead letters,
+        and with them the pass's checkpoint ``(pass_id, offset)`` when given."""
+        await self._run(lambda: self.apply_sync(acks, checkpoint=checkpoint))
 
     # Stable ids ------------------------------------------------------------------------
 
@@ -223,29 +256,44 @@ class StateStore:
 
     # Passes and dead letters -----------------------------------------------------------
 
-    def start_pass_sync(self, now: float | None = None) -> int:
+    def start_pass_sync(self, start_offset: int = 0, now: float | None = None) -> int:
         cur = self.conn.execute(
-            "INSERT INTO passes (started_at, status) VALUES (?, 'running')",
-            (time.time() if now is None else now,),
+            "INSERT INTO passes (started_at, status, start_offset, checkpoint) "
+            "VALUES (?, 'running', ?, ?)",
+            (time.time() if now is None else now, start_offset, start_offset),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    async def start_pass(self) -> int:
-        return await self._run(self.start_pass_sync)
+    async def start_pass(self, start_offset: int = 0) -> int:
+        return await self._run(lambda: self.start_pass_sync(start_offset))
 
-    def finish_pass_sync(self, pass_id: int, status: str, report: bytes) -> None:
+    def resume_offset_sync(self) -> int:
+        """Where the next read starts: the checkpoint of the last pass if it did not finish
+        (killed, stopped or aborted), else 0."""
+        row = self.conn.execute(
+            "SELECT status, checkpoint FROM passes ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None or row[0] in FINISHED:
+            return 0
+        return int(row[1])
+
+    async def resume_offset(self) -> int:
+        return await self._run(self.resume_offset_sync)
+
+    def finish_pass_sync(self, pass_id: int, status: str, report: bytes, checkpoint: int) -> None:
         self.conn.execute(
-            "UPDATE passes SET finished_at=?, status=?, report=? WHERE id=?",
-            (time.time(), status, report.decode(), pass_id),
+            "UPDATE passes SET finished_at=?, status=?, report=?, checkpoint=? WHERE id=?",
+            (time.time(), status, report.decode(), checkpoint, pass_id),
         )
 
-    async def finish_pass(self, pass_id: int, status: str, report: bytes) -> None:
-        await self._run(lambda: self.finish_pass_sync(pass_id, status, report))
+    async def finish_pass(self, pass_id: int, status: str, report: bytes, checkpoint: int) -> None:
+        await self._run(lambda: self.finish_pass_sync(pass_id, status, report, checkpoint))
 
     def passes_sync(self, limit: int = 10) -> list[PassRecord]:
         rows = self.conn.execute(
-            "SELECT id, started_at, finished_at, status, report FROM passes "
+            "SELECT id, started_at, finished_at, status, report, start_offset, checkpoint "
+            "FROM passes "
             "ORDER BY id DESC LIMIT ?",
             (limit,),
         )
@@ -262,6 +310,29 @@ class StateStore:
 
     async def dead_letters(self, target: str | None = None) -> list[DeadLetter]:
         return await self._run(lambda: self.dead_letters_sync(target))
+
+    def confirmed_ids_sync(self, target: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT customer_id FROM confirmed WHERE target=? ORDER BY customer_id", (target,)
+        )
+        return [row[0] for row in rows]
+
+    async def confirmed_ids(self, target: str) -> list[str]:
+        """Every customer the target confirmed at some point and still holds."""
+        return await self._run(lambda: self.confirmed_ids_sync(target))
+
+    def forget_sync(self, target: str, customer_ids: Sequence[str]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN")
+        conn.executemany(
+            "DELETE FROM confirmed WHERE target=? AND customer_id=?",
+            [(target, c) for c in customer_ids],
+        )
+        conn.execute("COMMIT")
+
+    async def forget(self, target: str, customer_ids: Sequence[str]) -> None:
+        """Drop the confirmations of deactivated customers: if one comes back, it is sent."""
+        await self._run(lambda: self.forget_sync(target, customer_ids))
 
     def confirmed_count_sync(self, target: str) -> int:
         row = self.conn.execute("SELECT COUNT(*) FROM confirmed WHERE target=?", (target,))

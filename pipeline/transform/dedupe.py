@@ -32,3 +32,7 @@ class PassDedupe:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def __contains__(self, customer_id: object) -> bool:
+        """Whether the pass has seen ``customer_id`` (valid or not)."""
+        return customer_id in self._ids

@@ -90,9 +90,9 @@ async def run_transform(
     pages: MemoryObjectReceiveStream[Page],
     out: MemoryObjectSendStream[RecordBatch],
     stats: TransformStats,
+    dedupe: PassDedupe,
 ) -> None:
     """Transform pages until the source closes its end, then close ours."""
-    dedupe = PassDedupe()
     async with pages, out:
         async for page in pages:
             batch = transform_page(page, dedupe)

@@ -301,7 +301,7 @@ async def test_passes_start_finish_listed_newest_first(store: StateStore) -> Non
     before = time.time()
     with anyio.fail_after(DEADLINE):
         first = await store.start_pass()
-        await store.finish_pass(first, "ok", b'{"sent": 3}')
+        await store.finish_pass(first, "ok", b'{"sent": 3}', 0)
         second = await store.start_pass()
     after = time.time()
     assert (first, second) == (1, 2)
@@ -322,8 +322,8 @@ async def test_passes_sync_with_explicit_times(store: StateStore) -> None:
     assert store.start_pass_sync(now=100.0) == 1
     assert store.start_pass_sync(now=200.0) == 2
     assert store.passes_sync() == [
-        PassRecord(2, 200.0, None, "running", None),
-        PassRecord(1, 100.0, None, "running", None),
+        PassRecord(2, 200.0, None, "running", None, 0, 0),
+        PassRecord(1, 100.0, None, "running", None, 0, 0),
     ]
 
 
@@ -338,7 +338,7 @@ async def test_passes_survive_reopen(db_path: Path) -> None:
     with anyio.fail_after(DEADLINE):
         async with StateStore(db_path) as first:
             pass_id = await first.start_pass()
-            await first.finish_pass(pass_id, "dead-lettered", b"{}")
+            await first.finish_pass(pass_id, "dead-lettered", b"{}", 0)
         async with StateStore(db_path) as second:
             assert await second.start_pass() == 2
             assert [(p.id, p.status) for p in second.passes_sync()] == [
@@ -365,13 +365,13 @@ async def test_open_other_schema_version_raises(db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     try:
         with conn:
-            conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+            conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     finally:
         conn.close()
     store = StateStore(db_path)
     with pytest.raises(StateError) as info, anyio.fail_after(DEADLINE):
         await store.__aenter__()
-    assert str(info.value) == f"{db_path}: schema version 2, expected 1"
+    assert str(info.value) == f"{db_path}: schema version 99, expected 2"
 
 
 async def test_open_records_schema_version(store: StateStore, db_path: Path) -> None:
@@ -380,7 +380,41 @@ async def test_open_records_schema_version(store: StateStore, db_path: Path) -> 
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     finally:
         conn.close()
-    assert row == ("1",)
+    assert row == ("2",)
+
+
+async def test_version_1_store_is_migrated_keeping_its_data(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            conn.executescript(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                "INSERT INTO meta VALUES ('schema_version', '1');"
+                "CREATE TABLE passes (id INTEGER PRIMARY KEY, started_at REAL NOT NULL, "
+                "finished_at REAL, status TEXT NOT NULL, report TEXT);"
+                "INSERT INTO passes (started_at, status) VALUES (1.0, 'running');"
+            )
+    finally:
+        conn.close()
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path) as store:
+            assert [(p.id, p.status, p.checkpoint) for p in store.passes_sync()] == [
+                (1, "running", 0)
+            ]
+            assert await store.resume_offset() == 0
+
+
+async def test_resume_offset_is_the_checkpoint_of_an_unfinished_pass(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        first = await store.start_pass()
+        await store.apply([], checkpoint=(first, 300))
+        assert await store.resume_offset() == 300  # killed while running
+        await store.finish_pass(first, "stopped", b"{}", 400)
+        assert await store.resume_offset() == 400
+        second = await store.start_pass(400)
+        await store.finish_pass(second, "ok", b"{}", 1000)
+        assert await store.resume_offset() == 0
 
 
 async def test_open_not_a_database_raises(tmp_path: Path) -> None:
