@@ -1,4 +1,4 @@
-"""The command line: run, demo, emulate, check-config (exit codes in DESIGN §4)."""
+"""The command line: run, serve, demo, emulate, dlq, status, check-config (DESIGN §4)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import anyio
 from rich.console import Console
 
+from pipeline.admin import dlq_list, dlq_replay, status
 from pipeline.config import load_settings, settings_from_mapping
 from pipeline.demo import (
     DEMO_STATE,
@@ -23,8 +24,9 @@ from pipeline.demo import (
 )
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.flow import build_targets
+from pipeline.logs import configure as configure_logs
 from pipeline.report import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
-from pipeline.runner import run_once
+from pipeline.runner import run_once, serve
 from pipeline.sources.customers import CustomerSource
 from pipeline.state.store import StateStore
 
@@ -46,6 +48,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--target", action="append", dest="targets", metavar="NAME", help="only this target"
     )
+    run.add_argument(
+        "--restart", action="store_true", help="read from the start, not the last checkpoint"
+    )
+
+    serve = sub.add_parser("serve", help="run a pass every interval; serve /metrics")
+    serve.add_argument("--config", required=True, help="TOML configuration file")
+    serve.add_argument(
+        "--restart", action="store_true", help="read from the start, not the last checkpoint"
+    )
+
+    dlq = sub.add_parser("dlq", help="dead letters: list or replay")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    for name, text in (("list", "list dead letters"), ("replay", "send them again")):
+        action = dlq_sub.add_parser(name, help=text)
+        action.add_argument("--config", required=True, help="TOML configuration file")
+        action.add_argument("--target", help="only this target's dead letters")
+
+    status = sub.add_parser("status", help="last passes and per-target counts")
+    status.add_argument("--config", required=True, help="TOML configuration file")
+    status.add_argument("--passes", type=int, default=10, help="how many passes to show")
 
     demo = sub.add_parser("demo", help="run a pass against local emulators")
     demo.add_argument("--customers", type=int, default=10_000)
@@ -80,11 +102,33 @@ def _run(args: argparse.Namespace) -> int:
             settings,
             targets=args.targets,
             dry_run=args.dry_run,
+            restart=args.restart,
             report_path=args.report,
             console=_console(),
         )
     )
     return code
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    configure_logs(json_lines=True)
+    return anyio.run(lambda: serve(settings, restart=args.restart))
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    console = _console()
+    if args.dlq_command == "list":
+        dlq_list(settings, console, args.target)
+        return EXIT_OK
+    code, _ = anyio.run(lambda: dlq_replay(settings, console, args.target))
+    return code
+
+
+def _status(args: argparse.Namespace) -> int:
+    status(load_settings(args.config), _console(), args.passes)
+    return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -169,8 +213,12 @@ def _check_config(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline`` command; returns the exit code."""
     args = _parser().parse_args(argv)
+    configure_logs(json_lines=False)
     commands = {
         "run": _run,
+        "serve": _serve,
+        "dlq": _dlq,
+        "status": _status,
         "demo": _demo,
         "emulate": _emulate,
         "check-config": _check_config,

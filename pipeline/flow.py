@@ -95,6 +95,8 @@ class Pass:
         self.transform = TransformStats()
         self.dedupe = PassDedupe()
         self.checkpoint = Checkpoint([t.name for t in self.targets], self.source.start_offset)
+        # Targets may outlive a pass (serve keeps their tokens): report this pass's share only.
+        self._stats_base = {t.name: t.stats.copy() for t in self.targets}
         self.pass_id = 0
         self.started = 0.0
         self._stopping = False
@@ -348,7 +350,7 @@ class Pass:
         targets = {}
         for target in self.targets:
             c = self.counters[target.name]
-            stats = target.stats
+            stats, base = target.stats, self._stats_base[target.name]
             done = c.created + c.updated + c.unchanged + c.dead_lettered
             targets[target.name] = TargetReport(
                 sent=c.sent,
@@ -359,9 +361,9 @@ class Pass:
                 skipped=c.skipped,
                 would_send=c.would_send,
                 deactivated=c.deactivated,
-                retried=stats.retries,
-                throttled=stats.throttled,
-                requests=stats.requests,
+                retried=stats.retries - base.retries,
+                throttled=stats.throttled - base.throttled,
+                requests=stats.requests - base.requests,
                 records_per_second=round(done / seconds, 1) if seconds > 0 else 0.0,
                 error=c.error,
             )

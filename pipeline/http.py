@@ -6,6 +6,7 @@ errors of :mod:`pipeline.errors`.
 
 from __future__ import annotations
 
+import bisect
 import random
 import ssl
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
 __all__ = ["HttpClient", "HttpStats", "Response"]
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Upper bounds (seconds) of the request latency histogram; one more bucket holds the rest."""
 AUTH_STATUSES = frozenset({401, 403})
 
 
@@ -44,6 +47,18 @@ class HttpStats(msgspec.Struct):
     failures: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
+    latency_counts: list[int] = msgspec.field(
+        default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1)
+    )
+    """Requests per latency bucket (not cumulative); the last one is above every bound."""
+    latency_sum: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def copy(self) -> HttpStats:
+        return msgspec.structs.replace(self, latency_counts=list(self.latency_counts))
 
 
 def _safe_url(url: str) -> str:
@@ -118,6 +133,7 @@ class HttpClient:
             stats.requests += 1
             stats.in_flight += 1
             stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+            started = anyio.current_time()
             try:
                 async with self._session.request(
                     method, url, params=params, data=body, headers=headers
@@ -131,6 +147,7 @@ class HttpClient:
                 raise TransientHTTPError(method, _safe_url(url), reason=reason) from exc
             finally:
                 stats.in_flight -= 1
+                stats.observe(anyio.current_time() - started)
 
     def _check(self, method: str, url: str, response: Response) -> Response:
         status = response.status

@@ -1,9 +1,12 @@
-"""Running passes: one pass with its display, report file and exit code."""
+"""Running passes: one pass (``run``), and the long-running loop (``serve``), both stopping
+gracefully on SIGTERM and SIGINT."""
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import msgspec
@@ -11,11 +14,34 @@ from rich.console import Console
 
 from pipeline.config import Settings
 from pipeline.flow import Pass, build_targets
+from pipeline.metrics import Health, Metrics, serve_metrics
 from pipeline.progress import render_summary, watch
-from pipeline.report import PassReport, exit_code
+from pipeline.report import EXIT_OK, PassReport, exit_code
+from pipeline.sinks.base import Target
 from pipeline.state.store import StateStore
 
-__all__ = ["run_once"]
+__all__ = ["run_once", "serve"]
+
+log = logging.getLogger("pipeline.runner")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def _on_signals(stop: Callable[[], None]) -> None:
+    """Call ``stop`` on each SIGTERM or SIGINT (a second one cuts the grace period short)."""
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async for signum in signals:
+            log.warning("stop requested", extra={"signal": signal.Signals(signum).name})
+            stop()
+
+
+async def _start_offset(store: StateStore, restart: bool) -> int:
+    offset = 0 if restart else await store.resume_offset()
+    if offset:
+        log.warning(
+            "resuming the read where the last pass stopped; --restart reads from the start",
+            extra={"offset": offset},
+        )
+    return offset
 
 
 async def run_once(
@@ -23,12 +49,18 @@ async def run_once(
     *,
     targets: Sequence[str] | None = None,
     dry_run: bool = False,
+    restart: bool = False,
+    replay: dict[str, set[str]] | None = None,
     report_path: str | None = None,
     total: int | None = None,
     console: Console | None = None,
     show_progress: bool = True,
+    handle_signals: bool = True,
 ) -> tuple[int, PassReport]:
     """One pass with progress and summary; returns the exit code and the report.
+
+    A killed or stopped pass is resumed from its checkpoint unless ``restart``; a replay
+    (``pipeline dlq replay``) always reads the whole source.
 
     Raises:
         ConfigError: the configuration cannot be used (a secret missing, an unknown target).
@@ -36,10 +68,20 @@ async def run_once(
     """
     console = console or Console(file=sys.stderr)
     async with StateStore(settings.state.path) as store:
-        run = Pass(settings, store, build_targets(settings, store, targets), dry_run=dry_run)
+        start = 0 if replay is not None or dry_run else await _start_offset(store, restart)
+        run = Pass(
+            settings,
+            store,
+            build_targets(settings, store, targets),
+            dry_run=dry_run,
+            start_offset=start,
+            replay=replay,
+        )
         async with anyio.create_task_group() as tg:
             if show_progress:
                 tg.start_soon(lambda: watch(run, total=total, stream=console.file))
+            if handle_signals:
+                tg.start_soon(_on_signals, lambda: run.stop(settings.serve.grace_seconds))
             report = await run.run()
             tg.cancel_scope.cancel()
     render_summary(report, console)
@@ -47,3 +89,60 @@ async def run_once(
         text = msgspec.json.format(msgspec.json.encode(report)) + b"\n"
         await anyio.Path(report_path).write_bytes(text)
     return exit_code(report), report
+
+
+async def serve(
+    settings: Settings,
+    *,
+    restart: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+    max_passes: int | None = None,
+) -> int:
+    """Run a pass every ``interval_seconds`` (counted from the start of the previous one; a
+    pass that runs long is not doubled) until SIGTERM/SIGINT, then drain and exit 0.
+
+    ``on_ready`` gets the metrics URL once it is served; ``max_passes`` ends the loop after
+    that many passes (for tests and one-off bulk loads run as a service).
+    """
+    health = Health(config_loaded=True)
+    stopping = anyio.Event()
+    current: list[Pass] = []
+
+    def stop() -> None:
+        stopping.set()
+        for run in current:
+            run.stop(settings.serve.grace_seconds)
+
+    async with StateStore(settings.state.path) as store:
+        health.store_open = True
+        targets: list[Target] = build_targets(settings, store)
+        metrics = Metrics(targets)
+        async with (
+            serve_metrics(settings.metrics.listen, metrics, health) as url,
+            anyio.create_task_group() as tg,
+        ):
+            log.info("serving", extra={"metrics": url, "targets": [t.name for t in targets]})
+            if on_ready is not None:
+                on_ready(url)
+            tg.start_soon(_on_signals, stop)
+            passes = 0
+            while not stopping.is_set():
+                started = anyio.current_time()
+                start = await _start_offset(store, restart and passes == 0)
+                run = Pass(settings, store, targets, start_offset=start)
+                current[:] = [run]
+                metrics.current = run
+                report = await run.run()
+                current.clear()
+                metrics.pass_finished(run, report)
+                health.last_status, health.last_error = report.status, report.error
+                passes += 1
+                if max_passes is not None and passes >= max_passes:
+                    break
+                with anyio.move_on_after(
+                    started + settings.serve.interval_seconds - anyio.current_time()
+                ):
+                    await stopping.wait()
+            tg.cancel_scope.cancel()
+    log.info("stopped")
+    return EXIT_OK
