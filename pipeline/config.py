@@ -119,6 +119,10 @@ class SyncBatchSettings(_Section, frozen=True):
     profile_url: str = "https://shop.example.com/users/{customer_id}"
     permissions: tuple[str, ...] = ()
     customer_type: Literal["Internal", "Network", "External"] = "External"
+    deactivate_missing: bool = False
+    """After a complete pass, deactivate customers the source no longer returns."""
+    max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
+    """Skip deactivation (with a warning) when more than this share of known customers would go."""
     timeout_seconds: PositiveFloat = 30.0
     retry: RetrySettings = RetrySettings()
 
@@ -142,6 +146,10 @@ class EmporixSettings(_Section, frozen=True):
     mixin_name: str = "manCustomer"
     """Mixin holding ``role`` and ``businessUnit``."""
     mixin_schema_url: str = "https://schemas.example.com/emporix/man-customer.v1.json"
+    deactivate_missing: bool = False
+    """After a complete pass, deactivate customers the source no longer returns."""
+    max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
+    """Skip deactivation (with a warning) when more than this share of known customers would go."""
     timeout_seconds: PositiveFloat = 30.0
     retry: RetrySettings = RetrySettings()
 
@@ -176,6 +184,10 @@ class NorceSettings(_Section, frozen=True):
     """A job not finished by then fails its batch; the records are tried again next pass."""
     poll_initial_seconds: PositiveFloat = 0.05
     poll_max_seconds: PositiveFloat = 5.0
+    deactivate_missing: bool = False
+    """After a complete pass, deactivate customers the source no longer returns."""
+    max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
+    """Skip deactivation (with a warning) when more than this share of known customers would go."""
     timeout_seconds: PositiveFloat = 30.0
     retry: RetrySettings = RetrySettings()
 

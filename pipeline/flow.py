@@ -334,6 +334,33 @@ class Pass:
                             tg.start_soon(self._write, target, send_rx.clone(), acks_tx.clone())
                 tg.start_soon(broadcast, parsed_rx, fan_out)
                 tg.start_soon(self._settle, acks_rx)
+            if self.complete and not self.dry_run:
+                await self._deactivate()
+
+    async def _deactivate(self) -> None:
+        """Deactivate, where a target opted in, the customers a complete pass did not return,
+        unless so many would go that the source itself looks broken."""
+        for target in self.targets:
+            if not target.deactivate_missing:
+                continue
+            counters = self.counters[target.name]
+            known = await self.store.confirmed_ids(target.name)
+            missing = [c for c in known if c not in self.dedupe]
+            if not missing:
+                continue
+            share = len(missing) / len(known)
+            facts = {"target": target.name, "missing": len(missing), "known": len(known)}
+            if share > target.max_deactivate_share:
+                counters.deactivation_skipped = len(missing)
+                log.warning(
+                    "deactivation skipped: more customers would go than max_deactivate_share",
+                    extra={**facts, "share": round(share, 4), "max": target.max_deactivate_share},
+                )
+                continue
+            done = await target.deactivate(missing)
+            await self.store.forget(target.name, done)
+            counters.deactivated += len(done)
+            log.info("deactivated", extra={**facts, "deactivated": len(done)})
 
     def _status(self, error: str | None) -> PassStatus:
         if error is not None or any(c.error for c in self.counters.values()):
@@ -361,6 +388,7 @@ class Pass:
                 skipped=c.skipped,
                 would_send=c.would_send,
                 deactivated=c.deactivated,
+                deactivation_skipped=c.deactivation_skipped,
                 retried=stats.retries - base.retries,
                 throttled=stats.throttled - base.throttled,
                 requests=stats.requests - base.requests,

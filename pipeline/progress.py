@@ -93,6 +93,13 @@ def render_summary(report: PassReport, console: Console) -> None:
             "nothing to send: every valid record is unchanged since its last confirmed write"
         )
     for name, t in report.targets.items():
+        if t.deactivated:
+            console.print(f"{name}: {t.deactivated:,} customers gone from the source deactivated")
+        if t.deactivation_skipped:
+            console.print(
+                f"[yellow]{name}: deactivation skipped[/yellow]: {t.deactivation_skipped:,} "
+                "customers are gone from the source, more than max_deactivate_share allows"
+            )
         if t.error:
             console.print(f"[red]{name} stopped:[/red] {t.error}")
     if report.error:

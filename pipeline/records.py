@@ -86,6 +86,8 @@ class Item(msgspec.Struct):
     """Hash of the payload the target confirmed last; None when it never confirmed one."""
     offset: int = 0
     """Source offset of the record's page (for the checkpoint)."""
+    ref: str | None = None
+    """What the target needs kept to reach the record later without the source (deactivation)."""
 
     @property
     def known(self) -> bool:
@@ -106,3 +108,4 @@ class Ack(msgspec.Struct, frozen=True):
     reason: str | None = None
     offset: int = 0
     """Source offset of the record's page (for the checkpoint)."""
+    ref: str | None = None

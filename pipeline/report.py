@@ -41,6 +41,8 @@ class TargetCounters(msgspec.Struct):
     """Dry run: records that would have been written."""
     deactivated: int = 0
     """Customers gone from the source, deactivated in the target after the pass."""
+    deactivation_skipped: int = 0
+    """Customers gone from the source but left active: too many would have gone."""
     error: str | None = None
 
     @property
@@ -64,6 +66,7 @@ class TargetReport(msgspec.Struct, frozen=True, kw_only=True):
     skipped: int
     would_send: int
     deactivated: int = 0
+    deactivation_skipped: int = 0
     retried: int
     throttled: int
     requests: int

@@ -26,7 +26,7 @@ def redact(text: str) -> str:
 def confirmed(target: str, item: Item) -> Ack:
     """The ack of an item the target confirmed: an update when it held an earlier version."""
     kind: AckKind = "updated" if item.known else "created"
-    return Ack(target, item.customer_id, kind, hash=item.hash, offset=item.offset)
+    return Ack(target, item.customer_id, kind, hash=item.hash, offset=item.offset, ref=item.ref)
 
 
 def dead(target: str, item: Item, reason: str) -> Ack:
@@ -45,6 +45,8 @@ class Target(Protocol):
     name: str
     batch_size: int
     max_in_flight: int
+    deactivate_missing: bool
+    max_deactivate_share: float
 
     @property
     def stats(self) -> HttpStats: ...
@@ -61,3 +63,8 @@ class Target(Protocol):
     async def prepare(self, customers: Sequence[Customer]) -> list[Item]: ...
 
     async def write(self, items: Sequence[Item]) -> list[Ack]: ...
+
+    async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
+        """Mark these customers inactive in the target (never delete them); return the ids
+        that were, the others are tried again after the next complete pass."""
+        ...

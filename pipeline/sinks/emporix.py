@@ -41,6 +41,11 @@ from pipeline.transform.emporix import (
 __all__ = ["EmporixTarget"]
 
 EXPIRED = b"access_token_expired"
+# Fields of a customer read that a write does not take back.
+_READ_ONLY = (
+    "id", "customerNumber", "addresses", "accounts", "defaultAddress", "businessModel",
+    "metadataCreatedAt", "lastLogin", "email", "b2b",
+)  # fmt: skip
 VERSION_RETRIES = 6
 _ACCEPT = frozenset({400, 401, 404, 409})
 
@@ -106,6 +111,8 @@ class EmporixTarget:
         self.settings = settings
         self.batch_size = settings.batch_size
         self.max_in_flight = settings.max_in_flight
+        self.deactivate_missing = settings.deactivate_missing
+        self.max_deactivate_share = settings.max_deactivate_share
         base = settings.url.rstrip("/")
         self._customers = f"{base}/customer/{settings.tenant}/customers"
         self._http = HttpClient(
@@ -268,6 +275,56 @@ class EmporixTarget:
         except TransientHTTPError as exc:
             return dead(self.name, item, f"request failed: {exc}")
         return confirmed(self.name, item)
+
+    async def _deactivate_one(self, customer_id: str) -> bool:
+        """Read the customer and write it back with ``active`` false (a PUT replaces all)."""
+        url = f"{self._customers}/{quote(customer_id, safe='')}"
+        for _ in range(VERSION_RETRIES):
+            read = await self._call("GET", url, params={"expand": "mixin:*"})
+            if read.status == 404:
+                return True  # gone already: nothing left to deactivate
+            if read.status != 200:
+                return False
+            try:
+                body = msgspec.json.decode(read.body)
+            except msgspec.DecodeError:
+                return False
+            if not isinstance(body, dict):
+                return False
+            metadata = body.get("metadata") or {}
+            for key in _READ_ONLY:
+                body.pop(key, None)
+            body["active"] = False
+            body["metadata"] = {
+                "version": metadata.get("version"),
+                "mixins": metadata.get("mixins") or {},
+            }
+            params = {"sendPasswordResetNotifications": "false"}
+            response = await self._call("PUT", url, _encoder.encode(body), params)
+            if response.status in (200, 201, 204):
+                return True
+            if response.status != 409 or _problem(response).type != "optimistic_lock":
+                return False
+        return False
+
+    async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
+        """Set ``active`` false on each customer gone from the source."""
+        done: list[str] = []
+
+        async def one(customer_id: str) -> None:
+            try:
+                if await self._deactivate_one(customer_id):
+                    done.append(customer_id)
+            except TransientHTTPError:
+                pass  # tried again after the next complete pass
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for customer_id in customer_ids:
+                    tg.start_soon(one, customer_id)
+        except* PipelineError as group:
+            raise group.exceptions[0] from None
+        return done
 
     async def write(self, items: Sequence[Item]) -> list[Ack]:
         """Write every item concurrently (``max_in_flight`` bounds the requests in flight).

@@ -28,10 +28,12 @@ from pipeline.sinks.base import confirmed, dead, redact
 from pipeline.sinks.oauth import ClientCredentials
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.norce import (
+    NcActivity,
     NcCustomer,
     company_code,
     company_header,
     customer_header,
+    deactivation_header,
     map_company,
     map_customer,
 )
@@ -95,6 +97,8 @@ class NorceTarget:
         self.settings = settings
         self.batch_size = settings.batch_size
         self.max_in_flight = settings.max_in_flight
+        self.deactivate_missing = settings.deactivate_missing
+        self.max_deactivate_share = settings.max_deactivate_share
         base = settings.url.rstrip("/")
         self._connect = base + "/" + settings.connect_path.strip("/")
         self._http = HttpClient(
@@ -244,6 +248,25 @@ class NorceTarget:
             except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
                 return [dead(self.name, i, f"creating companies failed: {exc}") for i in items]
         return await self._import(list(items), may_split=True)
+
+    async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
+        """Import ``IsActive`` false for customers gone from the source, a job per batch."""
+        done: list[str] = []
+        header = deactivation_header(self.settings)
+        for start in range(0, len(customer_ids), self.batch_size):
+            chunk = list(customer_ids[start : start + self.batch_size])
+            body = _encoder.encode([NcActivity(Code=code, IsActive=False) for code in chunk])
+            try:
+                job = await self._run_job("Customer/ImportCustomers", header, body)
+                failures = await self._failures(job) if job.StatusId != SUCCEEDED else {}
+            except AuthError:
+                raise
+            except (TransientHTTPError, HTTPStatusError, SinkError):
+                continue  # tried again after the next complete pass
+            if job.StatusId != SUCCEEDED and not failures:
+                continue
+            done.extend(code for code in chunk if code not in failures)
+        return done
 
     async def _import(self, items: list[Item], *, may_split: bool) -> list[Ack]:
         customers: list[NcCustomer] = [i.payload for i in items]

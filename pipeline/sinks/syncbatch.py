@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -44,6 +45,18 @@ TRANSIENT_ITEM_CODES = frozenset(
 _ACCOUNT_REF = re.compile(r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\]", re.IGNORECASE)
 
 _encoder = msgspec.json.Encoder()
+_ref_encoder = msgspec.json.Encoder()
+
+
+class _Ref(msgspec.Struct, array_like=True):
+    """What deactivating an account needs: its organisation, user name and profile URL."""
+
+    ref_id: int
+    user_name: str
+    profile_url: str
+
+
+_ref_decoder = msgspec.json.Decoder(_Ref)
 _results = msgspec.json.Decoder(list[SbResult])
 _error = msgspec.json.Decoder(SbErrorResponse)
 
@@ -69,6 +82,8 @@ class SyncBatchTarget:
         self.settings = settings
         self.batch_size = settings.batch_size
         self.max_in_flight = settings.max_in_flight
+        self.deactivate_missing = settings.deactivate_missing
+        self.max_deactivate_share = settings.max_deactivate_share
         self._store = store
         self._url = settings.url.rstrip("/") + PATH
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -116,9 +131,10 @@ class SyncBatchTarget:
                 self._organisations[customer.business_unit],
                 self.settings,
             )
-            items.append(
-                Item(customer.customer_id, payload_hash(_encoder.encode(account)), account)
-            )
+            digest = payload_hash(_encoder.encode(account))
+            # Deactivation later needs the organisation and the user name without the source.
+            ref = _ref_encoder.encode(_Ref(account.ref_id, account.user_name, account.profile_url))
+            items.append(Item(customer.customer_id, digest, account, ref=ref.decode()))
         return items
 
     # Writing ---------------------------------------------------------------------------
@@ -255,6 +271,43 @@ class SyncBatchTarget:
                     retry.extend(members)
         retry.extend(item for index, slot in enumerate(slots) if index not in seen for item in slot)
         return retry
+
+    # Deactivation --------------------------------------------------------------------
+
+    async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
+        """Lock the accounts (``lockedDate`` now, no roles) of customers gone from the source."""
+        refs = await self._store.refs(self.name, customer_ids)
+        known = {cid: _ref_decoder.decode(ref) for cid, ref in refs.items() if ref}
+        accounts = await self._store.ids("account", sorted(known))
+        names = await self._store.keys("organisation", sorted({r.ref_id for r in known.values()}))
+        locked = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        items = []
+        for cid, ref in sorted(known.items()):
+            account = SbAccount(
+                id=accounts[cid],
+                index=0,
+                ref_id=ref.ref_id,
+                ref_id_str=str(ref.ref_id),
+                user_name=ref.user_name,
+                email=ref.user_name,
+                primary_email=ref.user_name,
+                first_name="",
+                last_name="",
+                display_name="",
+                full_name="",
+                company=names.get(ref.ref_id, ""),
+                profile_url=ref.profile_url,
+                roles=[],
+                permissions=[],
+                locked_date=locked,
+                meta={"customerId": cid, "deactivated": "true"},
+            )
+            items.append(Item(cid, b"", account))
+        done: list[str] = []
+        for start in range(0, len(items), self.batch_size):
+            acks = await self.write(items[start : start + self.batch_size])
+            done.extend(a.customer_id for a in acks if a.kind != "dead")
+        return done
 
     async def _pause(self, attempt: int) -> None:
         delay = backoff_delay(attempt, self.settings.retry)

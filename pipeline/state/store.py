@@ -34,7 +34,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS confirmed (
     target TEXT NOT NULL, customer_id TEXT NOT NULL, hash BLOB NOT NULL, confirmed_at REAL NOT NULL,
-    PRIMARY KEY (target, customer_id)) WITHOUT ROWID;
+    ref TEXT, PRIMARY KEY (target, customer_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     target TEXT NOT NULL, customer_id TEXT NOT NULL, reason TEXT NOT NULL,
     first_seen REAL NOT NULL, last_seen REAL NOT NULL, attempts INTEGER NOT NULL,
@@ -47,11 +47,12 @@ CREATE TABLE IF NOT EXISTS passes (
     status TEXT NOT NULL, report TEXT,
     start_offset INTEGER NOT NULL DEFAULT 0, checkpoint INTEGER NOT NULL DEFAULT 0);
 """
-# Each step takes a store from the version before it to its own.
+# Each step takes a store from the version before it to its own: (table, column, declaration).
 _MIGRATIONS = {
     2: [
-        "ALTER TABLE passes ADD COLUMN start_offset INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE passes ADD COLUMN checkpoint INTEGER NOT NULL DEFAULT 0",
+        ("passes", "start_offset", "INTEGER NOT NULL DEFAULT 0"),
+        ("passes", "checkpoint", "INTEGER NOT NULL DEFAULT 0"),
+        ("confirmed", "ref", "TEXT"),
     ],
 }
 FINISHED = ("ok", "dead_letters")
@@ -120,8 +121,10 @@ class StateStore:
     def _migrate(conn: sqlite3.Connection, version: int) -> None:
         conn.execute("BEGIN")
         for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[step]:
-                conn.execute(statement)
+            for table, column, declaration in _MIGRATIONS[step]:
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:  # a table created just now has it already
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
 
@@ -192,12 +195,12 @@ class StateStore:
                 dead.append((ack.target, ack.customer_id, ack.reason or "", stamp, stamp))
             else:
                 assert ack.hash is not None
-                confirmed.append((ack.target, ack.customer_id, ack.hash, stamp))
+                confirmed.append((ack.target, ack.customer_id, ack.hash, stamp, ack.ref))
                 cleared.append((ack.target, ack.customer_id))
         conn = self.conn
         conn.execute("BEGIN")
         try:
-            conn.executemany("INSERT OR REPLACE INTO confirmed VALUES (?, ?, ?, ?)", confirmed)
+            conn.executemany("INSERT OR REPLACE INTO confirmed VALUES (?, ?, ?, ?, ?)", confirmed)
             conn.executemany("DELETE FROM dead_letters WHERE target=? AND customer_id=?", cleared)
             conn.executemany(
                 "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, 1) "
@@ -316,6 +319,37 @@ class StateStore:
             "SELECT customer_id FROM confirmed WHERE target=? ORDER BY customer_id", (target,)
         )
         return [row[0] for row in rows]
+
+    def refs_sync(self, target: str, customer_ids: Sequence[str]) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for chunk in _chunks(customer_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT customer_id, ref FROM confirmed "
+                f"WHERE target=? AND customer_id IN ({marks})",
+                (target, *chunk),
+            )
+            found.update(rows)
+        return found
+
+    async def refs(self, target: str, customer_ids: Sequence[str]) -> dict[str, str | None]:
+        """The reference kept with each confirmation (what a target needs to deactivate)."""
+        return await self._run(lambda: self.refs_sync(target, customer_ids))
+
+    def keys_sync(self, kind: str, ids: Sequence[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT id, key FROM ids WHERE kind=? AND id IN ({marks})", (kind, *chunk)
+            )
+            found.update(rows)
+        return found
+
+    async def keys(self, kind: str, ids: Sequence[int]) -> dict[int, str]:
+        """The keys of registry ids (the reverse of :meth:`ids`)."""
+        return await self._run(lambda: self.keys_sync(kind, ids))
 
     async def confirmed_ids(self, target: str) -> list[str]:
         """Every customer the target confirmed at some point and still holds."""

@@ -60,6 +60,8 @@ class EmxCustomer(_Dto):
     title: str | None = None
     contactPhone: str | None = None
     company: str | None = None
+    active: bool | None = None
+    """Sent true: a customer deactivated when it left the source comes back active."""
     mixins: dict[str, dict[str, str]] = {}
     metadata: EmxMetadata | None = None
 
@@ -141,6 +143,7 @@ def map_customer(customer: Customer, settings: EmporixSettings) -> EmxPayload:
         title=title_of(customer.salutation),
         contactPhone=phone,
         company=_or_none(customer.business_unit),
+        active=True,
         mixins={
             settings.mixin_name: {"role": customer.role, "businessUnit": customer.business_unit}
         },

@@ -15,6 +15,7 @@ from pipeline.records import Customer
 
 __all__ = [
     "NcAccount",
+    "NcActivity",
     "NcAddress",
     "NcCompany",
     "NcCompanyLink",
@@ -23,6 +24,7 @@ __all__ = [
     "company_code",
     "company_header",
     "customer_header",
+    "deactivation_header",
     "map_company",
     "map_customer",
 ]
@@ -73,6 +75,7 @@ class NcCustomer(_Dto):
     LastName: str
     Title: str | None = None
     PhoneNumber: str | None = None
+    IsActive: bool | None = None
     InvoiceAddress: NcAddress | None = None
     DeliveryAddresses: list[NcAddress] = []
     Companies: list[NcCompanyLink] = []
@@ -94,6 +97,7 @@ _CUSTOMER_FIELDS = [
     "FirstName",
     "LastName",
     "PhoneNumber",
+    "IsActive",
     "InvoiceAddress",
     "DeliveryAddresses",
     "Companies",
@@ -110,6 +114,23 @@ def customer_header(settings: NorceSettings) -> str:
     }
     if settings.accounts:
         header["AccountFieldsThatAreSet"] = ["StatusCreateOnly", "Roles"]
+    return msgspec.json.encode(header).decode()
+
+
+class NcActivity(_Dto):
+    """An item that only sets a customer's activity (deactivation)."""
+
+    Code: str
+    IsActive: bool
+
+
+def deactivation_header(settings: NorceSettings) -> str:
+    """``X-StormConnect-Header`` of an import that only deactivates customers."""
+    header = {
+        "AccountId": settings.account_id,
+        "CustomerFieldsThatAreSet": ["Code", "IsActive"],
+        "SerializationType": "JSON",
+    }
     return msgspec.json.encode(header).decode()
 
 
@@ -181,6 +202,7 @@ def map_customer(customer: Customer, settings: NorceSettings) -> NcCustomer:
         LastName=customer.last_name,
         Title=customer.salutation or None,
         PhoneNumber=phone,
+        IsActive=True,  # a customer deactivated when it left the source comes back active
         InvoiceAddress=invoice,
         DeliveryAddresses=deliveries,
         Companies=[

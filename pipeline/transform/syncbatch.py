@@ -53,6 +53,8 @@ class SbAccount(_Dto):
     city: str | None = None
     country: str | None = None
     postal_code: str | None = None
+    locked_date: str | None = None
+    """Set only to deactivate an account whose customer left the source."""
     meta: dict[str, str] = {}
 
 

@@ -59,6 +59,7 @@ def test_customer_body_carries_every_owned_field() -> None:
         "title": "MR",
         "contactPhone": "+49 89 1580 0",
         "company": "headquarter",
+        "active": True,
         "mixins": {"man": {"role": "buyer", "businessUnit": "headquarter"}},
         "metadata": {"mixins": {"man": "https://schemas.test/man.json"}},
     }

@@ -72,6 +72,7 @@ def test_customer_item_carries_owned_fields_and_both_addresses() -> None:
         "LastName": "Müller",
         "Title": "Herr",
         "PhoneNumber": "+49 89 1580 0",
+        "IsActive": True,
         "InvoiceAddress": address,
         "DeliveryAddresses": [
             {**address, "IsPrimary": True, "ShippingPhoneNumber": "+49 89 1580 0"}
@@ -131,6 +132,7 @@ def test_customer_header_is_one_line_listing_only_owned_fields() -> None:
         "FirstName",
         "LastName",
         "PhoneNumber",
+        "IsActive",
         "InvoiceAddress",
         "DeliveryAddresses",
         "Companies",
