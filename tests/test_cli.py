@@ -5,64 +5,23 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
+from tests.processes import emulate, free_port_range
 
 PYTHON = sys.executable
 
 
-def free_port_pair(count: int = 4) -> int:
-    """A first port such that it and the ``count - 1`` after it are free."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-        sockets = [socket.socket() for _ in range(count)]
-        try:
-            for offset, s in enumerate(sockets):
-                s.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range")
-
-
 @pytest.fixture(scope="module")
-def emulators() -> Iterator[dict[str, str]]:
-    port = free_port_pair()
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "pipeline", "emulate", "--customers", "1000", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    urls: dict[str, str] = {}
-    deadline = time.monotonic() + 20
-    while len(urls) < 2 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("MAN source:"):
-            urls["source"] = line.split()[2]
-        elif line.startswith("sync-batch:"):
-            urls["syncbatch"] = line.split()[1]
-    try:
-        assert len(urls) == 2, "emulate did not print its URLs"
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with emulate(1000, tmp_path_factory.mktemp("emulate")) as urls:
         yield urls
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
 
 
 def write_config(path: Path, urls: dict[str, str], state: Path, extra: str = "") -> Path:
@@ -134,7 +93,7 @@ def test_dry_run_writes_nothing(emulators: dict[str, str], tmp_path: Path) -> No
 
 
 def test_unreachable_source_aborts_with_exit_1(tmp_path: Path) -> None:
-    port = free_port_pair()
+    port = free_port_range()
     urls = {"source": f"http://127.0.0.1:{port}/x", "syncbatch": f"http://127.0.0.1:{port + 1}"}
     config = write_config(
         tmp_path / "c.toml",
