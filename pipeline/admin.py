@@ -75,7 +75,7 @@ def status(settings: Settings, console: Console, limit: int = 10) -> None:
         names = settings.targets.enabled()
         confirmed = {name: store.confirmed_count_sync(name) for name in names}
         dead = {name: len(store.dead_letters_sync(name)) for name in names}
-        resume = store.resume_offset_sync()
+        resume = store.resume_offset_sync(names)
     finally:
         store.close_sync()
     table = Table(title="last passes", title_justify="left")

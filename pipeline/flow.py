@@ -104,6 +104,10 @@ class Pass:
         self._stop_event: anyio.Event | None = None
         self._stages: anyio.CancelScope | None = None
 
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
     # Observability ---------------------------------------------------------------------
 
     def in_memory(self) -> int:
@@ -287,7 +291,8 @@ class Pass:
 
     async def run(self) -> PassReport:
         """Run the pass to its end (or its stop) and record it in the state store."""
-        self.pass_id = await self.store.start_pass(self.source.start_offset)
+        resumable = [] if self.dry_run or self.replay is not None else self.names
+        self.pass_id = await self.store.start_pass(self.source.start_offset, resumable)
         self.started = time.time()
         clock = anyio.current_time()
         error: str | None = None

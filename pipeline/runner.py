@@ -34,8 +34,8 @@ async def _on_signals(stop: Callable[[], None]) -> None:
             stop()
 
 
-async def _start_offset(store: StateStore, restart: bool) -> int:
-    offset = 0 if restart else await store.resume_offset()
+async def _start_offset(store: StateStore, targets: Sequence[Target], restart: bool) -> int:
+    offset = 0 if restart else await store.resume_offset([t.name for t in targets])
     if offset:
         log.warning(
             "resuming the read where the last pass stopped; --restart reads from the start",
@@ -68,11 +68,12 @@ async def run_once(
     """
     console = console or Console(file=sys.stderr)
     async with StateStore(settings.state.path) as store:
-        start = 0 if replay is not None or dry_run else await _start_offset(store, restart)
+        chosen = build_targets(settings, store, targets)
+        start = 0 if replay is not None or dry_run else await _start_offset(store, chosen, restart)
         run = Pass(
             settings,
             store,
-            build_targets(settings, store, targets),
+            chosen,
             dry_run=dry_run,
             start_offset=start,
             replay=replay,
@@ -128,7 +129,7 @@ async def serve(
             passes = 0
             while not stopping.is_set():
                 started = anyio.current_time()
-                start = await _start_offset(store, restart and passes == 0)
+                start = await _start_offset(store, targets, restart and passes == 0)
                 run = Pass(settings, store, targets, start_offset=start)
                 current[:] = [run]
                 metrics.current = run

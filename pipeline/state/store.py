@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS ids (
 CREATE TABLE IF NOT EXISTS passes (
     id INTEGER PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL,
     status TEXT NOT NULL, report TEXT,
-    start_offset INTEGER NOT NULL DEFAULT 0, checkpoint INTEGER NOT NULL DEFAULT 0);
+    start_offset INTEGER NOT NULL DEFAULT 0, checkpoint INTEGER NOT NULL DEFAULT 0,
+    targets TEXT NOT NULL DEFAULT '');
 """
 # Each step takes a store from the version before it to its own: (table, column, declaration).
 _MIGRATIONS = {
@@ -53,6 +54,7 @@ _MIGRATIONS = {
         ("passes", "start_offset", "INTEGER NOT NULL DEFAULT 0"),
         ("passes", "checkpoint", "INTEGER NOT NULL DEFAULT 0"),
         ("confirmed", "ref", "TEXT"),
+        ("passes", "targets", "TEXT NOT NULL DEFAULT ''"),
     ],
 }
 FINISHED = ("ok", "dead_letters")
@@ -259,30 +261,34 @@ class StateStore:
 
     # Passes and dead letters -----------------------------------------------------------
 
-    def start_pass_sync(self, start_offset: int = 0, now: float | None = None) -> int:
+    def start_pass_sync(
+        self, start_offset: int = 0, targets: Sequence[str] = (), now: float | None = None
+    ) -> int:
         cur = self.conn.execute(
-            "INSERT INTO passes (started_at, status, start_offset, checkpoint) "
-            "VALUES (?, 'running', ?, ?)",
-            (time.time() if now is None else now, start_offset, start_offset),
+            "INSERT INTO passes (started_at, status, start_offset, checkpoint, targets) "
+            "VALUES (?, 'running', ?, ?, ?)",
+            (time.time() if now is None else now, start_offset, start_offset, _names(targets)),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    async def start_pass(self, start_offset: int = 0) -> int:
-        return await self._run(lambda: self.start_pass_sync(start_offset))
+    async def start_pass(self, start_offset: int = 0, targets: Sequence[str] = ()) -> int:
+        """Record a pass; ``targets`` are the ones whose checkpoint it keeps (none for a dry
+        run or a replay, whose checkpoint no later pass may resume from)."""
+        return await self._run(lambda: self.start_pass_sync(start_offset, targets))
 
-    def resume_offset_sync(self) -> int:
-        """Where the next read starts: the checkpoint of the last pass if it did not finish
-        (killed, stopped or aborted), else 0."""
+    def resume_offset_sync(self, targets: Sequence[str] = ()) -> int:
+        """Where a pass to ``targets`` starts reading: the checkpoint of the last pass if it
+        did not finish (killed, stopped or aborted) and wrote to the same targets, else 0."""
         row = self.conn.execute(
-            "SELECT status, checkpoint FROM passes ORDER BY id DESC LIMIT 1"
+            "SELECT status, checkpoint, targets FROM passes ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        if row is None or row[0] in FINISHED:
+        if row is None or row[0] in FINISHED or row[2] != _names(targets):
             return 0
         return int(row[1])
 
-    async def resume_offset(self) -> int:
-        return await self._run(self.resume_offset_sync)
+    async def resume_offset(self, targets: Sequence[str] = ()) -> int:
+        return await self._run(lambda: self.resume_offset_sync(targets))
 
     def finish_pass_sync(self, pass_id: int, status: str, report: bytes, checkpoint: int) -> None:
         self.conn.execute(
@@ -372,6 +378,10 @@ class StateStore:
         row = self.conn.execute("SELECT COUNT(*) FROM confirmed WHERE target=?", (target,))
         count: int = row.fetchone()[0]
         return count
+
+
+def _names(targets: Sequence[str]) -> str:
+    return ",".join(sorted(targets))
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

@@ -440,3 +440,16 @@ async def test_closed_store_raises_state_error(db_path: Path) -> None:
             pass
         with pytest.raises(StateError, match=r"^state store is not open$"):
             await store.ids("account", ["c1"])
+
+
+async def test_checkpoint_is_resumed_only_by_a_pass_to_the_same_targets(
+    store: StateStore,
+) -> None:
+    with anyio.fail_after(DEADLINE):
+        subset = await store.start_pass(0, ["syncbatch"])
+        await store.apply([], checkpoint=(subset, 500))
+        assert await store.resume_offset(["syncbatch"]) == 500
+        assert await store.resume_offset(["emporix", "syncbatch"]) == 0
+        dry = await store.start_pass(0, [])  # a dry run or a replay keeps no checkpoint
+        await store.apply([], checkpoint=(dry, 900))
+        assert await store.resume_offset(["syncbatch"]) == 0
