@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 
@@ -267,8 +268,8 @@ class Pass:
                         group.extend(acks.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                for ack in group:
-                    self.checkpoint.trackers[ack.target].settle(ack.offset)
+                for (target, offset), count in Counter((a.target, a.offset) for a in group).items():
+                    self.checkpoint.trackers[target].settle(offset, count)
                 await self.store.apply(group, checkpoint=(self.pass_id, self.checkpoint.offset))
                 for ack in group:
                     counters = self.counters[ack.target]

@@ -34,6 +34,7 @@ from pipeline.transform.syncbatch import (
     SbResponseStatus,
     SbResult,
     map_account,
+    profile_url,
 )
 
 __all__ = ["TRANSIENT_ITEM_CODES", "SyncBatchTarget"]
@@ -45,18 +46,7 @@ TRANSIENT_ITEM_CODES = frozenset(
 _ACCOUNT_REF = re.compile(r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\]", re.IGNORECASE)
 
 _encoder = msgspec.json.Encoder()
-_ref_encoder = msgspec.json.Encoder()
 
-
-class _Ref(msgspec.Struct, array_like=True):
-    """What deactivating an account needs: its organisation, user name and profile URL."""
-
-    ref_id: int
-    user_name: str
-    profile_url: str
-
-
-_ref_decoder = msgspec.json.Decoder(_Ref)
 _results = msgspec.json.Decoder(list[SbResult])
 _error = msgspec.json.Decoder(SbErrorResponse)
 
@@ -71,6 +61,11 @@ def _reason(status: SbResponseStatus | None, fallback: str) -> str:
     if fields:
         parts.append("fields " + ", ".join(fields))
     return redact(": ".join(parts))
+
+
+def _parse_ref(ref: str) -> tuple[int, str]:
+    ref_id, _, user_name = ref.partition("\t")
+    return int(ref_id), user_name
 
 
 class SyncBatchTarget:
@@ -133,8 +128,8 @@ class SyncBatchTarget:
             )
             digest = payload_hash(_encoder.encode(account))
             # Deactivation later needs the organisation and the user name without the source.
-            ref = _ref_encoder.encode(_Ref(account.ref_id, account.user_name, account.profile_url))
-            items.append(Item(customer.customer_id, digest, account, ref=ref.decode()))
+            ref = f"{account.ref_id}\t{account.user_name}"
+            items.append(Item(customer.customer_id, digest, account, ref=ref))
         return items
 
     # Writing ---------------------------------------------------------------------------
@@ -277,26 +272,27 @@ class SyncBatchTarget:
     async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
         """Lock the accounts (``lockedDate`` now, no roles) of customers gone from the source."""
         refs = await self._store.refs(self.name, customer_ids)
-        known = {cid: _ref_decoder.decode(ref) for cid, ref in refs.items() if ref}
+        # A confirmation keeps "<organisation id>\t<user name>" (see prepare).
+        known = {cid: _parse_ref(ref) for cid, ref in refs.items() if ref}
         accounts = await self._store.ids("account", sorted(known))
-        names = await self._store.keys("organisation", sorted({r.ref_id for r in known.values()}))
+        names = await self._store.keys("organisation", sorted({r[0] for r in known.values()}))
         locked = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         items = []
-        for cid, ref in sorted(known.items()):
+        for cid, (ref_id, user_name) in sorted(known.items()):
             account = SbAccount(
                 id=accounts[cid],
                 index=0,
-                ref_id=ref.ref_id,
-                ref_id_str=str(ref.ref_id),
-                user_name=ref.user_name,
-                email=ref.user_name,
-                primary_email=ref.user_name,
+                ref_id=ref_id,
+                ref_id_str=str(ref_id),
+                user_name=user_name,
+                email=user_name,
+                primary_email=user_name,
                 first_name="",
                 last_name="",
                 display_name="",
                 full_name="",
-                company=names.get(ref.ref_id, ""),
-                profile_url=ref.profile_url,
+                company=names.get(ref_id, ""),
+                profile_url=profile_url(self.settings.profile_url, cid),
                 roles=[],
                 permissions=[],
                 locked_date=locked,

@@ -68,7 +68,7 @@ def transform_page(page: Page, dedupe: PassDedupe) -> RecordBatch:
             duplicates += 1
             continue
         try:
-            customer = validate(wire, customer_id)
+            customer = validate(wire, customer_id, size=len(raw))
         except Invalid as exc:
             rejected.append(Rejected(customer_id, str(exc)))
             continue

@@ -7,6 +7,8 @@ template; ``roles`` = [role]; ``permissions`` from configuration.
 
 from __future__ import annotations
 
+import functools
+import re
 from urllib.parse import quote
 
 import msgspec
@@ -23,10 +25,11 @@ __all__ = [
     "SbResponseStatus",
     "SbResult",
     "map_account",
+    "profile_url",
 ]
 
 
-class _Dto(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+class _Dto(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, gc=False):
     """Base of the sync-batch DTOs: camelCase on the wire, empty optional fields left out."""
 
 
@@ -95,6 +98,26 @@ def _or_none(text: str) -> str | None:
     return text or None
 
 
+_URL_SAFE = re.compile(r"^[A-Za-z0-9_.~-]+$")
+
+
+@functools.lru_cache(maxsize=8)
+def _template(template: str) -> tuple[str, str] | None:
+    head, found, tail = template.partition("{customer_id}")
+    return (head, tail) if found else None
+
+
+def profile_url(template: str, customer_id: str) -> str:
+    """The template with the customer id in it, URL-quoted when it needs to be."""
+    parts = _template(template)
+    if parts is None:
+        return template
+    head, tail = parts
+    if _URL_SAFE.match(customer_id) is None:
+        customer_id = quote(customer_id, safe="")
+    return head + customer_id + tail
+
+
 def map_account(
     customer: Customer, account_id: int, organisation_id: int, settings: SyncBatchSettings
 ) -> SbAccount:
@@ -122,7 +145,7 @@ def map_account(
         display_name=name,
         full_name=name,
         company=customer.business_unit,
-        profile_url=settings.profile_url.format(customer_id=quote(customer.customer_id, safe="")),
+        profile_url=profile_url(settings.profile_url, customer.customer_id),
         roles=[customer.role] if customer.role else [],
         permissions=list(settings.permissions),
         phone_number=_or_none(address.phone) if address else None,

@@ -57,23 +57,29 @@ def _flag(value: bool | str | None, field: str) -> bool:
 
 
 def _address(raw: ManAddress) -> Address:
+    # The hot path: the wire Struct bounded every length already; only trimming is left.
     iso2 = (raw.iso2Code or "").strip()
     if not iso2:
         raise Invalid("address.iso2Code is missing")
     if not _ISO2.match(iso2):
         raise Invalid(f"address.iso2Code {iso2[:8]!r} is not an ISO 3166-1 alpha-2 code")
-    zip_code = raw.zipCode if isinstance(raw.zipCode, str) else str(raw.zipCode or "")
+    zip_code = raw.zipCode
+    billing, shipping = raw.isDefaultBilling, raw.isDefaultShipping
+    if not isinstance(billing, bool):
+        billing = _flag(billing, "address.isDefaultBilling")
+    if not isinstance(shipping, bool):
+        shipping = _flag(shipping, "address.isDefaultShipping")
     return Address(
-        line1=_text(raw.address1, "address.address1", required=False),
-        line2=_text(raw.address2, "address.address2", required=False),
-        line3=_text(raw.address3, "address.address3", required=False),
-        zip_code=_text(zip_code, "address.zipCode", required=False),
-        city=_text(raw.city, "address.city", required=False),
-        country=_text(raw.country, "address.country", required=False),
+        line1=(raw.address1 or "").strip(),
+        line2=(raw.address2 or "").strip(),
+        line3=(raw.address3 or "").strip(),
+        zip_code=zip_code.strip() if isinstance(zip_code, str) else str(zip_code or ""),
+        city=(raw.city or "").strip(),
+        country=(raw.country or "").strip(),
         iso2=iso2.upper(),
-        phone=_text(raw.phone, "address.phone", required=False),
-        default_billing=_flag(raw.isDefaultBilling, "address.isDefaultBilling"),
-        default_shipping=_flag(raw.isDefaultShipping, "address.isDefaultShipping"),
+        phone=(raw.phone or "").strip(),
+        default_billing=billing,
+        default_shipping=shipping,
     )
 
 
@@ -94,22 +100,43 @@ def customer_id_of(raw: ManRecord) -> str:
     return text
 
 
-def validate(raw: ManRecord, customer_id: str) -> Customer:
+_TEXT_FIELDS = ("salutation", "firstName", "lastName", "email", "businessUnit", "role")
+_ADDRESS_FIELDS = ("address1", "address2", "address3", "zipCode", "city", "country", "phone")
+
+
+def _check_lengths(raw: ManRecord) -> None:
+    for field in _TEXT_FIELDS:
+        value = getattr(raw, field)
+        if isinstance(value, str) and len(value.strip()) > MAX_FIELD_LENGTH:
+            raise Invalid(f"{field} is longer than {MAX_FIELD_LENGTH} characters")
+    if raw.address is not None:
+        for field in _ADDRESS_FIELDS:
+            value = getattr(raw.address, field)
+            if isinstance(value, str) and len(value.strip()) > MAX_FIELD_LENGTH:
+                raise Invalid(f"address.{field} is longer than {MAX_FIELD_LENGTH} characters")
+
+
+def validate(raw: ManRecord, customer_id: str, *, size: int | None = None) -> Customer:
     """Check every rule on one record and return its canonical form.
+
+    ``size`` is the record's length in bytes when known: a record no longer than
+    ``MAX_FIELD_LENGTH`` cannot hold a field that is, so the per-field length checks are skipped.
 
     Raises:
         Invalid: the first rule the record breaks.
     """
+    if size is None or size > MAX_FIELD_LENGTH:
+        _check_lengths(raw)
     email = _text(raw.email, "email", required=True)
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email) or _CONTROL.search(email):
         raise Invalid("email is malformed")
     return Customer(
         customer_id=customer_id,
-        salutation=_text(raw.salutation, "salutation", required=False),
+        salutation=(raw.salutation or "").strip(),
         first_name=_text(raw.firstName, "firstName", required=True),
         last_name=_text(raw.lastName, "lastName", required=True),
         email=email_key(email),
         business_unit=_text(raw.businessUnit, "businessUnit", required=True),
-        role=_text(raw.role, "role", required=False),
+        role=(raw.role or "").strip(),
         address=_address(raw.address) if raw.address is not None else None,
     )
