@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -29,8 +30,9 @@ from pipeline.sinks.emporix import EmporixTarget
 from pipeline.sinks.norce import NorceTarget
 from pipeline.sinks.syncbatch import SyncBatchTarget
 from pipeline.sources.customers import CustomerSource
+from pipeline.state.seen import SeenOnDisk
 from pipeline.state.store import StateStore
-from pipeline.transform.dedupe import PassDedupe
+from pipeline.transform.dedupe import Dedupe, PassDedupe
 from pipeline.transform.stage import TransformStats, run_transform
 
 __all__ = ["Pass", "build_targets"]
@@ -94,7 +96,12 @@ class Pass:
         self.channels = Channels(settings.flow.queue_size)
         self.counters = {t.name: TargetCounters() for t in self.targets}
         self.transform = TransformStats()
-        self.dedupe = PassDedupe()
+        # What the pass has seen lives on disk beside the state store: memory stays flat.
+        self.dedupe: Dedupe = (
+            PassDedupe()
+            if settings.state.path == ":memory:"
+            else SeenOnDisk(Path(settings.state.path).parent)
+        )
         self.checkpoint = Checkpoint([t.name for t in self.targets], self.source.start_offset)
         # Targets may outlive a pass (serve keeps their tokens): report this pass's share only.
         self._stats_base = {t.name: t.stats.copy() for t in self.targets}
@@ -310,6 +317,9 @@ class Pass:
                 watchdog.cancel_scope.cancel()
         except* PipelineError as group:
             error = str(group.exceptions[0])
+        finally:
+            if isinstance(self.dedupe, SeenOnDisk):
+                self.dedupe.close()
         report = self._report(anyio.current_time() - clock, error)
         await self.store.finish_pass(
             self.pass_id, report.status, _report_encoder.encode(report), self.checkpoint.offset
@@ -351,7 +361,7 @@ class Pass:
                 continue
             counters = self.counters[target.name]
             known = await self.store.confirmed_ids(target.name)
-            missing = [c for c in known if c not in self.dedupe]
+            missing = self.dedupe.missing(known)
             if not missing:
                 continue
             share = len(missing) / len(known)

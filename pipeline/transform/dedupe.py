@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
-__all__ = ["PassDedupe"]
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+__all__ = ["Dedupe", "PassDedupe"]
+
+
+class Dedupe(Protocol):
+    """What the transform asks of the pass's memory of ids and emails.
+
+    ``begin_page`` announces the ids and emails a page may claim, so that a store kept out of
+    memory can look them up in one go; ``end_page`` makes the page's claims permanent.
+    """
+
+    def begin_page(self, ids: Sequence[str], emails: Sequence[str]) -> None: ...
+
+    def seen_id(self, customer_id: str) -> bool: ...
+
+    def email_owner(self, email_key: str, customer_id: str) -> str | None: ...
+
+    def end_page(self) -> None: ...
+
+    def missing(self, customer_ids: Iterable[str]) -> list[str]: ...
 
 
 class PassDedupe:
@@ -29,6 +50,16 @@ class PassDedupe:
         """The other ``customer_id`` that holds this email, or None (and the email is claimed)."""
         owner = self._emails.setdefault(email_key, customer_id)
         return None if owner == customer_id else owner
+
+    def begin_page(self, ids: Sequence[str], emails: Sequence[str]) -> None:
+        """Nothing to load: everything is in memory."""
+
+    def end_page(self) -> None:
+        """Nothing to write: everything is in memory."""
+
+    def missing(self, customer_ids: Iterable[str]) -> list[str]:
+        """Those of ``customer_ids`` the pass has not seen."""
+        return [c for c in customer_ids if c not in self._ids]
 
     def __len__(self) -> int:
         return len(self._ids)

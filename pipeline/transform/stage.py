@@ -6,8 +6,8 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.records import Page, RecordBatch, Rejected
-from pipeline.transform.dedupe import PassDedupe
-from pipeline.transform.validate import Invalid, customer_id_of, validate
+from pipeline.transform.dedupe import Dedupe
+from pipeline.transform.validate import Invalid, customer_id_of, email_key, validate
 from pipeline.transform.wire import RECORD_ERRORS, ManRecord, decode_record, probe_customer_id
 
 __all__ = ["TransformStats", "position_key", "run_transform", "transform_page"]
@@ -44,18 +44,39 @@ def _safe_key(candidate: str | None) -> str | None:
         return None
 
 
-def transform_page(page: Page, dedupe: PassDedupe) -> RecordBatch:
-    """Decode and validate every record of ``page`` on its own; nothing here raises."""
-    customers = []
-    rejected = []
-    duplicates = 0
+def _decode(page: Page) -> tuple[list[ManRecord | Exception], list[str], list[str]]:
+    """Every record decoded (or its error), and the ids and email keys the page may claim."""
+    decoded: list[ManRecord | Exception] = []
+    ids: list[str] = []
+    emails: list[str] = []
     for i, raw in enumerate(page.records):
         try:
             wire = decode_record(raw)
         except RECORD_ERRORS as exc:
+            decoded.append(exc)
+            ids.append(_safe_key(probe_customer_id(raw)) or position_key(page.offset + i))
+            continue
+        decoded.append(wire)
+        if wire.customer_id is not None:
+            ids.append(str(wire.customer_id).strip())
+        if isinstance(wire.email, str):
+            emails.append(email_key(wire.email))
+    return decoded, ids, emails
+
+
+def transform_page(page: Page, dedupe: Dedupe) -> RecordBatch:
+    """Decode and validate every record of ``page`` on its own; nothing here raises
+    (but the dedupe's own storage)."""
+    customers = []
+    rejected = []
+    duplicates = 0
+    decoded, ids, emails = _decode(page)
+    dedupe.begin_page(ids, emails)
+    for i, (raw, wire) in enumerate(zip(page.records, decoded, strict=True)):
+        if isinstance(wire, Exception):
             key = _safe_key(probe_customer_id(raw)) or position_key(page.offset + i)
             if not dedupe.seen_id(key):
-                rejected.append(Rejected(key, _decode_error_reason(exc)))
+                rejected.append(Rejected(key, _decode_error_reason(wire)))
             else:
                 duplicates += 1
             continue
@@ -77,6 +98,7 @@ def transform_page(page: Page, dedupe: PassDedupe) -> RecordBatch:
             rejected.append(Rejected(customer_id, f"email already used by customer {owner}"))
             continue
         customers.append(customer)
+    dedupe.end_page()
     return RecordBatch(
         offset=page.offset,
         size=len(page.records),
@@ -90,7 +112,7 @@ async def run_transform(
     pages: MemoryObjectReceiveStream[Page],
     out: MemoryObjectSendStream[RecordBatch],
     stats: TransformStats,
-    dedupe: PassDedupe,
+    dedupe: Dedupe,
 ) -> None:
     """Transform pages until the source closes its end, then close ours."""
     async with pages, out:

@@ -1,0 +1,61 @@
+"""The dedupe contract, run against both implementations: in memory and on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.state.seen import SeenOnDisk
+from pipeline.transform.dedupe import Dedupe, PassDedupe
+
+
+@pytest.fixture(params=["memory", "disk"])
+def dedupe(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dedupe]:
+    if request.param == "memory":
+        yield PassDedupe()
+        return
+    disk = SeenOnDisk(tmp_path)
+    yield disk
+    disk.close()
+    assert not Path(disk.path).exists()
+
+
+def page(dedupe: Dedupe, records: list[tuple[str, str]]) -> list[str | None]:
+    """Claim each (id, email) in order; 'dup' for a repeated id, the owner for a taken email."""
+    dedupe.begin_page([r[0] for r in records], [r[1] for r in records])
+    out: list[str | None] = []
+    for customer_id, email in records:
+        if dedupe.seen_id(customer_id):
+            out.append("dup")
+        else:
+            out.append(dedupe.email_owner(email, customer_id))
+    dedupe.end_page()
+    return out
+
+
+def test_first_claim_wins_within_and_across_pages(dedupe: Dedupe) -> None:
+    assert page(dedupe, [("a", "x@e.com"), ("b", "y@e.com"), ("a", "z@e.com")]) == [
+        None,
+        None,
+        "dup",
+    ]
+    assert page(dedupe, [("b", "q@e.com"), ("c", "x@e.com"), ("d", "d@e.com")]) == [
+        "dup",
+        "a",
+        None,
+    ]
+    assert page(dedupe, [("e", "d@e.com"), ("f", "y@e.com")]) == ["d", "b"]
+
+
+def test_missing_lists_ids_the_pass_never_saw(dedupe: Dedupe) -> None:
+    page(dedupe, [(f"c{i}", f"{i}@e.com") for i in range(1200)])
+    known = [f"c{i}" for i in range(0, 1300, 7)]
+    assert dedupe.missing(known) == [k for k in known if int(k[1:]) >= 1200]
+
+
+def test_large_pages_are_looked_up_in_chunks(dedupe: Dedupe) -> None:
+    first = [(f"c{i}", f"{i}@e.com") for i in range(2500)]
+    assert page(dedupe, first) == [None] * 2500
+    assert page(dedupe, first) == ["dup"] * 2500
