@@ -76,6 +76,8 @@ class SourceSettings(_Section, frozen=True):
     data_path: str = "data"
     """Key of the record list when the answer is an object; a bare array is always accepted."""
     timeout_seconds: PositiveFloat = 30.0
+    ca_bundle: str | None = None
+    """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
 
 
@@ -124,6 +126,8 @@ class SyncBatchSettings(_Section, frozen=True):
     max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
     """Skip deactivation (with a warning) when more than this share of known customers would go."""
     timeout_seconds: PositiveFloat = 30.0
+    ca_bundle: str | None = None
+    """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
 
 
@@ -151,6 +155,8 @@ class EmporixSettings(_Section, frozen=True):
     max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
     """Skip deactivation (with a warning) when more than this share of known customers would go."""
     timeout_seconds: PositiveFloat = 30.0
+    ca_bundle: str | None = None
+    """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
 
 
@@ -189,6 +195,8 @@ class NorceSettings(_Section, frozen=True):
     max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
     """Skip deactivation (with a warning) when more than this share of known customers would go."""
     timeout_seconds: PositiveFloat = 30.0
+    ca_bundle: str | None = None
+    """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
 
 

@@ -9,6 +9,7 @@
      +-- SinkError                a target failed for good
      |    +-- AuthError           401/403: a configuration problem, never retried
      +-- StateError               the state store could not be read or written
+     +-- TLSError                 a certificate is not trusted: never retried
     Retryable                     marker mixin: the operation may succeed if tried again
      +-- TransientHTTPError       (also a PipelineError) 429, 5xx, timeouts, connection errors
 
@@ -28,6 +29,7 @@ __all__ = [
     "SinkError",
     "SourceError",
     "StateError",
+    "TLSError",
     "TransientHTTPError",
 ]
 
@@ -73,6 +75,16 @@ class SinkError(PipelineError):
 
 class StateError(PipelineError):
     """The state store failed."""
+
+
+class TLSError(PipelineError):
+    """The server's certificate could not be verified; a configuration problem (``ca_bundle``)."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        super().__init__(
+            f"{url}: TLS certificate not trusted ({detail}); add its CA with ca_bundle"
+        )
 
 
 class HTTPStatusError(PipelineError):

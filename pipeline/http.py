@@ -20,9 +20,9 @@ from aiolimiter import AsyncLimiter
 
 from pipeline.backoff import backoff_delay, parse_retry_after
 from pipeline.config import RetrySettings
-from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
+from pipeline.errors import AuthError, ConfigError, HTTPStatusError, TLSError, TransientHTTPError
 
-__all__ = ["HttpClient", "HttpStats", "Response"]
+__all__ = ["HttpClient", "HttpStats", "Response", "tls_context"]
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -59,6 +59,22 @@ class HttpStats(msgspec.Struct):
 
     def copy(self) -> HttpStats:
         return msgspec.structs.replace(self, latency_counts=list(self.latency_counts))
+
+
+def tls_context(ca_bundle: str | None, *, key: str) -> ssl.SSLContext | None:
+    """The TLS context to verify servers with: the system's CAs, plus ``ca_bundle`` when given.
+
+    Raises:
+        ConfigError: the bundle cannot be read (``key`` names the setting).
+    """
+    if ca_bundle is None:
+        return None
+    try:
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load CA bundle {ca_bundle}: {exc}", path=key) from exc
+    return context
 
 
 def _safe_url(url: str) -> str:
@@ -142,6 +158,8 @@ class HttpClient:
                     return Response(resp.status, dict(resp.headers), payload)
             except TimeoutError as exc:
                 raise TransientHTTPError(method, _safe_url(url), reason="timed out") from exc
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise TLSError(_safe_url(url), type(exc.certificate_error).__name__) from exc
             except aiohttp.ClientError as exc:
                 reason = f"connection failed ({type(exc).__name__})"
                 raise TransientHTTPError(method, _safe_url(url), reason=reason) from exc

@@ -23,7 +23,7 @@ import msgspec
 
 from pipeline.config import EmporixSettings, secret
 from pipeline.errors import AuthError, PipelineError, TransientHTTPError
-from pipeline.http import HttpClient, HttpStats, Response
+from pipeline.http import HttpClient, HttpStats, Response, tls_context
 from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import confirmed, dead, redact
 from pipeline.sinks.oauth import ClientCredentials
@@ -116,6 +116,7 @@ class EmporixTarget:
         base = settings.url.rstrip("/")
         self._customers = f"{base}/customer/{settings.tenant}/customers"
         self._http = HttpClient(
+            ssl_context=tls_context(settings.ca_bundle, key="targets.emporix.ca_bundle"),
             timeout_seconds=settings.timeout_seconds,
             retry=settings.retry,
             max_in_flight=settings.max_in_flight,

@@ -22,7 +22,7 @@ import msgspec
 
 from pipeline.config import NorceSettings, secret
 from pipeline.errors import AuthError, HTTPStatusError, SinkError, TransientHTTPError
-from pipeline.http import HttpClient, HttpStats, Response
+from pipeline.http import HttpClient, HttpStats, Response, tls_context
 from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import confirmed, dead, redact
 from pipeline.sinks.oauth import ClientCredentials
@@ -102,6 +102,7 @@ class NorceTarget:
         base = settings.url.rstrip("/")
         self._connect = base + "/" + settings.connect_path.strip("/")
         self._http = HttpClient(
+            ssl_context=tls_context(settings.ca_bundle, key="targets.norce.ca_bundle"),
             timeout_seconds=settings.timeout_seconds,
             retry=settings.retry,
             max_in_flight=settings.max_in_flight,

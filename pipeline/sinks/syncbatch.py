@@ -21,7 +21,7 @@ import msgspec
 from pipeline.backoff import backoff_delay
 from pipeline.config import SyncBatchSettings, secret
 from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
-from pipeline.http import HttpClient, HttpStats
+from pipeline.http import HttpClient, HttpStats, tls_context
 from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import confirmed, dead, redact
 from pipeline.state.store import StateStore
@@ -86,6 +86,7 @@ class SyncBatchTarget:
         if token is not None:
             headers["Authorization"] = f"Bearer {token.reveal()}"
         self._http = HttpClient(
+            ssl_context=tls_context(settings.ca_bundle, key="targets.syncbatch.ca_bundle"),
             timeout_seconds=settings.timeout_seconds,
             retry=settings.retry,
             max_in_flight=settings.max_in_flight,

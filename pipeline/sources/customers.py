@@ -9,8 +9,14 @@ import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from pipeline.config import SourceSettings, secret
-from pipeline.errors import DecodeError, HTTPStatusError, SourceError, TransientHTTPError
-from pipeline.http import HttpClient
+from pipeline.errors import (
+    DecodeError,
+    HTTPStatusError,
+    SourceError,
+    TLSError,
+    TransientHTTPError,
+)
+from pipeline.http import HttpClient, tls_context
 from pipeline.records import Page
 from pipeline.sources.paging import OffsetPaging
 
@@ -65,6 +71,7 @@ class CustomerSource:
             | msgspec.defstruct("Envelope", [(settings.data_path, list[msgspec.Raw])])
         )
         self.http = HttpClient(
+            ssl_context=tls_context(settings.ca_bundle, key="source.ca_bundle"),
             timeout_seconds=settings.timeout_seconds,
             retry=settings.retry,
             max_in_flight=settings.max_in_flight,
@@ -103,7 +110,7 @@ class CustomerSource:
                 await self.http.pause_for(transient, attempt)
             except TransientHTTPError as exc:
                 raise SourceError(f"{exc} (offset {offset}, {attempt} attempts)") from exc
-            except HTTPStatusError as exc:
+            except (HTTPStatusError, TLSError) as exc:
                 raise SourceError(f"{exc} (offset {offset})") from exc
 
     def stop(self) -> None:
