@@ -16,17 +16,20 @@ __all__ = ["Checkpoint", "PageTracker"]
 class PageTracker:
     """Settlement of pages in one target."""
 
-    __slots__ = ("_outstanding", "_pages", "watermark")
+    __slots__ = ("_last", "_outstanding", "_pages", "watermark")
 
     def __init__(self, start: int) -> None:
         self.watermark = start
+        self._last = start - 1
         self._pages: deque[tuple[int, int]] = deque()  # (offset, end) in offset order
         self._outstanding: dict[int, int] = {}
 
     def opened(self, offset: int, end: int, records: int) -> None:
         """A page reached the target holding ``records`` records to settle."""
-        if offset < self.watermark or offset in self._outstanding:
-            raise ValueError(f"page at offset {offset} opened twice or behind the checkpoint")
+        # Pages may overlap (a page re-reads the end of the one before), never go back.
+        if offset <= self._last:
+            raise ValueError(f"page at offset {offset} opened twice or out of order")
+        self._last = offset
         self._pages.append((offset, end))
         self._outstanding[offset] = records
         self._advance()

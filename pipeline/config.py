@@ -68,6 +68,9 @@ class SourceSettings(_Section, frozen=True):
     page_size: PositiveInt = 100
     max_in_flight: PositiveInt = 4
     """Page requests in flight."""
+    overlap: Annotated[int, msgspec.Meta(ge=0)] = 10
+    """Records each page re-reads from the end of the one before (repeats are dropped): up to
+    this many deletions at the source between two page requests skip no record."""
     token_env: str | None = None
     """Environment variable holding a bearer token."""
     client_id_env: str | None = None

@@ -34,8 +34,12 @@ async def _on_signals(stop: Callable[[], None]) -> None:
             stop()
 
 
-async def _start_offset(store: StateStore, targets: Sequence[Target], restart: bool) -> int:
-    offset = 0 if restart else await store.resume_offset([t.name for t in targets])
+async def _start_offset(
+    settings: Settings, store: StateStore, targets: Sequence[Target], restart: bool
+) -> int:
+    checkpoint = 0 if restart else await store.resume_offset([t.name for t in targets])
+    # Re-read the overlap before the checkpoint, as the page after it would have.
+    offset = max(0, checkpoint - settings.source.overlap) if checkpoint else 0
     if offset:
         log.warning(
             "resuming the read where the last pass stopped; --restart reads from the start",
@@ -69,7 +73,8 @@ async def run_once(
     console = console or Console(file=sys.stderr)
     async with StateStore(settings.state.path) as store:
         chosen = build_targets(settings, store, targets)
-        start = 0 if replay is not None or dry_run else await _start_offset(store, chosen, restart)
+        fresh = replay is not None or dry_run
+        start = 0 if fresh else await _start_offset(settings, store, chosen, restart)
         run = Pass(
             settings,
             store,
@@ -129,7 +134,7 @@ async def serve(
             passes = 0
             while not stopping.is_set():
                 started = anyio.current_time()
-                start = await _start_offset(store, targets, restart and passes == 0)
+                start = await _start_offset(settings, store, targets, restart and passes == 0)
                 run = Pass(settings, store, targets, start_offset=start)
                 current[:] = [run]
                 metrics.current = run

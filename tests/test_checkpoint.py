@@ -37,6 +37,16 @@ def test_checkpoint_is_the_slowest_target() -> None:
     assert c.offset == 60
 
 
+def test_overlapping_pages_advance_in_order() -> None:
+    t = PageTracker(0)
+    t.opened(0, 100, 100)
+    t.opened(90, 190, 90)  # its first 10 records were repeats, dropped before the targets
+    t.settle(90, 90)
+    assert t.watermark == 0
+    t.settle(0, 100)
+    assert t.watermark == 190
+
+
 @pytest.mark.parametrize("bad", ["twice", "behind", "oversettle", "unknown"])
 def test_bookkeeping_errors_are_refused(bad: str) -> None:
     t = PageTracker(10)

@@ -43,6 +43,21 @@ class _Slot:
         self.done = anyio.Event()
 
 
+def _repeated_head(tail: set[bytes], records: list[msgspec.Raw]) -> int:
+    """How many leading ``records`` the page before ended with, byte for byte (the overlap).
+
+    When nothing moved at the source that is the whole overlap; when records were deleted in
+    between, fewer match, and what no longer matches goes on to the transform, where repeats
+    of a ``customer_id`` are dropped.
+    """
+    count = 0
+    for raw in records:
+        if bytes(raw) not in tail:
+            break
+        count += 1
+    return count
+
+
 class CustomerSource:
     """Reads every customer user with ``max_in_flight`` page requests in flight.
 
@@ -129,7 +144,8 @@ class CustomerSource:
         A source failure is recorded in ``progress.error`` and ends the stream early, so that
         what was read is still delivered downstream; the pass then reports itself aborted.
         """
-        paging = OffsetPaging(self.settings.page_size, self.start_offset)
+        overlap = min(self.settings.overlap, self.settings.page_size - 1)
+        paging = OffsetPaging(self.settings.page_size, self.start_offset, overlap)
         async with out, self.http:
             try:
                 with anyio.CancelScope() as scope:
@@ -147,6 +163,7 @@ class CustomerSource:
     async def _read(self, paging: OffsetPaging, out: MemoryObjectSendStream[Page]) -> None:
         async with anyio.create_task_group() as tg:
             slots: deque[_Slot] = deque()
+            tail: set[bytes] = set()  # the last records of the page before, to skip re-reads
             while True:
                 # Keep max_in_flight pages asked for; release them in offset order.
                 while len(slots) < self.settings.max_in_flight:
@@ -162,10 +179,15 @@ class CustomerSource:
                 await slot.done.wait()
                 if not paging.settle(slot.offset, len(slot.records)):
                     continue
-                if slot.records:
-                    await out.send(Page(slot.offset, slot.records))
+                skip = _repeated_head(tail, slot.records)
+                records = slot.records[skip:]
+                tail = (
+                    {bytes(r) for r in slot.records[-paging.overlap :]} if paging.overlap else set()
+                )
+                if records:
+                    await out.send(Page(slot.offset + skip, records))
                     self.progress.pages += 1
-                    self.progress.records += len(slot.records)
+                    self.progress.records += len(records)
                 self.progress.next_offset = slot.offset + len(slot.records)
                 if paging.done:
                     self.complete = True

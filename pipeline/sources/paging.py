@@ -22,13 +22,19 @@ class OffsetPaging:
         (True, True, True)
     """
 
-    def __init__(self, limit: int, start: int = 0) -> None:
+    def __init__(self, limit: int, start: int = 0, overlap: int = 0) -> None:
         if limit <= 0:
             raise ValueError("limit must be positive")
         if start < 0:
             raise ValueError("start must not be negative")
+        if not 0 <= overlap < limit:
+            raise ValueError("overlap must be at least 0 and less than limit")
         self.limit = limit
         self.start = start
+        self.overlap = overlap
+        self.step = limit - overlap
+        """Each page starts ``overlap`` records before the end of the one before it: a record
+        that moves down because others were deleted between two requests is still read."""
         self._next = start
         self.end: int | None = None
         """Offset one past the last record, once a short page has been seen."""
@@ -43,7 +49,7 @@ class OffsetPaging:
         if self.end is not None and self._next >= self.end:
             return None
         offset = self._next
-        self._next += self.limit
+        self._next += self.step
         return offset
 
     def settle(self, offset: int, count: int) -> bool:

@@ -22,6 +22,7 @@ def source_settings(url: str, **overrides: Any) -> SourceSettings:
         "url": f"{url}/customer-users",
         "page_size": 100,
         "max_in_flight": 4,
+        "overlap": 0,
         "token_env": "MAN_TOKEN",
         "retry": {"initial_seconds": 0.001, "max_seconds": 0.02, "max_attempts": 6},
     }
@@ -57,6 +58,15 @@ async def test_stream_reads_every_record_in_order_with_either_envelope(envelope:
     assert ids(pages) == [dataset.customer_id(i) for i in range(1_234)]
     assert [p.offset for p in pages] == list(range(0, 1_234, 100))
     assert source.progress.records == 1_234
+
+
+async def test_overlap_rereads_the_end_of_each_page() -> None:
+    dataset = Dataset(250, seed=1)
+    async with serve_app(create_man_app(dataset, ManEmulatorConfig(token=MAN_TOKEN))) as url:
+        pages = await read_all(CustomerSource(source_settings(url, overlap=10)))
+    # The re-read records are the ones the page before ended with: the source skips them.
+    assert [p.offset for p in pages] == [0, 100, 190]
+    assert ids(pages) == [dataset.customer_id(i) for i in range(250)]
 
 
 async def test_stream_stops_at_the_first_short_page() -> None:
