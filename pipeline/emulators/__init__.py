@@ -11,12 +11,14 @@ from pipeline.emulators.emporix import (
     create_emporix_app,
 )
 from pipeline.emulators.emporix_store import EmporixStore
-from pipeline.emulators.faults import FaultInjector, FaultPlan, format_retry_after
+from pipeline.emulators.faults import FaultInjector, FaultPlan, format_retry_after, with_body_faults
 from pipeline.emulators.man import (
     MAN_CONFIG,
     MAN_DATASET,
+    MAN_DRIFT,
     MAN_FAULTS,
     MAN_LOG,
+    DriftPlan,
     ManEmulatorConfig,
     ManRequest,
     create_man_app,
@@ -47,6 +49,7 @@ __all__ = [
     "EMPORIX_STORE",
     "MAN_CONFIG",
     "MAN_DATASET",
+    "MAN_DRIFT",
     "MAN_FAULTS",
     "MAN_LOG",
     "NORCE_FAULTS",
@@ -56,6 +59,7 @@ __all__ = [
     "SYNCBATCH_FAULTS",
     "SYNCBATCH_STORE",
     "Dataset",
+    "DriftPlan",
     "EmporixEmulatorConfig",
     "EmporixStore",
     "FaultInjector",
@@ -73,4 +77,5 @@ __all__ = [
     "create_syncbatch_app",
     "format_retry_after",
     "serve_app",
+    "with_body_faults",
 ]

@@ -7,6 +7,8 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
+from pipeline.emulators.dataset_order import IdOrder, generated_id, generated_index
+
 __all__ = ["BUSINESS_UNITS", "DEFECT_KINDS", "QUIRK_KINDS", "Dataset"]
 
 DEFECT_KINDS: tuple[str, ...] = (
@@ -45,6 +47,13 @@ def _ascii(text: str) -> str:
     """Lower-case ASCII fold of a name, for e-mail local parts."""
     decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
     return decomposed.encode("ascii", "ignore").decode("ascii").lower().replace(" ", "")
+
+
+def _known_index(customer_id: str) -> int:
+    index = generated_index(customer_id)
+    if index is None:
+        raise KeyError(customer_id)
+    return index
 
 
 def _mix(value: int) -> int:
@@ -106,67 +115,93 @@ _COUNTRIES = (
 class Dataset:
     """Seeded synthetic MAN customer users.
 
-    Record i is a pure function of (seed, i) plus the explicit changes made with `update()`.
+    Generated record g is a pure function of (seed, g) plus the explicit changes made
+    with `update()`; its id is f"C{g:07d}". Nothing is stored per record except those
+    changes, so a dataset of a million records costs no memory and pages are built on
+    demand. With `defects=True`, each block of 100 generated records holds one defect
+    (a record a validator must reject) and two quirks (odd but valid records), at
+    positions drawn from the seed; records 0..9 are always normal.
 
-    Nothing is stored per record except those changes, so a
-    dataset of a million records costs no memory and pages are built on demand.
-    With `defects=True`, each block of 100 records holds one defect (a record a
-    validator must reject) and two quirks (odd but valid records), at positions
-    drawn from the seed; records 0..9 are always normal.
+    `insert()` and `delete()` change the current order (offset drift): the first one
+    materialises the list of ids, and from then on every index means a position in
+    the current ascending id order. Inserted records are always valid and normal.
     """
 
     def __init__(self, size: int, *, seed: int = 7, defects: bool = True) -> None:
         if size < 0:
             raise ValueError(f"size must not be negative, got {size}")
-        self.size = size
+        self._size = size
         self.seed = seed
         self._with_defects = defects
         self._seed_hash = _mix(seed)
         self._changes: dict[int, dict[str, Any]] = {}
         self._cached_block: tuple[int, list[tuple[int, tuple[bool, str]]]] = (-1, [])
+        self._order: IdOrder | None = None  # the current order, once mutated
+        self._extra: dict[str, dict[str, Any]] = {}  # inserted id -> record
+        self._inserted: list[str] = []
+        self._deleted: list[str] = []
 
     def __repr__(self) -> str:
         return f"Dataset(size={self.size}, seed={self.seed}, defects={self._with_defects})"
 
     def __len__(self) -> int:
-        return self.size
+        return self._size if self._order is None else len(self._order)
+
+    @property
+    def size(self) -> int:
+        """The current number of records; settable (records 0..size-1) until a mutation."""
+        return len(self)
+
+    @size.setter
+    def size(self, size: int) -> None:
+        if self._order is not None:
+            raise ValueError("size cannot be set after insert() or delete()")
+        if size < 0:
+            raise ValueError(f"size must not be negative, got {size}")
+        self._size = size
 
     def customer_id(self, index: int) -> str:
-        """The id of record `index`; ascending id order is index order."""
-        return f"C{index:07d}"
+        """The id of the record at position `index`; ascending id order is index order."""
+        if self._order is None:
+            return generated_id(index)
+        return self._order.ids[index]
 
     def index_of(self, customer_id: str) -> int:
-        """The index of `customer_id`; raises KeyError if no record has that id."""
-        digits = customer_id[1:]
-        if customer_id[:1] != "C" or not (digits.isascii() and digits.isdigit()):
+        """The position of `customer_id`; raises KeyError if no record has that id."""
+        if self._order is not None:
+            return self._order.index_of(customer_id)
+        generated = generated_index(customer_id)
+        if generated is None or generated >= self._size:
             raise KeyError(customer_id)
-        index = int(digits)
-        if index >= self.size or self.customer_id(index) != customer_id:
-            raise KeyError(customer_id)
-        return index
+        return generated
+
+    def ids(self) -> list[str]:
+        """Every current id, in order."""
+        if self._order is None:
+            return [generated_id(index) for index in range(self._size)]
+        return list(self._order.ids)
 
     def record(self, index: int) -> dict[str, Any]:
-        """The raw MAN record `index` as a JSON-able dict, with changes applied."""
-        if not 0 <= index < self.size:
-            raise IndexError(f"record {index} out of range (size {self.size})")
-        changed = self._changes.get(index)
-        if changed is not None:
-            return copy.deepcopy(changed)
-        record = self._generate(index)
-        kind = self._kind(index)
-        if kind is not None:
-            self._apply_kind(index, record, kind)
-        return record
+        """The raw MAN record at position `index` as a JSON-able dict, with changes applied."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"record {index} out of range (size {len(self)})")
+        if self._order is None:
+            return self._generated_record(index)
+        customer_id = self._order.ids[index]
+        extra = self._extra.get(customer_id)
+        if extra is not None:
+            return copy.deepcopy(extra)
+        return self._generated_record(_known_index(customer_id))
 
     def page(self, offset: int, limit: int) -> list[dict[str, Any]]:
         """Records `offset .. offset+limit-1` in ascending id order; [] past the end."""
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must not be negative")
-        return [self.record(i) for i in range(offset, min(self.size, offset + limit))]
+        return [self.record(i) for i in range(offset, min(len(self), offset + limit))]
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record in ascending id order."""
-        for index in range(self.size):
+        for index in range(len(self)):
             yield self.record(index)
 
     def update(self, customer_id: str, changes: dict[str, Any]) -> None:
@@ -184,19 +219,78 @@ class Dataset:
                 current.update(copy.deepcopy(value))
             else:
                 record[key] = copy.deepcopy(value)
-        self._changes[index] = record
+        if customer_id in self._extra:
+            self._extra[customer_id] = record
+        else:
+            self._changes[_known_index(customer_id)] = record
+
+    # -- mutations (offset drift) -----------------------------------------------
+
+    def insert(self, position: int) -> str:
+        """Insert a new valid record at `position` (0..len) in id order; return its id.
+
+        The id sorts between its neighbours and is never reused (see `IdOrder`): after
+        "C0000005" comes "C0000005-5000", before every record "C-9999".
+        """
+        customer_id = self._materialise().insert(position)
+        record = self._generate(self._size + len(self._inserted))
+        first, last, _ = record["email"].split(".", 2)
+        record["customer_id"] = customer_id
+        record["email"] = f"{first}.{last}.{customer_id.lower()}@example.com"
+        self._extra[customer_id] = record
+        self._inserted.append(customer_id)
+        return customer_id
+
+    def delete(self, customer_id: str) -> None:
+        """Remove the record `customer_id`; raises KeyError if there is none."""
+        self.index_of(customer_id)
+        self._materialise().delete(customer_id)
+        self._extra.pop(customer_id, None)
+        self._deleted.append(customer_id)
+
+    @property
+    def inserted(self) -> list[str]:
+        """The ids inserted so far, in order of insertion."""
+        return list(self._inserted)
+
+    @property
+    def deleted(self) -> list[str]:
+        """The ids deleted so far, in order of deletion."""
+        return list(self._deleted)
+
+    def _materialise(self) -> IdOrder:
+        if self._order is None:
+            self._order = IdOrder(self.ids())
+        return self._order
 
     @property
     def defects(self) -> dict[str, str]:
-        """customer_id -> kind, for the generated records a validator must reject."""
+        """customer_id -> kind, for the generated records a validator must reject.
+
+        Describes the generated records whatever was inserted or deleted since.
+        """
         return self._kinds(defects=True)
 
     @property
     def quirks(self) -> dict[str, str]:
-        """customer_id -> kind, for the generated records that are odd but valid."""
+        """customer_id -> kind, for the generated records that are odd but valid.
+
+        Describes the generated records whatever was inserted or deleted since.
+        """
         return self._kinds(defects=False)
 
     # -- generation ------------------------------------------------------------
+
+    def _generated_record(self, index: int) -> dict[str, Any]:
+        """Generated record `index`, changes applied (positions play no part)."""
+        changed = self._changes.get(index)
+        if changed is not None:
+            return copy.deepcopy(changed)
+        record = self._generate(index)
+        kind = self._kind(index)
+        if kind is not None:
+            self._apply_kind(index, record, kind)
+        return record
 
     def _hash(self, index: int, salt: int = 0) -> int:
         return _mix(self._seed_hash ^ _mix(index * 4 + salt))
@@ -237,7 +331,7 @@ class Dataset:
         else:
             salutation = "Ms" if female else "Mr"
         return {
-            "customer_id": self.customer_id(index),
+            "customer_id": generated_id(index),
             "salutation": salutation,
             "firstName": first,
             "lastName": last,
@@ -287,11 +381,11 @@ class Dataset:
         found: dict[str, str] = {}
         if not self._with_defects:
             return found
-        for block in range(-(-self.size // _BLOCK)):
+        for block in range(-(-self._size // _BLOCK)):
             for slot, (is_defect, kind) in self._block_kinds(block):
                 index = block * _BLOCK + slot
-                if is_defect is defects and index < self.size:
-                    found[self.customer_id(index)] = kind
+                if is_defect is defects and index < self._size:
+                    found[generated_id(index)] = kind
         return found
 
     def _apply_kind(self, index: int, record: dict[str, Any], kind: tuple[bool, str]) -> None:
@@ -315,7 +409,7 @@ class Dataset:
                 record["firstName"] = 10_000 + index % 90_000
             case "duplicate_email":
                 # An earlier record of the same block: never a defect, never this one.
-                original = self.record(index - 1 - self._hash(index, salt=2) % 5)
+                original = self._generated_record(index - 1 - self._hash(index, salt=2) % 5)
                 record["email"] = f"  {str(original.get('email', '')).upper()} "
             case "no_address":
                 record["address"] = None

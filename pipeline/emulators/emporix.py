@@ -15,7 +15,13 @@ from aiohttp import web
 
 from pipeline.emulators import emporix_store as rules
 from pipeline.emulators.emporix_store import EmporixStore
-from pipeline.emulators.faults import FaultInjector, FaultPlan, json_response
+from pipeline.emulators.faults import (
+    FaultInjector,
+    FaultPlan,
+    Handler,
+    json_response,
+    with_body_faults,
+)
 
 __all__ = [
     "EMPORIX_COUNTS",
@@ -147,7 +153,7 @@ class _Service:
             return rules.error_response(400, "bad_request", rules.BAD_TENANT)
         if tenant != self.config.tenant or not token.scopes & allowed:
             return rules.error_response(403, "Forbidden", "User not authorized.")
-        return await self.app[EMPORIX_FAULTS].apply()
+        return await self.app[EMPORIX_FAULTS].apply(request)
 
     # -- customers ------------------------------------------------------------
 
@@ -366,7 +372,8 @@ def create_emporix_app(
     """Build the Emporix emulator app; pass `store` to share or inspect state.
 
     Routes: POST /oauth/token; under /customer/{tenant}/customers the list, create,
-    get/put/delete of one customer, its addresses (list, add, get/put/delete) and tags;
+    get/put/delete of one customer, its addresses (list, add, get/put/delete) and tags,
+    each with the fault plan (body faults hit 2xx answers after the write was stored);
     GET /_admin/store, /_admin/notifications and /_admin/stats (no auth, no faults).
     """
     app = web.Application()
@@ -377,21 +384,25 @@ def create_emporix_app(
     customers = "/customer/{tenant}/customers"
     one = customers + "/{customerNumber}"
     address = one + "/addresses/{addressId}"
+
+    def faulty(handler: Handler) -> Handler:
+        return with_body_faults(EMPORIX_FAULTS, handler)
+
     app.router.add_routes(
         [
             web.post("/oauth/token", service.token),
-            web.get(customers, service.list_customers),
-            web.post(customers, service.post_customer),
-            web.get(one, service.get_customer),
-            web.put(one, service.put_customer),
-            web.delete(one, service.delete_customer),
-            web.get(one + "/addresses", service.list_addresses),
-            web.post(one + "/addresses", service.write_address),
-            web.get(address, service.get_address),
-            web.put(address, service.write_address),
-            web.delete(address, service.delete_address),
-            web.post(address + "/tags", service.tags),
-            web.delete(address + "/tags", service.tags),
+            web.get(customers, faulty(service.list_customers)),
+            web.post(customers, faulty(service.post_customer)),
+            web.get(one, faulty(service.get_customer)),
+            web.put(one, faulty(service.put_customer)),
+            web.delete(one, faulty(service.delete_customer)),
+            web.get(one + "/addresses", faulty(service.list_addresses)),
+            web.post(one + "/addresses", faulty(service.write_address)),
+            web.get(address, faulty(service.get_address)),
+            web.put(address, faulty(service.write_address)),
+            web.delete(address, faulty(service.delete_address)),
+            web.post(address + "/tags", faulty(service.tags)),
+            web.delete(address + "/tags", faulty(service.tags)),
             web.get("/_admin/store", service.admin_store),
             web.get("/_admin/notifications", service.admin_notifications),
             web.get("/_admin/stats", service.admin_stats),

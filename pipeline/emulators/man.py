@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import random
 from typing import Any, Literal
 
 import msgspec
@@ -14,13 +15,74 @@ from pipeline.emulators.faults import FaultInjector, FaultPlan, json_response
 __all__ = [
     "MAN_CONFIG",
     "MAN_DATASET",
+    "MAN_DRIFT",
     "MAN_FAULTS",
     "MAN_LOG",
+    "DriftPlan",
+    "Drifter",
     "ManEmulatorConfig",
     "ManRequest",
     "create_man_app",
     "man_error_body",
 ]
+
+
+class DriftPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Records inserted and deleted between page requests, to expose offset drift.
+
+    At each data page request numbered `after_requests` or later (1-based, counting
+    the requests that pass auth and paging checks), before the page is sliced: with
+    probability `insert_rate` one record is inserted at a random position, then with
+    probability `delete_rate` one random record is deleted; at most `max_events`
+    inserts and deletes in all. Seeded: the same requests drift the same way.
+    """
+
+    seed: int = 0
+    insert_rate: float = 0.0
+    delete_rate: float = 0.0
+    max_events: int = 1_000_000
+    after_requests: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("insert_rate", "delete_rate"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
+        if self.max_events < 0:
+            raise ValueError("max_events must not be negative")
+        if self.after_requests < 1:
+            raise ValueError("after_requests must be at least 1")
+
+
+class Drifter:
+    """Apply a `DriftPlan` to a dataset, one call per data page request."""
+
+    def __init__(self, plan: DriftPlan, dataset: Dataset) -> None:
+        self.plan = plan
+        self.dataset = dataset
+        self.requests = 0
+        self.events = 0
+        self._random = random.Random(f"drift-{plan.seed}")
+
+    def __repr__(self) -> str:
+        return f"Drifter(seed={self.plan.seed}, requests={self.requests}, events={self.events})"
+
+    def apply(self) -> None:
+        """Count the request; maybe insert one record, then maybe delete one."""
+        self.requests += 1
+        plan, dataset = self.plan, self.dataset
+        if self.requests < plan.after_requests:
+            return
+        if self.events < plan.max_events and self._random.random() < plan.insert_rate:
+            dataset.insert(self._random.randrange(len(dataset) + 1))
+            self.events += 1
+        if (
+            self.events < plan.max_events
+            and len(dataset) > 0
+            and self._random.random() < plan.delete_rate
+        ):
+            dataset.delete(dataset.customer_id(self._random.randrange(len(dataset))))
+            self.events += 1
 
 
 class ManEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,11 +100,12 @@ class ManEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_limit: int = 100
     alias: str = "/customer-users"
     faults: FaultPlan = FaultPlan()
+    drift: DriftPlan = DriftPlan()
 
     def __repr__(self) -> str:  # never show the secrets
         return (
             f"ManEmulatorConfig(envelope={self.envelope!r}, max_limit={self.max_limit}, "
-            f"alias={self.alias!r}, faults={self.faults!r})"
+            f"alias={self.alias!r}, faults={self.faults!r}, drift={self.drift!r})"
         )
 
 
@@ -58,6 +121,7 @@ class ManRequest(msgspec.Struct, frozen=True):
 
 MAN_CONFIG = web.AppKey("man_config", ManEmulatorConfig)
 MAN_DATASET = web.AppKey("man_dataset", Dataset)
+MAN_DRIFT = web.AppKey("man_drift", Drifter)
 MAN_FAULTS = web.AppKey("man_faults", FaultInjector)
 MAN_LOG = web.AppKey("man_log", list[ManRequest])
 
@@ -102,11 +166,13 @@ def _parse_int(request: web.Request, name: str, default: int) -> int | None:
     return int(raw)
 
 
-async def _customers(request: web.Request) -> web.Response:
+async def _customers(request: web.Request) -> web.StreamResponse:
     """GET /corporate-structure and the alias: one page, every answer logged."""
     offset = _parse_int(request, "offset", 0)
     limit = _parse_int(request, "limit", _DEFAULT_LIMIT)
-    response = await _answer_page(request, offset, limit)
+    response = await request.app[MAN_FAULTS].finish(
+        request, await _answer_page(request, offset, limit)
+    )
     request.app[MAN_LOG].append(
         ManRequest(request.method, request.path, offset, limit, response.status)
     )
@@ -114,9 +180,10 @@ async def _customers(request: web.Request) -> web.Response:
 
 
 async def _answer_page(request: web.Request, offset: int | None, limit: int | None) -> web.Response:
-    # Order: auth, then paging parameters, then faults. A 401 or 400 is never
-    # replaced by an injected fault, and only well-formed requests count
-    # towards the fault plan's request numbers.
+    # Order: auth, then paging parameters, then drift, then faults. A 401 or 400
+    # is never replaced by an injected fault, and only well-formed requests count
+    # towards the drift and fault plans' request numbers. Body faults come last,
+    # in `_customers`.
     app = request.app
     config = app[MAN_CONFIG]
     if not _authorized(config, request):
@@ -127,7 +194,8 @@ async def _answer_page(request: web.Request, offset: int | None, limit: int | No
         return _error(400, "limit must be a non-negative integer")
     if limit > config.max_limit:
         return _error(400, f"limit must not exceed {config.max_limit}")
-    injected = await app[MAN_FAULTS].apply()
+    app[MAN_DRIFT].apply()
+    injected = await app[MAN_FAULTS].apply(request)
     if injected is not None:
         return injected
     dataset = app[MAN_DATASET]
@@ -143,9 +211,17 @@ async def _admin_requests(request: web.Request) -> web.Response:
 
 
 async def _admin_stats(request: web.Request) -> web.Response:
-    """GET /_admin/stats: data requests answered and faults injected by status."""
-    faults = request.app[MAN_FAULTS]
-    return json_response({"requests": len(request.app[MAN_LOG]), "injected": dict(faults.injected)})
+    """GET /_admin/stats: data requests answered, faults injected, records inserted/deleted."""
+    app = request.app
+    dataset = app[MAN_DATASET]
+    return json_response(
+        {
+            "requests": len(app[MAN_LOG]),
+            "injected": dict(app[MAN_FAULTS].injected),
+            "inserted": len(dataset.inserted),
+            "deleted": len(dataset.deleted),
+        }
+    )
 
 
 async def _admin_update(request: web.Request) -> web.Response:
@@ -176,6 +252,7 @@ def create_man_app(
     """Build the MAN emulator app serving `dataset`.
 
     Data: GET /corporate-structure and GET {config.alias} (`limit`, `offset`).
+    `config.drift` mutates `dataset` between page requests.
     Admin (no auth, no faults, not logged): GET /_admin/requests, GET /_admin/stats,
     POST /_admin/records/{customer_id}. Raises ValueError for a bad alias or limit cap.
     """
@@ -187,6 +264,7 @@ def create_man_app(
     app[MAN_CONFIG] = config
     app[MAN_DATASET] = dataset
     app[MAN_FAULTS] = FaultInjector(config.faults, error_body=man_error_body)
+    app[MAN_DRIFT] = Drifter(config.drift, dataset)
     app[MAN_LOG] = []
     paths = dict.fromkeys(["/corporate-structure", config.alias])
     app.router.add_routes([web.get(path, _customers) for path in paths])

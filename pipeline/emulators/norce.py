@@ -13,7 +13,13 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from pipeline.emulators.faults import FaultInjector, FaultPlan, json_response
+from pipeline.emulators.faults import (
+    FaultInjector,
+    FaultPlan,
+    Handler,
+    json_response,
+    with_body_faults,
+)
 from pipeline.emulators.norce_store import HeaderError, ImportKind, Job, NorceStore, parse_header
 
 __all__ = [
@@ -206,7 +212,7 @@ class _Service:
                 return _message(403, "The ApplicationId header is required.")
         elif header.strip() != str(self.config.application_id):
             return _message(403, "The ApplicationId does not match this client.")
-        refused = await self.app[NORCE_FAULTS].apply()
+        refused = await self.app[NORCE_FAULTS].apply(request)
         self.store.advance()
         return refused
 
@@ -332,7 +338,8 @@ def create_norce_app(
 
     Routes: POST /identity/1.0/connect/token; under /commerce/connect/4.0:
     POST Customer/ImportCustomers, POST Customer/ImportCompanies, GET Job/Get,
-    GET api/Job/Get, GET Job/GetLog, GET Job/Ping; GET /_admin/store and
+    GET api/Job/Get, GET Job/GetLog, GET Job/Ping, each with the fault plan (body
+    faults hit 2xx answers after an import job was created); GET /_admin/store and
     GET /_admin/stats (no auth, no faults). `config.companies` are created in the store.
     """
     app = web.Application(client_max_size=config.max_body_bytes)
@@ -342,15 +349,19 @@ def create_norce_app(
     for code in config.companies:
         app[NORCE_STORE].add_company(code)
     root = CONNECT_ROOT
+
+    def faulty(handler: Handler) -> Handler:
+        return with_body_faults(NORCE_FAULTS, handler)
+
     app.router.add_routes(
         [
             web.post(TOKEN_PATH, service.token),
-            web.post(f"{root}/Customer/ImportCustomers", service.import_customers),
-            web.post(f"{root}/Customer/ImportCompanies", service.import_companies),
-            web.get(f"{root}/Job/Get", service.job_get),
-            web.get(f"{root}/api/Job/Get", service.job_get),
-            web.get(f"{root}/Job/GetLog", service.job_log),
-            web.get(f"{root}/Job/Ping", service.ping),
+            web.post(f"{root}/Customer/ImportCustomers", faulty(service.import_customers)),
+            web.post(f"{root}/Customer/ImportCompanies", faulty(service.import_companies)),
+            web.get(f"{root}/Job/Get", faulty(service.job_get)),
+            web.get(f"{root}/api/Job/Get", faulty(service.job_get)),
+            web.get(f"{root}/Job/GetLog", faulty(service.job_log)),
+            web.get(f"{root}/Job/Ping", faulty(service.ping)),
             web.get("/_admin/store", service.admin_store),
             web.get("/_admin/stats", service.admin_stats),
         ]

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from pipeline.emulators.faults import FaultInjector, FaultPlan, json_response
+from pipeline.emulators.faults import FaultInjector, FaultPlan, json_response, with_body_faults
 
 __all__ = [
     "SYNCBATCH_COUNTS",
@@ -260,12 +260,16 @@ class _Service:
         return None
 
     async def batch(self, request: web.Request) -> web.Response:
-        """POST /sync/customers/batch: auth, then faults, then binding and validation."""
+        """POST /sync/customers/batch: auth, status faults, binding, validation, storing.
+
+        Body faults (reset, truncated, malformed) hit the 200 answer after the batch
+        was stored (the route wraps this handler with `with_body_faults`).
+        """
         counts = self.app[SYNCBATCH_COUNTS]
         counts["requests"] += 1
         refused = self.auth_error(request)
         if refused is None:
-            refused = await self.app[SYNCBATCH_FAULTS].apply()
+            refused = await self.app[SYNCBATCH_FAULTS].apply(request)
         if refused is not None:
             return refused
         body = await request.read()
@@ -364,7 +368,7 @@ def create_syncbatch_app(
     app[SYNCBATCH_COUNTS] = collections.Counter()
     app.router.add_routes(
         [
-            web.post("/sync/customers/batch", service.batch),
+            web.post("/sync/customers/batch", with_body_faults(SYNCBATCH_FAULTS, service.batch)),
             web.get("/_admin/store", service.admin_store),
             web.get("/_admin/stats", service.admin_stats),
         ]

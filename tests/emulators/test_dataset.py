@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import collections
+import random
+import re
+import time
 from typing import Any
 
 import pytest
@@ -214,3 +217,119 @@ def test_dataset_large_pages_on_demand() -> None:
     assert [r["customer_id"] for r in page][-1] == "C0999999"
     assert len(page) == 10
     assert len(dataset.defects) == 10_000
+
+
+# -- mutations (offset drift) ---------------------------------------------------------
+
+
+def test_dataset_insert_places_record_at_position_with_ascending_id() -> None:
+    dataset = Dataset(20)
+    first = dataset.insert(5)
+    assert first == "C0000004-5000"
+    assert dataset.customer_id(5) == first and dataset.index_of(first) == 5
+    assert dataset.insert(6) == "C0000004-5001"  # appending after it counts up
+    assert dataset.insert(5) == "C0000004-4999"  # squeezing before it counts down
+    assert dataset.insert(0) == "C-9999"  # sorts before "C0000000"
+    assert dataset.insert(len(dataset)) == "C0000019-5000"
+    ids = dataset.ids()
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) == 25
+    assert dataset.inserted == [first, "C0000004-5001", "C0000004-4999", "C-9999", ids[-1]]
+    assert [r["customer_id"] for r in dataset.page(4, 5)] == ids[4:9]
+    assert [r["customer_id"] for r in dataset.records()] == ids
+    assert ids[5:9] == ["C0000004", "C0000004-4999", "C0000004-5000", "C0000004-5001"]
+
+
+def test_dataset_delete_shifts_positions_and_ids_are_never_reused() -> None:
+    dataset = Dataset(10)
+    before = dataset.page(0, 10)
+    dataset.delete("C0000003")
+    assert len(dataset) == 9 and dataset.size == 9
+    assert dataset.page(0, 10) == before[:3] + before[4:]
+    assert dataset.record(3) == before[4]
+    with pytest.raises(KeyError):
+        dataset.delete("C0000003")
+    with pytest.raises(KeyError):
+        dataset.index_of("C0000003")
+    inserted = dataset.insert(3)
+    dataset.delete(inserted)
+    again = dataset.insert(3)
+    assert again != inserted and again.startswith("C0000002-")
+    assert dataset.deleted == ["C0000003", inserted]
+    with pytest.raises(IndexError):
+        dataset.insert(len(dataset) + 1)
+
+
+def test_dataset_random_mutations_keep_ids_sorted_unique_and_short() -> None:
+    dataset = Dataset(40, seed=3)
+    rng = random.Random(5)
+    for _ in range(2000):
+        if rng.random() < 0.6 or len(dataset) == 0:
+            dataset.insert(rng.randrange(len(dataset) + 1))
+        else:
+            dataset.delete(dataset.customer_id(rng.randrange(len(dataset))))
+    ids = dataset.ids()
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert len(set(dataset.inserted)) == len(dataset.inserted)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,66}", cid) for cid in ids)
+    assert [dataset.index_of(cid) for cid in ids[::37]] == list(range(len(ids)))[::37]
+
+
+def test_dataset_inserted_records_are_valid_normal_and_unique() -> None:
+    dataset = Dataset(300)
+    defects, quirks = dataset.defects, dataset.quirks
+    new = [dataset.insert(position) for position in (0, 17, 150, 151, 300)]
+    records = {cid: dataset.record(dataset.index_of(cid)) for cid in new}
+    emails = [r.get("email") for r in dataset.records() if isinstance(r.get("email"), str)]
+    folded = [_folded(email) for email in emails]
+    for cid, record in records.items():
+        assert record["customer_id"] == cid
+        assert record["email"] == record["email"].strip().lower()
+        assert folded.count(record["email"]) == 1
+        assert isinstance(record["firstName"], str) and record["firstName"].strip()
+        assert record["lastName"] and record["address"]["iso2Code"].isupper()
+        assert list(record) == list(dataset.record(0))
+    assert dataset.defects == defects and dataset.quirks == quirks  # generated records only
+    dataset.update(new[1], {"role": "admin", "address": {"city": "Brno"}})
+    changed = dataset.record(dataset.index_of(new[1]))
+    assert (changed["role"], changed["address"]["city"]) == ("admin", "Brno")
+    assert changed["address"]["zipCode"] == records[new[1]]["address"]["zipCode"]
+
+
+def test_dataset_mutations_keep_generated_records_and_changes() -> None:
+    dataset = Dataset(300, seed=5)
+    dataset.update("C0000120", {"lastName": "Łęcka"})
+    pristine = Dataset(300, seed=5)
+    dataset.insert(0)
+    dataset.delete("C0000007")
+    for cid in ("C0000120", "C0000299", *list(pristine.defects)[:3]):
+        record = dataset.record(dataset.index_of(cid))
+        expected = pristine.record(pristine.index_of(cid))
+        if cid == "C0000120":
+            expected["lastName"] = "Łęcka"
+        assert record == expected, cid
+
+
+def test_dataset_unmutated_big_dataset_stays_lazy() -> None:
+    dataset = Dataset(1_000_000)
+    started = time.perf_counter()
+    page = dataset.page(999_000, 1000)
+    assert [r["customer_id"] for r in page[:2]] == ["C0999000", "C0999001"]
+    assert dataset.index_of("C0999999") == 999_999 and len(dataset) == 1_000_000
+    assert time.perf_counter() - started < 0.5
+    assert dataset.inserted == [] and dataset.deleted == []
+    assert dataset._order is None  # nothing materialised
+    dataset.insert(500_000)
+    assert dataset.customer_id(500_000) == "C0499999-5000"
+    assert dataset.record(999_000)["customer_id"] == "C0998999"
+    assert len(dataset) == 1_000_001
+
+
+def test_dataset_size_settable_until_mutated() -> None:
+    dataset = Dataset(10)
+    dataset.size = 8
+    assert len(dataset) == 8 and dataset.ids()[-1] == "C0000007"
+    dataset.size = 12
+    assert dataset.record(11) == Dataset(12).record(11)
+    dataset.delete("C0000000")
+    with pytest.raises(ValueError):
+        dataset.size = 5

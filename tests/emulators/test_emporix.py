@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import msgspec
 import orjson
 import pytest
@@ -20,7 +21,7 @@ from pipeline.emulators.emporix import (
     EmporixStore,
     create_emporix_app,
 )
-from pipeline.emulators.faults import FaultPlan
+from pipeline.emulators.faults import MALFORMED_BODY, FaultPlan
 
 BASE = "/customer/demo/customers"
 CLIENT = {"client_id": "demo-emporix-client", "client_secret": "demo-emporix-secret"}
@@ -604,6 +605,55 @@ async def test_faults_error_answers_5xx_error_message_and_writes_nothing() -> No
     assert failed.body["type"] == "internal_server_error" and failed.body["status"] == 500
     assert retried.status == 201
     assert injected == {"500": 1}
+
+
+async def test_faults_reset_loses_the_answer_not_the_write() -> None:
+    async with _client(faults=FaultPlan(reset_rate=1.0)) as client:
+        token = await _token(client)  # the token endpoint never gets faults
+        async with client.put(
+            f"{BASE}/c1",
+            json=_customer(),
+            params=NO_MAIL,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response:
+            assert response.status == 201
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        # A 204 has no body to cut: the connection closes before the headers (and
+        # aiohttp may re-send the idempotent PUT once by itself: one more write).
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await _call(client, "PUT", f"{BASE}/c1", token, _customer(), params=NO_MAIL)
+        snapshot = await _admin(client, "/_admin/store")
+        stats = await _admin(client, "/_admin/stats")
+    assert [c["customerNumber"] for c in snapshot] == ["c1"]
+    assert snapshot[0]["metadata"]["version"] == stats["customer_writes"] >= 2
+    assert stats["injected"] == {"reset": stats["customer_writes"]}
+
+
+async def test_faults_truncated_and_malformed_reads() -> None:
+    plan = FaultPlan(seed=2, truncate_rate=0.5, malformed_rate=0.5)
+    async with _client() as seeding:
+        token = await _token(seeding)
+        await _call(seeding, "PUT", f"{BASE}/c1", token, _customer(), params=NO_MAIL)
+        assert seeding.app is not None
+        store = seeding.app[EMPORIX_STORE]
+    async with _client(store, faults=plan) as client:
+        token = await _token(client)
+        bodies = []
+        for path in (f"{BASE}/c1", BASE, f"{BASE}/c1/addresses", f"{BASE}/c1") * 2:
+            async with client.get(path, headers={"Authorization": f"Bearer {token}"}) as resp:
+                assert (resp.status, resp.content_type) == (200, "application/json")
+                bodies.append(await resp.read())
+        missing = await _call(client, "GET", f"{BASE}/nope", token)
+        stats = await _admin(client, "/_admin/stats")
+    assert missing.status == 404  # an error answer is never spoiled
+    malformed = [body for body in bodies if body == MALFORMED_BODY]
+    truncated = [body for body in bodies if body != MALFORMED_BODY]
+    assert malformed and truncated
+    for body in truncated:
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(body)
+    assert stats["injected"] == {"malformed": len(malformed), "truncated": len(truncated)}
 
 
 async def test_admin_store_notifications_and_stats() -> None:

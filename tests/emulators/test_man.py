@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import msgspec
+import orjson
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline.emulators.dataset import Dataset
-from pipeline.emulators.faults import FaultPlan
+from pipeline.emulators.faults import MALFORMED_BODY, FaultPlan
 from pipeline.emulators.man import (
     MAN_DATASET,
+    MAN_DRIFT,
     MAN_FAULTS,
     MAN_LOG,
+    Drifter,
+    DriftPlan,
     ManEmulatorConfig,
     ManRequest,
     create_man_app,
@@ -211,3 +218,130 @@ async def test_man_serve_app_real_port() -> None:
                 raise AssertionError("server still answering after serve_app exited")
         except aiohttp.ClientConnectionError:
             pass
+
+
+# -- new fault kinds ------------------------------------------------------------------
+
+
+async def test_man_429_without_retry_after_and_bursts() -> None:
+    plan = FaultPlan(throttle_rate=1.0, send_retry_after=False, burst_every=3, burst_length=1)
+    async with _client(faults=plan) as client:
+        answers = []
+        for _ in range(4):
+            async with client.get("/customer-users", headers=BEARER) as response:
+                answers.append((response.status, response.headers.get("Retry-After")))
+                body = await response.json()
+                assert body["error"] in ("too_many_requests", "server_error")
+        stats = (await _get(client, "/_admin/stats"))[1]
+    assert answers == [(503, None), (429, None), (429, None), (503, None)]
+    assert stats["injected"] == {"503": 2, "429": 2}
+
+
+async def test_man_hang_times_out_the_client() -> None:
+    app = create_man_app(
+        Dataset(30), ManEmulatorConfig(faults=FaultPlan(hang_rate=1.0, hang_seconds=0.5))
+    )
+    timeout = aiohttp.ClientTimeout(sock_read=0.1)
+    async with serve_app(app) as url, aiohttp.ClientSession(timeout=timeout) as session:
+        with pytest.raises(aiohttp.ServerTimeoutError):
+            async with session.get(f"{url}/customer-users", headers=BEARER) as response:
+                await response.read()
+        assert app[MAN_FAULTS].injected == {"hang": 1}
+
+
+async def test_man_reset_truncated_and_malformed_pages() -> None:
+    plan = FaultPlan(seed=4, reset_rate=0.3, truncate_rate=0.3, malformed_rate=0.4)
+    app = create_man_app(Dataset(30), ManEmulatorConfig(faults=plan))
+    outcomes = []
+    async with serve_app(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(12):
+            try:
+                async with session.get(f"{url}/customer-users?limit=5", headers=BEARER) as resp:
+                    assert resp.status == 200
+                    raw = await resp.read()
+            except aiohttp.ClientPayloadError:
+                outcomes.append("reset")
+                continue
+            with pytest.raises(orjson.JSONDecodeError):
+                orjson.loads(raw)
+            outcomes.append("malformed" if raw == MALFORMED_BODY else "truncated")
+        async with session.get(f"{url}/_admin/stats") as response:
+            stats = await response.json()
+    assert set(outcomes) == {"reset", "truncated", "malformed"}
+    assert stats["injected"] == {kind: outcomes.count(kind) for kind in set(outcomes)}
+    assert [entry.status for entry in app[MAN_LOG]] == [200] * 12
+
+
+# -- offset drift ---------------------------------------------------------------------
+
+
+async def test_man_drift_shifts_pages_between_requests() -> None:
+    drift = DriftPlan(seed=1, insert_rate=1.0, delete_rate=1.0, after_requests=2)
+    dataset = Dataset(60)
+    shadow = Drifter(drift, Dataset(60))  # replays the same drift on a copy
+    seen: list[str] = []
+    async with _client(dataset, drift=drift) as client:
+        offset = 0
+        while True:
+            status, body = await _get(client, f"/customer-users?offset={offset}&limit=10")
+            assert status == 200
+            shadow.apply()
+            assert body["data"] == shadow.dataset.page(offset, 10)
+            assert body["total"] == len(shadow.dataset) == 60
+            seen.extend(record["customer_id"] for record in body["data"])
+            offset += len(body["data"])
+            if len(body["data"]) < 10:
+                break
+        stats = (await _get(client, "/_admin/stats"))[1]
+        assert client.app is not None and client.app[MAN_DRIFT].events == 2 * (len(seen) // 10)
+    assert seen[:10] == [f"C{i:07d}" for i in range(10)]  # the first page before any drift
+    assert dataset.inserted == shadow.dataset.inserted and len(dataset.inserted) == 6
+    assert dataset.deleted == shadow.dataset.deleted
+    assert (stats["inserted"], stats["deleted"]) == (6, 6)
+    ids = dataset.ids()
+    assert ids == sorted(ids)
+    # The offsets drifted: a record present all along was skipped, or one came twice.
+    stayed = set(Dataset(60).ids()) & set(ids)
+    assert stayed - set(seen) or len(seen) != len(set(seen))
+
+
+async def test_man_drift_limits_and_no_drift_by_default() -> None:
+    dataset = Dataset(40)
+    drift = DriftPlan(insert_rate=1.0, max_events=3, after_requests=3)
+    async with _client(dataset, drift=drift) as client:
+        for _ in range(6):
+            assert (await _get(client, "/customer-users?limit=5"))[0] == 200
+        assert (await _get(client, "/customer-users?limit=x"))[0] == 400  # not counted
+    assert len(dataset.inserted) == 3 and dataset.deleted == []
+    assert len(dataset) == 43
+    untouched = Dataset(40)
+    async with _client(untouched) as client:
+        for _ in range(3):
+            await _get(client, "/customer-users")
+    assert untouched.inserted == [] and len(untouched) == 40
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"insert_rate": 1.5}, {"delete_rate": -0.1}, {"max_events": -1}, {"after_requests": 0}],
+)
+def test_man_drift_plan_invalid_raises(fields: dict[str, object]) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert(fields, DriftPlan)
+
+
+def test_man_config_decodes_drift_and_faults_from_toml() -> None:
+    text = """
+max_limit = 50
+[faults]
+send_retry_after = false
+truncate_rate = 0.1
+[drift]
+seed = 2
+insert_rate = 0.5
+after_requests = 2
+"""
+    config = msgspec.convert(tomllib.loads(text), ManEmulatorConfig)
+    assert config.drift == DriftPlan(seed=2, insert_rate=0.5, after_requests=2)
+    assert config.faults == FaultPlan(send_retry_after=False, truncate_rate=0.1)
+    assert "drift=" in repr(config)

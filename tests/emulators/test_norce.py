@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from pipeline.emulators.faults import FaultPlan
+from pipeline.emulators.faults import MALFORMED_BODY, FaultPlan
 from pipeline.emulators.norce import (
     CONNECT_ROOT,
     NORCE_STORE,
@@ -647,6 +647,45 @@ async def test_fault_server_error_has_message_body() -> None:
         again = await norce.call("GET", "Job/Ping")
     assert status == 500 and set(reply) == {"Message"}
     assert again[0] == 200
+
+
+async def test_fault_reset_import_still_creates_the_job() -> None:
+    async with _norce(faults=FaultPlan(reset_rate=1.0)) as norce:  # token never faulted
+        headers = norce.auth(**{"X-StormConnect-Header": CUSTOMERS_HEADER})
+        url = f"{norce.url}{CONNECT_ROOT}/Customer/ImportCustomers"
+        async with norce.session.post(url, headers=headers, json=[_customer("C1")]) as response:
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        stats = await norce.admin("stats")
+        stored = await norce.customers()
+    assert stats["jobs"] == 1 and stats["injected"] == {"reset": 1}
+    assert set(stored) == {"C1"}
+
+
+async def test_fault_malformed_and_truncated_job_answers() -> None:
+    plan = FaultPlan(seed=3, truncate_rate=0.5, malformed_rate=0.5)
+    async with _norce(faults=plan) as norce:
+        bodies = []
+        headers = norce.auth(**{"X-StormConnect-Header": CUSTOMERS_HEADER})
+        url = f"{norce.url}{CONNECT_ROOT}/Customer/ImportCustomers"
+        async with norce.session.post(url, headers=headers, json=[_customer("C1")]) as response:
+            bodies.append((response.status, await response.read()))
+        for path in ("Job/Get?id=1", "Job/GetLog?id=1", "Job/Get?id=9", "Job/Ping"):
+            url = f"{norce.url}{CONNECT_ROOT}/{path}"
+            async with norce.session.get(url, headers=norce.auth()) as response:
+                bodies.append((response.status, await response.read()))
+        stats = await norce.admin("stats")
+    assert [status for status, _ in bodies] == [200, 200, 200, 404, 200]
+    assert orjson.loads(bodies[3][1]) == {"Message": "Job 9 was not found."}  # errors stay
+    spoiled = [raw for status, raw in bodies if status == 200]
+    malformed = sum(raw == MALFORMED_BODY for raw in spoiled)
+    assert 0 < malformed < 4
+    for raw in spoiled:
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(raw)
+    assert stats["injected"] == {"malformed": malformed, "truncated": 4 - malformed}
+    assert stats["jobs"] == 1
 
 
 async def test_store_shared_across_apps() -> None:

@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
+import orjson
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pipeline.emulators.faults import FaultPlan
+from pipeline.emulators.faults import MALFORMED_BODY, FaultPlan
 from pipeline.emulators.syncbatch import (
     SYNCBATCH_FAULTS,
     SYNCBATCH_STORE,
@@ -279,6 +282,45 @@ async def test_syncbatch_faults_after_auth_with_service_stack_body() -> None:
         stats = await _admin(client, "/_admin/stats")
         assert client.app is not None and client.app[SYNCBATCH_FAULTS].requests == 2
     assert stats == {"requests": 3, "batches": 0, "injected": {"500": 1, "429": 1}, "writes": 0}
+
+
+async def test_syncbatch_reset_mid_body_after_the_batch_was_stored() -> None:
+    body = {"customers": [_customer(1, _account(10, 1, "a@example.com"))]}
+    async with _client(faults=FaultPlan(reset_rate=1.0)) as client:
+        async with client.post(URL, json=body, headers=BEARER) as response:
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        async with client.post(URL, json=body, headers=BEARER) as response:  # the retry
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        snapshot = await _admin(client, "/_admin/store")
+        stats = await _admin(client, "/_admin/stats")
+    assert [c["id"] for c in snapshot] == [1]
+    assert [a["userName"] for a in snapshot[0]["accounts"]] == ["a@example.com"]
+    assert stats == {"requests": 2, "batches": 2, "injected": {"reset": 2}, "writes": 2}
+
+
+async def test_syncbatch_truncated_and_malformed_answers_after_storing() -> None:
+    plan = FaultPlan(seed=1, truncate_rate=0.5, malformed_rate=0.5)
+    async with _client(faults=plan) as client:
+        bodies = []
+        for i in range(6):
+            body = {"customers": [_customer(i, _account(10 + i, i, f"u{i}@example.com"))]}
+            async with client.post(URL, json=body, headers=BEARER) as response:
+                assert response.status == 200
+                bodies.append(await response.read())
+        async with client.post(URL, json={"customers": None}, headers=BEARER) as response:
+            assert response.status == 400
+            assert (await response.json())["responseStatus"]["errorCode"] == "NotNull"
+        stats = await _admin(client, "/_admin/stats")
+    malformed = sum(body == MALFORMED_BODY for body in bodies)
+    assert 0 < malformed < 6
+    for raw in bodies:
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(raw)
+    assert stats["injected"] == {"malformed": malformed, "truncated": 6 - malformed}
+    assert stats["writes"] == 6
 
 
 async def test_syncbatch_repr_hides_tokens() -> None:
