@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import anyio
 import msgspec
@@ -40,6 +40,7 @@ from pipeline.transform.norce import (
 
 __all__ = ["JobTimeoutError", "NorceTarget"]
 
+T = TypeVar("T")
 SUCCEEDED = 2
 ERROR = 3
 _CODE_IN_ROW = re.compile(rb'"Code"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -179,20 +180,43 @@ class NorceTarget:
                 self.tokens.invalidate(token)  # expired or revoked: one new token, one retry
         raise AuthError(method, url, 401, "bearer token refused")
 
+    async def _read(
+        self,
+        method: str,
+        path: str,
+        decoder: msgspec.json.Decoder[T],
+        *,
+        body: bytes | None = None,
+        header: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> T:
+        """A call whose answer must decode; a cut or garbled answer is asked again.
+
+        An import whose answer was lost is sent again: the first job still runs, and the
+        upsert makes the second one harmless.
+
+        Raises:
+            SinkError: the answer stayed unreadable through every attempt.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            response = await self._call(method, path, body=body, header=header, params=params)
+            try:
+                return decoder.decode(response.body)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                if attempt >= self.settings.retry.max_attempts:
+                    raise SinkError(self.name, f"{path} answered unreadably") from exc
+                lost = TransientHTTPError(method, path, reason="unreadable answer")
+                await self._http.pause_for(lost, attempt)
+
     async def _run_job(self, path: str, header: str, body: bytes) -> _Job:
-        response = await self._call("POST", path, body=body, header=header)
-        try:
-            job_id = str(_job_response.decode(response.body).JobId)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise SinkError(self.name, f"{path} answered no job id") from exc
+        answer = await self._read("POST", path, _job_response, body=body, header=header)
+        job_id = str(answer.JobId)
         deadline = anyio.current_time() + self.settings.job_timeout_seconds
         delay = self.settings.poll_initial_seconds
         while True:
-            answer = await self._call("GET", "Job/Get", params={"id": job_id})
-            try:
-                job = _job.decode(answer.body)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise SinkError(self.name, f"Job/Get of job {job_id} is unreadable") from exc
+            job = await self._read("GET", "Job/Get", _job, params={"id": job_id})
             if job.IsFinished:
                 return job
             if anyio.current_time() + delay > deadline:
@@ -202,11 +226,7 @@ class NorceTarget:
 
     async def _failures(self, job: _Job) -> dict[str, str]:
         """Code -> log message of every item the job's log says was not imported."""
-        answer = await self._call("GET", "Job/GetLog", params={"id": str(job.JobId)})
-        try:
-            lines = _log.decode(answer.body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise SinkError(self.name, f"Job/GetLog of job {job.JobId} is unreadable") from exc
+        lines = await self._read("GET", "Job/GetLog", _log, params={"id": str(job.JobId)})
         failures: dict[str, str] = {}
         for line in lines:
             code = _code_of(line.ImportedRow) if line.SeverityId >= ERROR else None
