@@ -147,7 +147,9 @@ async def test_every_valid_record_lands_once_under_faults(env: Env, plan: str) -
     )
     report, _ = await run_pass(env, **chaos_settings())
 
-    assert sum(injected(env).values()) > 0 or plan == "latency-jitter"
+    faults_seen = injected(env)
+    print(f"chaos {plan}: {RECORDS} records, injected {dict(sorted(faults_seen.items()))}")
+    assert sum(faults_seen.values()) > 0 or plan == "latency-jitter"
     check_stores(env, dataset, report, await dead_letters(env))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import pytest
 
 from pipeline.emulators import (
     SYNCBATCH_COUNTS,
@@ -235,3 +236,19 @@ async def test_slow_target_keeps_records_in_memory_bounded(env: Env) -> None:
     assert peak_in_memory < 6_000 / 3
     assert source_blocked > 0
     assert run.channels.peak["pages"] <= queue
+
+
+async def test_refused_token_stops_the_target_with_a_clear_error(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNCBATCH_TOKEN", "not-a-valid-token")
+    await env.start(Dataset(300, seed=1))
+
+    report, _ = await run_pass(env)
+
+    target = report.targets["syncbatch"]
+    assert report.status == "aborted"
+    assert target.error is not None and "401" in target.error
+    assert "not-a-valid-token" not in target.error
+    assert target.requests == 1  # not retried
+    assert env.store.accounts == {}
