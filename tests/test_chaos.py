@@ -148,7 +148,11 @@ async def test_every_valid_record_lands_once_under_faults(env: Env, plan: str) -
     report, _ = await run_pass(env, **chaos_settings())
 
     faults_seen = injected(env)
-    print(f"chaos {plan}: {RECORDS} records, injected {dict(sorted(faults_seen.items()))}")
+    rewrites = sum(env.store.writes.values()) - len(env.store.accounts)
+    print(
+        f"chaos {plan}: {RECORDS} records, injected {dict(sorted(faults_seen.items()))}, "
+        f"sync-batch accounts written again after a lost answer: {rewrites}"
+    )
     assert sum(faults_seen.values()) > 0 or plan == "latency-jitter"
     check_stores(env, dataset, report, await dead_letters(env))
 
