@@ -3,6 +3,7 @@ again; the final stores are exactly right and the state store is not corrupted."
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from pipeline.emulators.dataset import BUSINESS_UNITS
 from tests.processes import emulate, get_json, pipeline, query, wait_for
 
 CUSTOMERS = 2_000
+# More kill points with CRASH_SEEDS=1,2,...,20 in the environment.
+SEEDS = [int(s) for s in os.environ.get("CRASH_SEEDS", "1,2,3").split(",")]
 PLAN = "[syncbatch.faults]\nlatency = 0.02\n[norce]\njob_delay = 0.05\ncompanies = [{}]\n".format(
     ", ".join(f'"{unit}"' for unit in BUSINESS_UNITS)
 )
@@ -57,7 +60,7 @@ poll_initial_seconds = 0.01
     return path, state
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_sigkill_at_a_random_point_then_rerun_ends_exactly_right(tmp_path: Path, seed: int) -> None:
     dataset = Dataset(CUSTOMERS)  # what pipeline emulate serves
     records = {r["customer_id"]: r for r in dataset.records()}
