@@ -58,7 +58,7 @@ def emulate(customers: int, tmp_path: Path, plan: str = "") -> Iterator[dict[str
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     urls: dict[str, str] = {}
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     names = {"MAN source:": "source", "sync-batch:": "syncbatch", "emporix:": "emporix",
              "norce:": "norce"}  # fmt: skip
     while len(urls) < len(names) and time.monotonic() < deadline:

@@ -7,10 +7,20 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
-from pipeline.http import HttpStats
+from pipeline.config import RetrySettings, secret
+from pipeline.http import HttpClient, HttpStats, tls_context
 from pipeline.records import Ack, AckKind, Customer, Item
+from pipeline.sinks.oauth import ClientCredentials
 
-__all__ = ["Target", "confirmed", "dead", "redact"]
+__all__ = [
+    "HttpTarget",
+    "HttpTargetSettings",
+    "Target",
+    "client_credentials",
+    "confirmed",
+    "dead",
+    "redact",
+]
 
 _EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 _DIGITS = re.compile(r"\+?\d[\d ()/-]{6,}\d")
@@ -32,6 +42,90 @@ def confirmed(target: str, item: Item) -> Ack:
 def dead(target: str, item: Item, reason: str) -> Ack:
     """The ack of an item the target refused for good, or could not be written this pass."""
     return Ack(target, item.customer_id, "dead", reason=reason, offset=item.offset)
+
+
+class HttpTargetSettings(Protocol):
+    """The settings every HTTP target shares (``[targets.*]``)."""
+
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def rate_per_second(self) -> float | None: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def retry(self) -> RetrySettings: ...
+    @property
+    def ca_bundle(self) -> str | None: ...
+    @property
+    def deactivate_missing(self) -> bool: ...
+    @property
+    def max_deactivate_share(self) -> float: ...
+
+
+class HttpTarget:
+    """The life cycle every HTTP target shares: one client with the target's limits, its
+    statistics, and the settings the flow reads (batch size, in flight, deactivation)."""
+
+    name: str
+
+    def __init__(self, settings: HttpTargetSettings, headers: dict[str, str]) -> None:
+        self.batch_size = settings.batch_size
+        self.max_in_flight = settings.max_in_flight
+        self.deactivate_missing = settings.deactivate_missing
+        self.max_deactivate_share = settings.max_deactivate_share
+        self._http = HttpClient(
+            ssl_context=tls_context(settings.ca_bundle, key=f"targets.{self.name}.ca_bundle"),
+            timeout_seconds=settings.timeout_seconds,
+            retry=settings.retry,
+            max_in_flight=settings.max_in_flight,
+            rate_per_second=settings.rate_per_second,
+            headers=headers,
+        )
+
+    @property
+    def stats(self) -> HttpStats:
+        return self._http.stats
+
+    async def __aenter__(self) -> Self:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.__aexit__(exc_type, exc, tb)
+
+
+def client_credentials(
+    target: HttpTarget,
+    *,
+    token_url: str,
+    client_id_env: str,
+    client_secret_env: str,
+    scope: str | None,
+) -> ClientCredentials:
+    """The target's OAuth2 token, with credentials read from the environment variables named.
+
+    Raises:
+        ConfigError: a variable is not set.
+    """
+    client_id = secret(client_id_env, key=f"targets.{target.name}.client_id_env")
+    client_secret = secret(client_secret_env, key=f"targets.{target.name}.client_secret_env")
+    assert client_id is not None and client_secret is not None  # the names are required
+    return ClientCredentials(
+        target._http,
+        target=target.name,
+        token_url=token_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        scope=scope,
+    )
 
 
 class Target(Protocol):

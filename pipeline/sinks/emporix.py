@@ -14,19 +14,16 @@ address half, so a record whose address alone changed costs one address write. P
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 from urllib.parse import quote
 
 import anyio
 import msgspec
 
-from pipeline.config import EmporixSettings, secret
+from pipeline.config import EmporixSettings
 from pipeline.errors import AuthError, PipelineError, TransientHTTPError
-from pipeline.http import HttpClient, HttpStats, Response, tls_context
+from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import confirmed, dead, redact
-from pipeline.sinks.oauth import ClientCredentials
+from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
 from pipeline.transform.emporix import (
     EmxMetadata,
     EmxPayload,
@@ -102,54 +99,23 @@ def _refusal(what: str, response: Response) -> _Refused:
     return _Refused(redact(": ".join(parts)))
 
 
-class EmporixTarget:
+class EmporixTarget(HttpTarget):
     """Upserts customers and their addresses into one Emporix tenant."""
 
     name = "emporix"
 
     def __init__(self, settings: EmporixSettings) -> None:
         self.settings = settings
-        self.batch_size = settings.batch_size
-        self.max_in_flight = settings.max_in_flight
-        self.deactivate_missing = settings.deactivate_missing
-        self.max_deactivate_share = settings.max_deactivate_share
         base = settings.url.rstrip("/")
         self._customers = f"{base}/customer/{settings.tenant}/customers"
-        self._http = HttpClient(
-            ssl_context=tls_context(settings.ca_bundle, key="targets.emporix.ca_bundle"),
-            timeout_seconds=settings.timeout_seconds,
-            retry=settings.retry,
-            max_in_flight=settings.max_in_flight,
-            rate_per_second=settings.rate_per_second,
-            headers={"Accept": "application/json"},
-        )
-        client_id = secret(settings.client_id_env, key="targets.emporix.client_id_env")
-        client_secret = secret(settings.client_secret_env, key="targets.emporix.client_secret_env")
-        assert client_id is not None and client_secret is not None  # the keys are required
-        self.tokens = ClientCredentials(
-            self._http,
-            target=self.name,
+        super().__init__(settings, {"Accept": "application/json"})
+        self.tokens = client_credentials(
+            self,
             token_url=settings.token_url or f"{base}/oauth/token",
-            client_id=client_id,
-            client_secret=client_secret,
+            client_id_env=settings.client_id_env,
+            client_secret_env=settings.client_secret_env,
             scope=settings.scope,
         )
-
-    @property
-    def stats(self) -> HttpStats:
-        return self._http.stats
-
-    async def __aenter__(self) -> Self:
-        await self._http.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._http.__aexit__(exc_type, exc, tb)
 
     async def prepare(self, customers: Sequence[Customer]) -> list[Item]:
         items = []

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import anyio
 import msgspec
 
-from pipeline.config import NorceSettings, secret
+from pipeline.config import NorceSettings
 from pipeline.errors import AuthError, HTTPStatusError, SinkError, TransientHTTPError
-from pipeline.http import HttpClient, HttpStats, Response, tls_context
+from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import confirmed, dead, redact
-from pipeline.sinks.oauth import ClientCredentials
+from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.norce import (
     NcActivity,
@@ -89,58 +87,28 @@ def _code_of(row: str | None) -> str | None:
     return code
 
 
-class NorceTarget:
+class NorceTarget(HttpTarget):
     """Imports customers into Norce Commerce in batches."""
 
     name = "norce"
 
     def __init__(self, settings: NorceSettings) -> None:
         self.settings = settings
-        self.batch_size = settings.batch_size
-        self.max_in_flight = settings.max_in_flight
-        self.deactivate_missing = settings.deactivate_missing
-        self.max_deactivate_share = settings.max_deactivate_share
         base = settings.url.rstrip("/")
         self._connect = base + "/" + settings.connect_path.strip("/")
-        self._http = HttpClient(
-            ssl_context=tls_context(settings.ca_bundle, key="targets.norce.ca_bundle"),
-            timeout_seconds=settings.timeout_seconds,
-            retry=settings.retry,
-            max_in_flight=settings.max_in_flight,
-            rate_per_second=settings.rate_per_second,
-            headers={"Accept": "application/json", "ApplicationId": str(settings.application_id)},
-        )
-        client_id = secret(settings.client_id_env, key="targets.norce.client_id_env")
-        client_secret = secret(settings.client_secret_env, key="targets.norce.client_secret_env")
-        assert client_id is not None and client_secret is not None  # the keys are required
-        self.tokens = ClientCredentials(
-            self._http,
-            target=self.name,
+        headers = {"Accept": "application/json", "ApplicationId": str(settings.application_id)}
+        super().__init__(settings, headers)
+        self.tokens = client_credentials(
+            self,
             token_url=settings.token_url or f"{base}/identity/1.0/connect/token",
-            client_id=client_id,
-            client_secret=client_secret,
+            client_id_env=settings.client_id_env,
+            client_secret_env=settings.client_secret_env,
             scope=settings.scope,
         )
         self._customer_header = customer_header(settings)
         self._units: dict[str, str] = {}  # company code -> business unit
         self._companies_ready: set[str] = set()
         self._companies_lock = anyio.Lock()
-
-    @property
-    def stats(self) -> HttpStats:
-        return self._http.stats
-
-    async def __aenter__(self) -> Self:
-        await self._http.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._http.__aexit__(exc_type, exc, tb)
 
     async def prepare(self, customers: Sequence[Customer]) -> list[Item]:
         items = []

@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self
 
 import anyio
 import msgspec
@@ -21,9 +19,8 @@ import msgspec
 from pipeline.backoff import backoff_delay
 from pipeline.config import SyncBatchSettings, secret
 from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
-from pipeline.http import HttpClient, HttpStats, tls_context
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import confirmed, dead, redact
+from pipeline.sinks.base import HttpTarget, confirmed, dead, redact
 from pipeline.state.store import StateStore
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.syncbatch import (
@@ -68,48 +65,21 @@ def _parse_ref(ref: str) -> tuple[int, str]:
     return int(ref_id), user_name
 
 
-class SyncBatchTarget:
+class SyncBatchTarget(HttpTarget):
     """Writes accounts, grouped by organisation, to the sync-batch endpoint."""
 
     name = "syncbatch"
 
     def __init__(self, settings: SyncBatchSettings, store: StateStore) -> None:
         self.settings = settings
-        self.batch_size = settings.batch_size
-        self.max_in_flight = settings.max_in_flight
-        self.deactivate_missing = settings.deactivate_missing
-        self.max_deactivate_share = settings.max_deactivate_share
         self._store = store
         self._url = settings.url.rstrip("/") + PATH
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         token = secret(settings.token_env, key="targets.syncbatch.token_env")
         if token is not None:
             headers["Authorization"] = f"Bearer {token.reveal()}"
-        self._http = HttpClient(
-            ssl_context=tls_context(settings.ca_bundle, key="targets.syncbatch.ca_bundle"),
-            timeout_seconds=settings.timeout_seconds,
-            retry=settings.retry,
-            max_in_flight=settings.max_in_flight,
-            rate_per_second=settings.rate_per_second,
-            headers=headers,
-        )
+        super().__init__(settings, headers)
         self._organisations: dict[str, int] = {}
-
-    @property
-    def stats(self) -> HttpStats:
-        return self._http.stats
-
-    async def __aenter__(self) -> Self:
-        await self._http.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._http.__aexit__(exc_type, exc, tb)
 
     # Mapping ---------------------------------------------------------------------------
 
