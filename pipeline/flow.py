@@ -22,6 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.channels import Channels, ChannelStats, broadcast
 from pipeline.checkpoint import Checkpoint
 from pipeline.config import Settings
+from pipeline.deactivation import deactivate_missing
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.records import Ack, Customer, Item, Page, RecordBatch
 from pipeline.report import PassReport, PassStatus, SourceReport, TargetCounters, TargetReport
@@ -351,32 +352,10 @@ class Pass:
                 tg.start_soon(broadcast, parsed_rx, fan_out)
                 tg.start_soon(self._settle, acks_rx)
             if self.complete and not self.dry_run:
-                await self._deactivate()
-
-    async def _deactivate(self) -> None:
-        """Deactivate, where a target opted in, the customers a complete pass did not return,
-        unless so many would go that the source itself looks broken."""
-        for target in self.targets:
-            if not target.deactivate_missing:
-                continue
-            counters = self.counters[target.name]
-            known = await self.store.confirmed_ids(target.name)
-            missing = self.dedupe.missing(known)
-            if not missing:
-                continue
-            share = len(missing) / len(known)
-            facts = {"target": target.name, "missing": len(missing), "known": len(known)}
-            if share > target.max_deactivate_share:
-                counters.deactivation_skipped = len(missing)
-                log.warning(
-                    "deactivation skipped: more customers would go than max_deactivate_share",
-                    extra={**facts, "share": round(share, 4), "max": target.max_deactivate_share},
-                )
-                continue
-            done = await target.deactivate(missing)
-            await self.store.forget(target.name, done)
-            counters.deactivated += len(done)
-            log.info("deactivated", extra={**facts, "deactivated": len(done)})
+                for target in self.targets:
+                    if target.deactivate_missing:
+                        counters = self.counters[target.name]
+                        await deactivate_missing(target, counters, self.store, self.dedupe)
 
     def _status(self, error: str | None) -> PassStatus:
         if error is not None or any(c.error for c in self.counters.values()):
