@@ -278,7 +278,8 @@ class Pass:
                         break
                 for (target, offset), count in Counter((a.target, a.offset) for a in group).items():
                     self.checkpoint.trackers[target].settle(offset, count)
-                await self.store.apply(group, checkpoint=(self.pass_id, self.checkpoint.offset))
+                if not self.dry_run:  # a dry run leaves the state as it found it
+                    await self.store.apply(group, checkpoint=(self.pass_id, self.checkpoint.offset))
                 for ack in group:
                     counters = self.counters[ack.target]
                     if ack.kind == "dead":

@@ -252,3 +252,19 @@ async def test_refused_token_stops_the_target_with_a_clear_error(
     assert "not-a-valid-token" not in target.error
     assert target.requests == 1  # not retried
     assert env.store.accounts == {}
+
+
+async def test_dry_run_writes_nothing_anywhere(env: Env) -> None:
+    dataset = Dataset(500, seed=3)
+    await env.start(dataset)
+    settings = env.settings()
+    async with StateStore(settings.state.path) as store:
+        run = Pass(settings, store, build_targets(settings, store), dry_run=True)
+        report = await run.run()
+        letters = await store.dead_letters()
+        confirmed = await store.confirmed_ids("syncbatch")
+
+    target = report.targets["syncbatch"]
+    assert target.would_send == 500 - len(dataset.defects)
+    assert target.requests == 0 and env.store.accounts == {}
+    assert letters == [] and confirmed == []
