@@ -19,6 +19,7 @@ from pipeline.errors import StateError
 __all__ = ["SeenOnDisk"]
 
 _CHUNK = 500
+_PREFIX = ".pass-seen-"
 
 
 class SeenOnDisk:
@@ -26,7 +27,12 @@ class SeenOnDisk:
 
     def __init__(self, directory: str | Path) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        fd, self.path = tempfile.mkstemp(prefix=".pass-seen-", suffix=".sqlite3", dir=directory)
+        # A pass killed with SIGKILL leaves its file behind; one state store runs one pass at
+        # a time, so whatever is there now is stale.
+        for stale in Path(directory).glob(f"{_PREFIX}*.sqlite3"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        fd, self.path = tempfile.mkstemp(prefix=_PREFIX, suffix=".sqlite3", dir=directory)
         os.close(fd)
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None)

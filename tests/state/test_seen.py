@@ -59,3 +59,14 @@ def test_large_pages_are_looked_up_in_chunks(dedupe: Dedupe) -> None:
     first = [(f"c{i}", f"{i}@e.com") for i in range(2500)]
     assert page(dedupe, first) == [None] * 2500
     assert page(dedupe, first) == ["dup"] * 2500
+
+
+def test_a_file_left_by_a_killed_pass_is_removed(tmp_path: Path) -> None:
+    stale = tmp_path / ".pass-seen-old.sqlite3"
+    stale.write_bytes(b"left behind by SIGKILL")
+    disk = SeenOnDisk(tmp_path)
+    try:
+        assert not stale.exists()
+        assert Path(disk.path).exists()
+    finally:
+        disk.close()
