@@ -268,6 +268,7 @@ class Pass:
 
     async def _settle(self, acks: MemoryObjectReceiveStream[list[Ack]]) -> None:
         """Persist acks in groups, with the checkpoint they make safe; only then do they count."""
+        debug = log.isEnabledFor(logging.DEBUG)
         async with acks:
             async for first in acks:
                 group = list(first)
@@ -284,14 +285,13 @@ class Pass:
                     counters = self.counters[ack.target]
                     if ack.kind == "dead":
                         counters.dead_lettered += 1
-                        log.debug(
-                            "dead-lettered",
-                            extra={
+                        if debug:  # the extra dict is per record: only when it is logged
+                            extra = {
                                 "target": ack.target,
                                 "customer_id": ack.customer_id,
                                 "reason": ack.reason,
-                            },
-                        )
+                            }
+                            log.debug("dead-lettered", extra=extra)
                     elif ack.kind == "created":
                         counters.created += 1
                     else:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import bisect
 import random
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import aiohttp
 import anyio
@@ -20,9 +20,18 @@ from aiolimiter import AsyncLimiter
 
 from pipeline.backoff import backoff_delay, parse_retry_after
 from pipeline.config import RetrySettings
-from pipeline.errors import AuthError, ConfigError, HTTPStatusError, TLSError, TransientHTTPError
+from pipeline.errors import (
+    AuthError,
+    ConfigError,
+    DecodeError,
+    HTTPStatusError,
+    TLSError,
+    TransientHTTPError,
+)
 
 __all__ = ["HttpClient", "HttpStats", "Response", "tls_context"]
+
+T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 BURST_SECONDS = 0.1
@@ -218,6 +227,33 @@ class HttpClient:
                     self.stats.failures += 1
                     raise
                 await self.pause_for(exc, attempt)
+
+    async def request_decoded(
+        self,
+        call: Callable[[], Awaitable[Response]],
+        decode: Callable[[bytes], T],
+        *,
+        method: str,
+        url: str,
+    ) -> T:
+        """Run ``call`` (one request, retried as :meth:`request` retries) and decode its body;
+        a cut or garbled body is asked for again, within the same ``max_attempts``.
+
+        Raises:
+            DecodeError: the body stayed unreadable through every attempt.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            response = await call()
+            try:
+                return decode(response.body)
+            except (msgspec.ValidationError, msgspec.DecodeError, DecodeError) as exc:
+                detail = exc.detail if isinstance(exc, DecodeError) else str(exc)
+                if attempt >= self._retry.max_attempts:
+                    raise DecodeError(_safe_url(url), detail) from exc
+                unreadable = TransientHTTPError(method, _safe_url(url), reason=detail)
+                await self.pause_for(unreadable, attempt)
 
     async def pause_for(self, exc: TransientHTTPError, attempt: int) -> None:
         """Wait before the next attempt; a 429 pauses the whole client."""

@@ -20,7 +20,13 @@ import anyio
 import msgspec
 
 from pipeline.config import NorceSettings
-from pipeline.errors import AuthError, HTTPStatusError, SinkError, TransientHTTPError
+from pipeline.errors import (
+    AuthError,
+    DecodeError,
+    HTTPStatusError,
+    SinkError,
+    TransientHTTPError,
+)
 from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
@@ -166,17 +172,15 @@ class NorceTarget(HttpTarget):
         Raises:
             SinkError: the answer stayed unreadable through every attempt.
         """
-        attempt = 0
-        while True:
-            attempt += 1
-            response = await self._call(method, path, body=body, header=header, params=params)
-            try:
-                return decoder.decode(response.body)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                if attempt >= self.settings.retry.max_attempts:
-                    raise SinkError(self.name, f"{path} answered unreadably") from exc
-                lost = TransientHTTPError(method, path, reason="unreadable answer")
-                await self._http.pause_for(lost, attempt)
+        try:
+            return await self._http.request_decoded(
+                lambda: self._call(method, path, body=body, header=header, params=params),
+                decoder.decode,
+                method=method,
+                url=f"{self._connect}/{path}",
+            )
+        except DecodeError as exc:
+            raise SinkError(self.name, f"{path} answered unreadably") from exc
 
     async def _run_job(self, path: str, header: str, body: bytes) -> _Job:
         answer = await self._read("POST", path, _job_response, body=body, header=header)

@@ -13,10 +13,8 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import anyio
 import msgspec
 
-from pipeline.backoff import backoff_delay
 from pipeline.config import SyncBatchSettings, secret
 from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
 from pipeline.records import Ack, Customer, Item
@@ -277,6 +275,5 @@ class SyncBatchTarget(HttpTarget):
         return done
 
     async def _pause(self, attempt: int) -> None:
-        delay = backoff_delay(attempt, self.settings.retry)
-        self._http.stats.retries += 1
-        await anyio.sleep(delay)
+        items = TransientHTTPError("POST", self._url, reason="transient item errors")
+        await self._http.pause_for(items, attempt)

@@ -111,22 +111,17 @@ class CustomerSource:
         Raises:
             SourceError: the page could not be read; names the URL and the last status.
         """
+        url = self.settings.url
         params = {"limit": str(self.settings.page_size), "offset": str(offset)}
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self.http.request("GET", self.settings.url, params=params)
-                return self._records(response.body)
-            except DecodeError as exc:
-                if attempt >= self.settings.retry.max_attempts:
-                    raise SourceError(f"{exc} (offset {offset}, {attempt} attempts)") from exc
-                transient = TransientHTTPError("GET", self.settings.url, reason=exc.detail)
-                await self.http.pause_for(transient, attempt)
-            except TransientHTTPError as exc:
-                raise SourceError(f"{exc} (offset {offset}, {attempt} attempts)") from exc
-            except (HTTPStatusError, TLSError) as exc:
-                raise SourceError(f"{exc} (offset {offset})") from exc
+        try:
+            return await self.http.request_decoded(
+                lambda: self.http.request("GET", url, params=params),
+                self._records,
+                method="GET",
+                url=url,
+            )
+        except (DecodeError, TransientHTTPError, HTTPStatusError, TLSError) as exc:
+            raise SourceError(f"{exc} (offset {offset})") from exc
 
     def stop(self) -> None:
         """Stop fetching: pages in flight are dropped, the stream ends, what was sent goes on."""
@@ -155,10 +150,6 @@ class CustomerSource:
                     await self._read(paging, out)
             except* SourceError as group:
                 self.progress.error = str(group.exceptions[0])
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
 
     async def _read(self, paging: OffsetPaging, out: MemoryObjectSendStream[Page]) -> None:
         async with anyio.create_task_group() as tg:

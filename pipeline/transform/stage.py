@@ -44,17 +44,25 @@ def _safe_key(candidate: str | None) -> str | None:
         return None
 
 
-def _decode(page: Page) -> tuple[list[ManRecord | Exception], list[str], list[str]]:
-    """Every record decoded (or its error), and the ids and email keys the page may claim."""
-    decoded: list[ManRecord | Exception] = []
+class _Unreadable(msgspec.Struct, frozen=True):
+    """A record that did not decode: the key it is known by, and why."""
+
+    key: str
+    error: Exception
+
+
+def _decode(page: Page) -> tuple[list[ManRecord | _Unreadable], list[str], list[str]]:
+    """Every record decoded (or why not), and the ids and email keys the page may claim."""
+    decoded: list[ManRecord | _Unreadable] = []
     ids: list[str] = []
     emails: list[str] = []
     for i, raw in enumerate(page.records):
         try:
             wire = decode_record(raw)
         except RECORD_ERRORS as exc:
-            decoded.append(exc)
-            ids.append(_safe_key(probe_customer_id(raw)) or position_key(page.offset + i))
+            key = _safe_key(probe_customer_id(raw)) or position_key(page.offset + i)
+            decoded.append(_Unreadable(key, exc))
+            ids.append(key)
             continue
         decoded.append(wire)
         if wire.customer_id is not None:
@@ -73,10 +81,9 @@ def transform_page(page: Page, dedupe: Dedupe) -> RecordBatch:
     decoded, ids, emails = _decode(page)
     dedupe.begin_page(ids, emails)
     for i, (raw, wire) in enumerate(zip(page.records, decoded, strict=True)):
-        if isinstance(wire, Exception):
-            key = _safe_key(probe_customer_id(raw)) or position_key(page.offset + i)
-            if not dedupe.seen_id(key):
-                rejected.append(Rejected(key, _decode_error_reason(wire)))
+        if isinstance(wire, _Unreadable):
+            if not dedupe.seen_id(wire.key):
+                rejected.append(Rejected(wire.key, _decode_error_reason(wire.error)))
             else:
                 duplicates += 1
             continue
