@@ -21,10 +21,14 @@ import msgspec
 from pipeline.errors import ConfigError
 
 __all__ = [
+    "AddressFieldMap",
+    "AddressPick",
     "EmporixSettings",
+    "FieldMap",
     "FlowSettings",
     "MetricsSettings",
     "NorceSettings",
+    "PagingMode",
     "RetrySettings",
     "Secret",
     "ServeSettings",
@@ -60,24 +64,86 @@ class RetrySettings(_Section, frozen=True):
     """No single wait is longer than this, ``Retry-After`` included."""
 
 
+class FieldMap(_Section, frozen=True):
+    """``[source.fields]``: the name MAN gives each record field, where it differs from the
+    interface document (MANPINT002). Keys are the document's names; values are flat JSON keys.
+
+    ``address`` may hold one object or a list of them (``"addresses"``, or ``"addresses[0]"``
+    to always take the first); from a list the address is picked by ``source.address_pick``.
+    """
+
+    customer_id: str = "customer_id"
+    salutation: str = "salutation"
+    firstName: str = "firstName"
+    lastName: str = "lastName"
+    email: str = "email"
+    businessUnit: str = "businessUnit"
+    role: str = "role"
+    address: str = "address"
+
+
+class AddressFieldMap(_Section, frozen=True):
+    """``[source.address_fields]``: the name MAN gives each field of the address object."""
+
+    address1: str = "address1"
+    address2: str = "address2"
+    address3: str = "address3"
+    zipCode: str = "zipCode"
+    city: str = "city"
+    country: str = "country"
+    iso2Code: str = "iso2Code"
+    phone: str = "phone"
+    isDefaultBilling: str = "isDefaultBilling"
+    isDefaultShipping: str = "isDefaultShipping"
+
+
+AddressPick = Literal["billing", "shipping", "first"]
+"""Which address of a list is the customer's: the default billing one (else the default
+shipping one, else the first), the default shipping one (else billing, else first), or the first."""
+
+PagingMode = Literal["offset", "page"]
+
+
 class SourceSettings(_Section, frozen=True):
-    """``[source]``: the MAN customer-users API (MANPINT002)."""
+    """``[source]``: the MAN customer-users API (MANPINT002).
+
+    The interface document leaves the endpoint, the page-size cap, the envelope and the field
+    names to be determined, so each is a setting whose default is the document's reading.
+    """
 
     url: str
-    """The paged endpoint itself; ``limit`` and ``offset`` are added."""
+    """The paged endpoint itself; the paging parameters are added."""
     page_size: PositiveInt = 100
+    """Records asked for per page; a server that answers fewer is followed at its own size."""
     max_in_flight: PositiveInt = 4
     """Page requests in flight."""
     overlap: Annotated[int, msgspec.Meta(ge=0)] = 10
     """Records each page re-reads from the end of the one before (repeats are dropped): up to
-    this many deletions at the source between two page requests skip no record."""
+    this many deletions at the source between two page requests skip no record. Offset
+    paging only."""
+    paging: PagingMode = "offset"
+    """``offset``: ``?limit=L&offset=O`` (MANPINT002). ``page``: ``?page=P&limit=L``."""
+    limit_param: str = "limit"
+    """Query parameter of the page size (both modes)."""
+    offset_param: str = "offset"
+    """Query parameter of the offset (``paging = "offset"``)."""
+    page_param: str = "page"
+    """Query parameter of the page number (``paging = "page"``)."""
+    first_page: Annotated[int, msgspec.Meta(ge=0, le=1)] | None = None
+    """Number of the first page, 0 or 1; required with ``paging = "page"``."""
     token_env: str | None = None
     """Environment variable holding a bearer token."""
     client_id_env: str | None = None
     """Environment variables of the ``client_id``/``client_secret`` header pair (Mulesoft style)."""
     client_secret_env: str | None = None
-    data_path: str = "data"
-    """Key of the record list when the answer is an object; a bare array is always accepted."""
+    data_path: Annotated[str, msgspec.Meta(pattern=r"^[^.\s]+(\.[^.\s]+)*$")] = "data"
+    """Dotted path of the record list when the answer is an object (``result.data``); a bare
+    array is always accepted."""
+    total_path: Annotated[str, msgspec.Meta(pattern=r"^([^.\s]+(\.[^.\s]+)*)?$")] = "total"
+    """Dotted path of the record count in the answer; ``""`` ignores any count."""
+    fields: FieldMap = FieldMap()
+    address_fields: AddressFieldMap = AddressFieldMap()
+    address_pick: AddressPick = "billing"
     timeout_seconds: PositiveFloat = 30.0
     ca_bundle: str | None = None
     """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
@@ -303,10 +369,27 @@ def settings_from_mapping(
     """
     merged = _env_overrides(_deep_copy(data), os.environ if environ is None else environ)
     try:
-        return msgspec.convert(merged, Settings)
+        settings = msgspec.convert(merged, Settings)
     except msgspec.ValidationError as exc:
         message, path = _path_of(str(exc))
         raise ConfigError(message, path=path) from exc
+    _check_source(settings.source)
+    return settings
+
+
+def _check_source(source: SourceSettings) -> None:
+    """Rules across keys of ``[source]`` (a single key's rules are in its type)."""
+    if source.paging == "page" and source.first_page is None:
+        raise ConfigError(
+            'is required with paging = "page" (0 or 1): a wrong guess would skip a page',
+            path="source.first_page",
+        )
+    params = [source.limit_param, source.offset_param if source.paging == "offset" else None]
+    if source.paging == "page":
+        params.append(source.page_param)
+    names = [p for p in params if p is not None]
+    if len(set(names)) != len(names) or not all(names):
+        raise ConfigError("paging parameters must be distinct and not empty", path="source")
 
 
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
