@@ -63,7 +63,15 @@ async def dlq_replay(
         return 0, None
     total = sum(len(ids) for ids in replay.values())
     console.print(f"replaying {total:,} dead letters of {', '.join(sorted(replay))}")
-    return await run_once(settings, targets=sorted(replay), replay=replay, console=console)
+    code, report = await run_once(settings, targets=sorted(replay), replay=replay, console=console)
+    refused = sum(t.dead_lettered for t in report.targets.values())
+    if refused:
+        console.print(
+            f"{refused:,} still refused (invalid at the source, or refused by the target "
+            "again): see pipeline dlq list",
+            highlight=False,
+        )
+    return code, report
 
 
 def status(settings: Settings, console: Console, limit: int = 10) -> None:

@@ -203,10 +203,12 @@ def _emulate(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    CustomerSource(settings.source)  # resolves the source's secrets
+    source = CustomerSource(settings.source)  # resolves the source's secrets
     targets = build_targets(settings, StateStore(":memory:"))
     names = ", ".join(t.name for t in targets) or "none"
     print(f"{args.config}: ok; targets: {names}")
+    for line in source.describe():
+        print(line)
     return EXIT_OK
 
 

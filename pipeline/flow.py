@@ -24,7 +24,7 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.config import Settings
 from pipeline.deactivation import deactivate_missing
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.records import Ack, Customer, Item, Page, RecordBatch
+from pipeline.records import Ack, Customer, Item, Outcome, Page, RecordBatch, Settled
 from pipeline.report import PassReport, PassStatus, SourceReport, TargetCounters, TargetReport
 from pipeline.sinks.base import Target
 from pipeline.sinks.emporix import EmporixTarget
@@ -35,6 +35,7 @@ from pipeline.state.seen import SeenOnDisk
 from pipeline.state.store import StateStore
 from pipeline.transform.dedupe import Dedupe, PassDedupe
 from pipeline.transform.stage import TransformStats, run_transform
+from pipeline.transform.wire import RecordDecoder
 
 __all__ = ["Pass", "build_targets"]
 
@@ -103,6 +104,7 @@ class Pass:
             if settings.state.path == ":memory:"
             else SeenOnDisk(Path(settings.state.path).parent)
         )
+        self.decoder = RecordDecoder.from_settings(settings.source)
         self.checkpoint = Checkpoint([t.name for t in self.targets], self.source.start_offset)
         # Targets may outlive a pass (serve keeps their tokens): report this pass's share only.
         self._stats_base = {t.name: t.stats.copy() for t in self.targets}
@@ -135,6 +137,7 @@ class Pass:
         """The source was read from its start to its end, nothing stopped or failed."""
         return (
             self.source.complete
+            and self.source.progress.shortfall == 0
             and self.source.start_offset == 0
             and not self._stopping
             and self.replay is None
@@ -170,40 +173,42 @@ class Pass:
     def _wanted(self, target: str, customer_id: str) -> bool:
         return self.replay is None or customer_id in self.replay.get(target, ())
 
-    def _open(self, target: str, batch: RecordBatch) -> tuple[list[Customer], list[Ack]]:
-        """Register the page with the checkpoint; its customers to diff and its rejections."""
-        tracker = self.checkpoint.trackers[target]
-        tracker.opened(batch.offset, batch.offset + batch.size, batch.size - batch.duplicates)
+    def _open(self, target: str, batch: RecordBatch) -> tuple[list[Customer], Outcome]:
+        """The page's customers to diff, and the outcome that opens the page: its rejections,
+        its repeats and, in a replay, the records left alone."""
         customers = [c for c in batch.customers if self._wanted(target, c.customer_id)]
         rejected = [r for r in batch.rejected if self._wanted(target, r.customer_id)]
         ignored = len(batch.customers) + len(batch.rejected) - len(customers) - len(rejected)
-        if ignored:  # a replay leaves the other records alone
-            tracker.settle(batch.offset, ignored)
         dead = [
             Ack(target, r.customer_id, "dead", reason=r.reason, offset=batch.offset)
             for r in rejected
         ]
-        return customers, dead
+        counts: list[tuple[int, Settled, int]] = [
+            (batch.offset, "repeat", batch.duplicates),
+            (batch.offset, "ignored", ignored),
+        ]
+        opens = (batch.offset, batch.offset + batch.size, batch.size)
+        return customers, Outcome(target, dead, counts, opens)
 
     async def _diff(
         self,
         target: Target,
         batches: MemoryObjectReceiveStream[RecordBatch],
         out: MemoryObjectSendStream[list[Item]],
-        acks: MemoryObjectSendStream[list[Ack]],
+        outcomes: MemoryObjectSendStream[Outcome],
     ) -> None:
-        """Map and hash, drop what the target already has, cut the rest into batches."""
+        """Map and hash, drop what the target already has, cut the rest into batches.
+
+        Each page's outcome (opened, rejected, repeated, unchanged) is sent before any of its
+        items reaches a writer, so the settling point always sees a page opened first.
+        """
         counters = self.counters[target.name]
-        tracker = self.checkpoint.trackers[target.name]
         buffer: list[Item] = []
-        async with batches, out, acks:
+        async with batches, out, outcomes:
             async for batch in batches:
-                customers, dead = self._open(target.name, batch)
-                if dead:
-                    await acks.send(dead)
+                customers, opened = self._open(target.name, batch)
                 if counters.error is not None:
-                    counters.skipped += len(customers)
-                    tracker.settle(batch.offset, len(customers))
+                    await outcomes.send(_add(opened, [(batch.offset, "skipped", len(customers))]))
                     continue
                 items = await target.prepare(customers)
                 stored = await self.store.hashes(target.name, [i.customer_id for i in items])
@@ -216,40 +221,36 @@ class Pass:
                         item.previous = previous
                         item.offset = batch.offset
                         buffer.append(item)
-                counters.unchanged += unchanged
-                tracker.settle(batch.offset, unchanged)
+                await outcomes.send(_add(opened, [(batch.offset, "unchanged", unchanged)]))
                 while len(buffer) >= target.batch_size:
-                    await self._emit(target, buffer[: target.batch_size], out)
+                    await self._emit(target, buffer[: target.batch_size], out, outcomes)
                     del buffer[: target.batch_size]
             if buffer:
-                await self._emit(target, buffer, out)
+                await self._emit(target, buffer, out, outcomes)
 
     async def _emit(
-        self, target: Target, chunk: list[Item], out: MemoryObjectSendStream[list[Item]]
+        self,
+        target: Target,
+        chunk: list[Item],
+        out: MemoryObjectSendStream[list[Item]],
+        outcomes: MemoryObjectSendStream[Outcome],
     ) -> None:
         if self.dry_run:
-            self.counters[target.name].would_send += len(chunk)
-            self._settle_items(target.name, chunk)
+            await outcomes.send(Outcome(target.name, counts=_by_page(chunk, "would_send")))
         else:
             await out.send(chunk)
-
-    def _settle_items(self, target: str, items: Sequence[Item]) -> None:
-        tracker = self.checkpoint.trackers[target]
-        for item in items:
-            tracker.settle(item.offset)
 
     async def _write(
         self,
         target: Target,
         chunks: MemoryObjectReceiveStream[list[Item]],
-        acks: MemoryObjectSendStream[list[Ack]],
+        outcomes: MemoryObjectSendStream[Outcome],
     ) -> None:
         counters = self.counters[target.name]
-        async with chunks, acks:
+        async with chunks, outcomes:
             async for chunk in chunks:
                 if counters.error is not None:
-                    counters.skipped += len(chunk)
-                    self._settle_items(target.name, chunk)
+                    await outcomes.send(Outcome(target.name, counts=_by_page(chunk, "skipped")))
                     continue
                 counters.sent += len(chunk)
                 try:
@@ -261,41 +262,57 @@ class Pass:
                         log.error(
                             "target stopped", extra={"target": target.name, "error": str(exc)}
                         )
-                    counters.skipped += len(chunk)
-                    self._settle_items(target.name, chunk)
+                    await outcomes.send(Outcome(target.name, counts=_by_page(chunk, "skipped")))
                     continue
-                await acks.send(result)
+                await outcomes.send(Outcome(target.name, result))
 
-    async def _settle(self, acks: MemoryObjectReceiveStream[list[Ack]]) -> None:
-        """Persist acks in groups, with the checkpoint they make safe; only then do they count."""
+    def _apply(self, outcome: Outcome) -> None:
+        """Settle one outcome in the checkpoint and the counters (the only place that does)."""
+        tracker = self.checkpoint.trackers[outcome.target]
+        counters = self.counters[outcome.target]
+        if outcome.opens is not None:
+            tracker.opened(*outcome.opens)
+        for offset, how, count in outcome.counts:
+            if count:
+                tracker.settle(offset, count)
+                if how in _COUNTED:
+                    setattr(counters, how, getattr(counters, how) + count)
+        kinds = Counter(a.kind for a in outcome.acks)
+        for offset, count in Counter(a.offset for a in outcome.acks).items():
+            tracker.settle(offset, count)
+        counters.created += kinds["created"]
+        counters.updated += kinds["updated"]
+        counters.dead_lettered += kinds["dead"]
+
+    async def _settle(self, outcomes: MemoryObjectReceiveStream[Outcome]) -> None:
+        """The one settling point: outcomes in groups, persisted with the checkpoint they make
+        safe; only then do they count."""
         debug = log.isEnabledFor(logging.DEBUG)
-        async with acks:
-            async for first in acks:
-                group = list(first)
-                while len(group) < ACK_GROUP:
+        async with outcomes:
+            async for first in outcomes:
+                group = [first]
+                size = len(first.acks)
+                while size < ACK_GROUP:
                     try:
-                        group.extend(acks.receive_nowait())
+                        more = outcomes.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                for (target, offset), count in Counter((a.target, a.offset) for a in group).items():
-                    self.checkpoint.trackers[target].settle(offset, count)
+                    group.append(more)
+                    size += len(more.acks)
+                for outcome in group:
+                    self._apply(outcome)
+                acks = [a for o in group for a in o.acks]
                 if not self.dry_run:  # a dry run leaves the state as it found it
-                    await self.store.apply(group, checkpoint=(self.pass_id, self.checkpoint.offset))
-                for ack in group:
-                    counters = self.counters[ack.target]
-                    if ack.kind == "dead":
-                        counters.dead_lettered += 1
-                        if debug:  # the extra dict is per record: only when it is logged
+                    await self.store.apply(acks, checkpoint=(self.pass_id, self.checkpoint.offset))
+                if debug:  # the extra dict is per record: only when it is logged
+                    for ack in acks:
+                        if ack.kind == "dead":
                             extra = {
                                 "target": ack.target,
                                 "customer_id": ack.customer_id,
                                 "reason": ack.reason,
                             }
                             log.debug("dead-lettered", extra=extra)
-                    elif ack.kind == "created":
-                        counters.created += 1
-                    else:
-                        counters.updated += 1
 
     # The pass --------------------------------------------------------------------------
 
@@ -334,13 +351,15 @@ class Pass:
         ch = self.channels
         pages_tx, pages_rx = ch.open("pages", Page)
         parsed_tx, parsed_rx = ch.open("records", RecordBatch)
-        acks_tx, acks_rx = ch.open("acks", list[Ack], size * (len(self.targets) + 1))
+        acks_tx, acks_rx = ch.open("outcomes", Outcome, size * (len(self.targets) + 1) * 2)
         async with AsyncExitStack() as stack:
             for target in self.targets:
                 await stack.enter_async_context(target)
             async with anyio.create_task_group() as tg, acks_tx:
                 tg.start_soon(self.source.stream, pages_tx)
-                tg.start_soon(run_transform, pages_rx, parsed_tx, self.transform, self.dedupe)
+                tg.start_soon(
+                    run_transform, pages_rx, parsed_tx, self.transform, self.dedupe, self.decoder
+                )
                 fan_out = []
                 for target in self.targets:
                     in_tx, in_rx = ch.open(f"{target.name}.records", RecordBatch)
@@ -407,12 +426,27 @@ class Pass:
                 start_offset=self.source.start_offset,
                 next_offset=progress.next_offset,
                 checkpoint=self.checkpoint.offset,
+                total=progress.total,
+                shortfall=progress.shortfall,
+                page_size=progress.page_size,
                 retried=self.source.http.stats.retries,
                 error=progress.error,
             ),
             targets=targets,
             error=error,
         )
+
+
+_COUNTED = frozenset({"unchanged", "skipped", "would_send"})
+"""Ways of settling without a write that a target's counters show."""
+
+
+def _by_page(items: Sequence[Item], how: Settled) -> list[tuple[int, Settled, int]]:
+    return [(offset, how, n) for offset, n in Counter(i.offset for i in items).items()]
+
+
+def _add(outcome: Outcome, counts: list[tuple[int, Settled, int]]) -> Outcome:
+    return msgspec.structs.replace(outcome, counts=[*outcome.counts, *counts])
 
 
 def _summary(report: PassReport) -> dict[str, object]:

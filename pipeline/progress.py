@@ -84,6 +84,12 @@ def render_summary(report: PassReport, console: Console) -> None:
         f"{src.duplicates:,} repeats dropped; {report.seconds:.2f} s, "
         f"{report.records_per_second:,.0f} records/s"
     )
+    if src.shortfall and src.total is not None:
+        console.print(
+            f"[yellow]the source announced {src.total:,} records but its data ended at "
+            f"{src.total - src.shortfall:,}[/yellow]: the read fell short, deactivation is skipped",
+            highlight=False,
+        )
     sent = sum(t.created + t.updated for t in report.targets.values())
     if report.dry_run:
         would = sum(t.would_send for t in report.targets.values())

@@ -12,9 +12,11 @@ __all__ = [
     "Address",
     "Customer",
     "Item",
+    "Outcome",
     "Page",
     "RecordBatch",
     "Rejected",
+    "Settled",
 ]
 
 
@@ -113,3 +115,25 @@ class Ack(msgspec.Struct, frozen=True, gc=False):
     offset: int = 0
     """Source offset of the record's page (for the checkpoint)."""
     ref: str | None = None
+
+
+Settled = Literal["unchanged", "skipped", "would_send", "repeat", "ignored"]
+"""How a record is settled without a write of its own: the target holds it already; the target
+stopped; a dry run; a repeat of a record this pass already read; outside a replay."""
+
+
+class Outcome(msgspec.Struct, frozen=True, gc=False):
+    """What became of a batch of records in one target: the one thing the settling point
+    takes, once per batch (never once per record).
+
+    ``opens`` announces a page to the checkpoint (offset, end, records it holds); it travels
+    ahead of every outcome of the page's records, in the same stream, so a page is always
+    opened before anything of it is settled, whatever its records became.
+    """
+
+    target: str
+    acks: list[Ack] = []
+    """Results to persist: created, updated, dead-lettered."""
+    counts: list[tuple[int, Settled, int]] = []
+    """(page offset, how, records) settled without a write."""
+    opens: tuple[int, int, int] | None = None

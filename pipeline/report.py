@@ -83,6 +83,12 @@ class SourceReport(msgspec.Struct, frozen=True, kw_only=True):
     next_offset: int
     checkpoint: int = 0
     """Every record below this offset is settled in every target."""
+    total: int | None = None
+    """Records the source announced, when it did."""
+    shortfall: int = 0
+    """Records the source announced beyond where its data ended (the read fell short)."""
+    page_size: int = 0
+    """Records per page the source honoured."""
     retried: int
     error: str | None = None
 

@@ -123,3 +123,6 @@ def test_sigkill_mid_pass_then_resume_writes_every_record(tmp_path: Path) -> Non
         assert 0 <= writes - len(valid) <= 2 * 25 + 4 * 25
         assert confirmed(state) == valid
         assert query(state, "PRAGMA integrity_check") == [("ok",)]
+        # The next pass found the killed one still "running" and said what became of it.
+        statuses = query(state, "SELECT status FROM passes ORDER BY id")
+        assert statuses == [("interrupted",), ("dead_letters",)]

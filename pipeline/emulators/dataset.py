@@ -404,7 +404,9 @@ class Dataset:
             case "iso2_three_letters":
                 address["iso2Code"] = next(c[1] for c in _COUNTRIES if c[0] == address["iso2Code"])
             case "iso2_empty":
+                # A country the code cannot be completed from (a real name would be).
                 address["iso2Code"] = ""
+                address["country"] = "Westgermany-Ost"
             case "wrong_type":
                 record["firstName"] = 10_000 + index % 90_000
             case "duplicate_email":

@@ -1,65 +1,204 @@
-"""Offset paging as a small state machine (pure): which offsets to ask for, and when to stop.
+"""Paging as a small state machine (pure): which offsets to ask for, and when the read ends.
 
-MAN answers ``GET ?limit=L&offset=O`` with at most ``L`` records. A page shorter than ``L``
-(or empty) is the last one; ``total``, when the envelope has it, is only a hint. Several pages
-may be in flight, so offsets are planned ahead and pages may come back out of order; the
-paginator releases them in offset order.
+MAN's interface document (MANPINT002) gives ``limit`` and ``offset`` and leaves the page-size
+cap, the envelope and the end of data to be determined, so nothing here trusts one answer
+alone:
+
+* **The end** is an empty page, or the ``total`` of the answer once the read reaches it. A
+  short page alone is never the end: a server that caps ``limit`` answers short pages all the
+  way through.
+* **The page size the server honours** is learnt from the first page: when it holds fewer
+  records than asked, the read goes on at that size. Pages already planned at the wrong stride
+  are planned again (:attr:`Paging.generation` changes), nothing is skipped. A short page later
+  on re-plans the read from where it ended, for the same reason.
+* **Pages that repeat the first page**, record for record, :data:`STALL_PAGES` times in a row,
+  mean the server ignores the offset: the read stops with :attr:`Verdict.STALLED` instead of
+  looping, and no ``total`` ends it early meanwhile. (One such page may be a run of repeated
+  rows at a tiny page size; repeats are dropped downstream.)
+* **Past a probable end** (a short page, or ``total``), an error answer to a page planned
+  ahead means the end, not a failure (:meth:`Paging.past_end`).
+
+Several pages are in flight; they are settled here in offset order.
 """
 
 from __future__ import annotations
 
-__all__ = ["OffsetPaging"]
+import enum
+
+__all__ = ["STALL_PAGES", "Paging", "Verdict"]
+
+STALL_PAGES = 3
+"""Pages in a row equal to the first one, at new offsets, after which the offset is ignored."""
 
 
-class OffsetPaging:
-    """Plans offsets ``start, start+L, start+2L, ...`` until a short page ends the read.
+class Verdict(enum.Enum):
+    """What to do with a page once it is settled."""
+
+    USE = "use"
+    """Deliver its records; the read goes on."""
+    LAST = "last"
+    """Deliver its records (if any); the read ends with it."""
+    STALE = "stale"
+    """Planned before a re-plan or past the end: drop it unread."""
+    STALLED = "stalled"
+    """It repeats the read's first page at a new offset: the server ignores the offset."""
+
+
+class Paging:
+    """Plans offsets ``start, start+step, ...`` and learns the end and the page size.
+
+    Args:
+        limit: records asked for per page.
+        start: offset of the first page (a resumed read).
+        overlap: records each page re-reads from the end of the one before, so that deletions
+            between two requests skip nothing (offset paging only; page numbers cannot overlap).
+        by_page: the server pages by page number; offsets stay multiples of the page size.
 
     Example:
-        >>> p = OffsetPaging(limit=10)
+        >>> p = Paging(limit=10)
         >>> p.plan(), p.plan()
         (0, 10)
-        >>> p.settle(0, 10), p.settle(10, 4), p.done
-        (True, True, True)
+        >>> p.settle(0, 10), p.settle(10, 4), p.plan()
+        (<Verdict.USE: 'use'>, <Verdict.USE: 'use'>, 14)
+        >>> p.settle(14, 0), p.done
+        (<Verdict.LAST: 'last'>, True)
     """
 
-    def __init__(self, limit: int, start: int = 0, overlap: int = 0) -> None:
+    def __init__(
+        self, limit: int, start: int = 0, overlap: int = 0, *, by_page: bool = False
+    ) -> None:
         if limit <= 0:
             raise ValueError("limit must be positive")
         if start < 0:
             raise ValueError("start must not be negative")
         if not 0 <= overlap < limit:
             raise ValueError("overlap must be at least 0 and less than limit")
-        self.limit = limit
+        if by_page and (overlap or start % limit):
+            raise ValueError("page-number paging has no overlap and starts on a page")
+        self.asked = limit
+        self.stride = limit
+        """Records per page the server honours (``asked`` until a first short page says less)."""
         self.start = start
         self.overlap = overlap
-        self.step = limit - overlap
-        """Each page starts ``overlap`` records before the end of the one before it: a record
-        that moves down because others were deleted between two requests is still read."""
-        self._next = start
+        self.by_page = by_page
+        self.generation = 0
+        """Changes whenever the offsets planned so far are abandoned and planned again."""
         self.end: int | None = None
-        """Offset one past the last record, once a short page has been seen."""
+        """Offset one past the last record, once known."""
+        self.total: int | None = None
+        """Records the server says it holds (``total`` of its latest answer), when trusted."""
+        self.total_ignored = False
+        """A page reached beyond the announced total: the total is not trusted any more."""
+        self.reach = start
+        """Offset one past the last record read so far."""
+        self.adopted = False
+        """The first page showed a smaller page size than asked, and the read follows it."""
+        self._probable_end: int | None = None
+        self._suspect = 0
+        self._settled = 0
+        self._next = start
+
+    @property
+    def step(self) -> int:
+        return self.stride - self.overlap
 
     @property
     def done(self) -> bool:
         """No more offsets to plan."""
-        return self.end is not None and self._next >= self.end
+        return self.end is not None
+
+    @property
+    def shortfall(self) -> int:
+        """Records the server announced (``total``) beyond the end the read found."""
+        if self.end is None or self.total is None:
+            return 0
+        return max(0, self.total - self.end)
+
+    def page_number(self, offset: int, first_page: int) -> int:
+        """The page number of ``offset`` for page-number paging."""
+        return offset // self.stride + first_page
 
     def plan(self) -> int | None:
-        """The next offset to request, or None when the end is known and reached."""
-        if self.end is not None and self._next >= self.end:
+        """The next offset to request, or None when the end is known."""
+        if self.end is not None:
             return None
+        if self.total is not None and self._next >= self.total and not self._suspect:
+            return None  # nothing planned past the announced end; the last page ends the read
         offset = self._next
         self._next += self.step
         return offset
 
-    def settle(self, offset: int, count: int) -> bool:
-        """Record that the page at ``offset`` held ``count`` records.
+    def past_end(self, offset: int) -> bool:
+        """Whether ``offset`` lies at or past where the data probably ends: an error answer
+        there (404, 400, 416, an empty body) is the end, not a failure."""
+        bounds = [b for b in (self.end, self.total, self._probable_end) if b is not None]
+        return bool(bounds) and offset >= min(bounds)
 
-        Returns whether the page is useful (it lies before the end); pages planned past the
-        end before the short page came back are not.
+    def settle(
+        self, offset: int, count: int, *, total: int | None = None, repeated: bool = False
+    ) -> Verdict:
+        """Settle the page at ``offset``, which held ``count`` records.
+
+        Args:
+            total: the record count the answer announced, if any.
+            repeated: the page holds exactly the records of the page before, in order, and
+                they are those of the read's first page.
         """
         if self.end is not None and offset >= self.end:
-            return False
-        if count < self.limit:
-            self.end = offset + count
-        return True
+            return Verdict.STALE
+        first = self._settled == 0
+        self._settled += 1
+        self._note_total(total)
+        reach = offset + count
+        if count == 0:
+            self.end = max(offset, self.start)
+            return Verdict.LAST
+        if not first and reach <= self.reach:
+            # Nothing beyond what was read (the overlap re-read, at the end or on a short
+            # page): ask again exactly where the read stands; an empty page there is the end.
+            self._probable_end = self.reach if self.total is None else None
+            self._next = self.reach
+            self.generation += 1
+            return Verdict.USE
+        if repeated and not first:
+            self._suspect += 1
+            if self._suspect >= STALL_PAGES:
+                return Verdict.STALLED
+        else:
+            self._suspect = 0
+        self.reach = reach
+        if self.total is not None and not self._suspect:
+            if reach == self.total:
+                self.end = reach
+                return Verdict.LAST
+            if reach > self.total:
+                self.total, self.total_ignored = None, True
+        self._probable_end = None
+        if count < self.stride:
+            self._short(offset, count, first=first)
+        return Verdict.USE
+
+    def _note_total(self, total: int | None) -> None:
+        if total is None or self.total_ignored or total < 0:
+            return
+        if total < self.reach:
+            self.total, self.total_ignored = None, True
+            return
+        self.total = total
+
+    def _short(self, offset: int, count: int, *, first: bool) -> None:
+        """A page held fewer records than the stride and the read goes on: plan again from
+        where it ended (the pages planned after it would leave a gap)."""
+        reach = offset + count
+        if self.total is None:
+            self._probable_end = reach
+        if first and count < self.asked:
+            self.stride = count
+            # A quarter of a page at most: a server that serves 10 per page is not asked
+            # ten times per record.
+            self.overlap = min(self.overlap, count // 4)
+            self.adopted = True
+        elif self.by_page:
+            return  # page numbers cannot start mid-page; the next page is already planned
+        self._next = max(reach - self.overlap, offset + 1)  # never back before this page
+        self.generation += 1

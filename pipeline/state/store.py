@@ -11,6 +11,8 @@ Tables:
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +29,7 @@ from pipeline.records import Ack
 __all__ = ["DeadLetter", "PassRecord", "StateStore"]
 
 T = TypeVar("T")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _CHUNK = 500  # bound variables per statement stay far under SQLite's limit
 
 _SCHEMA = """
@@ -46,7 +48,7 @@ CREATE TABLE IF NOT EXISTS passes (
     id INTEGER PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL,
     status TEXT NOT NULL, report TEXT,
     start_offset INTEGER NOT NULL DEFAULT 0, checkpoint INTEGER NOT NULL DEFAULT 0,
-    targets TEXT NOT NULL DEFAULT '');
+    targets TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT '');
 """
 # Each step takes a store from the version before it to its own: (table, column, declaration).
 _MIGRATIONS = {
@@ -56,6 +58,7 @@ _MIGRATIONS = {
         ("confirmed", "ref", "TEXT"),
         ("passes", "targets", "TEXT NOT NULL DEFAULT ''"),
     ],
+    3: [("passes", "owner", "TEXT NOT NULL DEFAULT ''")],
 }
 FINISHED = ("ok", "dead_letters")
 """Pass statuses after which the next pass reads the source from the start."""
@@ -261,13 +264,33 @@ class StateStore:
 
     # Passes and dead letters -----------------------------------------------------------
 
+    def mark_interrupted_sync(self) -> int:
+        """Mark as ``interrupted`` every pass still ``running`` whose process is gone (killed,
+        or a crash before it could finish); returns how many. A pass of a live process on
+        this host, or of another host, is left alone."""
+        rows = self.conn.execute("SELECT id, owner FROM passes WHERE status='running'").fetchall()
+        gone = [pass_id for pass_id, owner in rows if not _alive(owner)]
+        for pass_id in gone:
+            self.conn.execute(
+                "UPDATE passes SET status='interrupted' WHERE id=? AND status='running'",
+                (pass_id,),
+            )
+        return len(gone)
+
     def start_pass_sync(
         self, start_offset: int = 0, targets: Sequence[str] = (), now: float | None = None
     ) -> int:
+        self.mark_interrupted_sync()
         cur = self.conn.execute(
-            "INSERT INTO passes (started_at, status, start_offset, checkpoint, targets) "
-            "VALUES (?, 'running', ?, ?, ?)",
-            (time.time() if now is None else now, start_offset, start_offset, _names(targets)),
+            "INSERT INTO passes (started_at, status, start_offset, checkpoint, targets, owner) "
+            "VALUES (?, 'running', ?, ?, ?, ?)",
+            (
+                time.time() if now is None else now,
+                start_offset,
+                start_offset,
+                _names(targets),
+                OWNER,
+            ),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
@@ -300,6 +323,7 @@ class StateStore:
         await self._run(lambda: self.finish_pass_sync(pass_id, status, report, checkpoint))
 
     def passes_sync(self, limit: int = 10) -> list[PassRecord]:
+        self.mark_interrupted_sync()
         rows = self.conn.execute(
             "SELECT id, started_at, finished_at, status, report, start_offset, checkpoint "
             "FROM passes "
@@ -378,6 +402,28 @@ class StateStore:
         row = self.conn.execute("SELECT COUNT(*) FROM confirmed WHERE target=?", (target,))
         count: int = row.fetchone()[0]
         return count
+
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+"""Which process runs a pass: a ``running`` pass whose process is gone was interrupted."""
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process that owns a running pass may still run it."""
+    host, _, pid = owner.rpartition(":")
+    if not pid.isdigit():
+        return False  # written before owners were kept: no process of that age runs now
+    if host != socket.gethostname():
+        return True  # another host (a shared volume): it cannot be checked from here
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _names(targets: Sequence[str]) -> str:

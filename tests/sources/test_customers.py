@@ -69,14 +69,21 @@ async def test_overlap_rereads_the_end_of_each_page() -> None:
     assert ids(pages) == [dataset.customer_id(i) for i in range(250)]
 
 
-async def test_stream_stops_at_the_first_short_page() -> None:
+@pytest.mark.parametrize(
+    ("envelope", "expected"), [("object", [0, 100, 200]), ("array", [0, 100, 200, 300])]
+)
+async def test_stream_ends_at_the_total_or_at_an_empty_page(
+    envelope: str, expected: list[int]
+) -> None:
     dataset = Dataset(300, seed=1)
-    app = create_man_app(dataset, ManEmulatorConfig(token=MAN_TOKEN))
+    app = create_man_app(dataset, ManEmulatorConfig(token=MAN_TOKEN, envelope=envelope))
     async with serve_app(app) as url:
-        pages = await read_all(CustomerSource(source_settings(url, max_in_flight=1)))
+        source = CustomerSource(source_settings(url, max_in_flight=1))
+        pages = await read_all(source)
         offsets = [r.offset for r in app[MAN_LOG]]
     assert len(ids(pages)) == 300
-    assert offsets == [0, 100, 200, 300]
+    assert offsets == expected
+    assert source.complete is True
 
 
 async def test_stream_retries_faults_and_delivers_everything() -> None:

@@ -1,190 +1,316 @@
-"""Tests of the offset-paging state machine: which offsets are planned and when reading stops."""
+"""The paging state machine (pure): offsets planned, page size learnt, the end found.
+
+Each test drives :class:`Paging` the way the source does (pages in flight, settled in offset
+order, stale ones dropped after a re-plan) against a model server written from what a real
+MAN server may do: cap the limit, ignore it, ignore the offset, send a total or not.
+"""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.sources.paging import OffsetPaging
+from pipeline.sources.paging import Paging, Verdict
+
+Server = Callable[[int, int], tuple[list[int], int | None]]
+"""(offset, limit) -> (record numbers, total or None)."""
 
 
-def plan_many(paging: OffsetPaging, n: int) -> list[int | None]:
-    return [paging.plan() for _ in range(n)]
+def server(
+    n: int, *, cap: int | None = None, fixed: int | None = None, total: bool = True
+) -> Server:
+    def answer(offset: int, limit: int) -> tuple[list[int], int | None]:
+        size = fixed if fixed is not None else min(limit, cap or limit)
+        return list(range(offset, min(n, offset + size))), (n if total else None)
+
+    return answer
 
 
-def read_all(total: int, limit: int, *, start: int = 0, ahead: int = 1) -> list[tuple[int, int]]:
-    """Drive the paginator like the source does: ``ahead`` pages in flight, settled in order."""
-    paging = OffsetPaging(limit, start)
-    in_flight: list[int] = []
-    useful: list[tuple[int, int]] = []
-    while True:
-        while len(in_flight) < ahead:
+def read(
+    serve: Server, limit: int, *, ahead: int = 4, overlap: int = 0, start: int = 0
+) -> tuple[list[int], Paging, list[int]]:
+    """Every record number delivered, in order (repeats of the page before skipped), the
+    paging, and every offset asked for."""
+    paging = Paging(limit, start, overlap)
+    slots: deque[tuple[int, int]] = deque()
+    delivered: list[int] = []
+    asked: list[int] = []
+    previous: set[int] = set()
+    last: list[int] = []
+    first: list[int] | None = None
+    for _ in range(10_000):
+        while len(slots) < ahead:
             offset = paging.plan()
             if offset is None:
                 break
-            in_flight.append(offset)
-        if not in_flight:
+            slots.append((offset, paging.generation))
+            asked.append(offset)
+        if not slots:
             break
-        offset = in_flight.pop(0)
-        count = max(0, min(limit, total - offset))
-        if paging.settle(offset, count):
-            useful.append((offset, count))
-        if paging.done:
+        offset, generation = slots.popleft()
+        if generation != paging.generation:
+            continue
+        records, total = serve(offset, limit)
+        repeated = bool(records) and records == last == first
+        first = records if first is None else first
+        before = paging.generation
+        verdict = paging.settle(offset, len(records), total=total, repeated=repeated)
+        if verdict is Verdict.STALE:
+            continue
+        if verdict is Verdict.STALLED:
+            raise RuntimeError(f"stalled at {offset}")
+        if paging.generation != before:
+            slots.clear()
+        delivered.extend(r for r in records if r not in previous)
+        previous, last = set(records), records
+        if verdict is Verdict.LAST:
             break
-    return useful
+    else:
+        raise AssertionError("the read never ended")
+    return delivered, paging, asked
 
 
-# Planning -------------------------------------------------------------------------------
+# The end --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("limit", "start", "expected"),
-    [
-        (10, 0, [0, 10, 20, 30, 40]),
-        (1, 0, [0, 1, 2, 3, 4]),
-        (100, 0, [0, 100, 200, 300, 400]),
-        (10, 5, [5, 15, 25, 35, 45]),
-        (7, 21, [21, 28, 35, 42, 49]),
-    ],
-)
-def test_plan_offsets_step_by_limit_from_start(limit: int, start: int, expected: list[int]) -> None:
-    paging = OffsetPaging(limit, start)
-    assert plan_many(paging, 5) == expected
-    assert paging.done is False
-    assert paging.end is None
+@pytest.mark.parametrize("total", [True, False])
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 11, 99, 100, 101, 250, 1000])
+def test_every_record_once_whatever_the_size(n: int, total: bool) -> None:
+    delivered, paging, _ = read(server(n, total=total), 100)
+    assert delivered == list(range(n))
+    assert paging.end == n
+    assert paging.shortfall == 0
 
 
-def test_plan_keeps_going_while_pages_are_full() -> None:
-    paging = OffsetPaging(limit=10)
-    for expected in range(0, 100, 10):
-        assert paging.plan() == expected
-        assert paging.settle(expected, 10) is True
-        assert paging.done is False
-    assert paging.end is None
+def test_total_ends_the_read_without_an_extra_request() -> None:
+    _, _, asked = read(server(300), 100, ahead=1)
+    assert asked == [0, 100, 200]
 
 
-def test_plan_example_from_docstring() -> None:
-    paging = OffsetPaging(limit=10)
-    assert (paging.plan(), paging.plan()) == (0, 10)
-    assert (paging.settle(0, 10), paging.settle(10, 4), paging.done) == (True, True, True)
-    assert paging.end == 14
-    assert paging.plan() is None
+def test_without_total_an_empty_page_ends_the_read() -> None:
+    _, _, asked = read(server(300, total=False), 100, ahead=1)
+    assert asked == [0, 100, 200, 300]
 
 
-# Stopping -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("short", [0, 1, 5, 9])
-def test_settle_short_page_ends_the_read(short: int) -> None:
-    paging = OffsetPaging(limit=10)
-    assert plan_many(paging, 3) == [0, 10, 20]
-    assert paging.settle(0, 10) is True
-    assert paging.settle(10, 10) is True
-    assert paging.settle(20, short) is True
-    assert paging.end == 20 + short
-    assert paging.done is True
-    assert plan_many(paging, 3) == [None, None, None]
-
-
-def test_settle_empty_first_page_ends_the_read() -> None:
-    paging = OffsetPaging(limit=10)
+def test_short_page_alone_is_not_the_end_without_total() -> None:
+    paging = Paging(10)
     assert paging.plan() == 0
-    assert paging.settle(0, 0) is True
-    assert paging.end == 0
-    assert paging.done is True
-    assert paging.plan() is None
-
-
-def test_settle_empty_first_page_at_start_offset() -> None:
-    paging = OffsetPaging(limit=10, start=40)
-    assert paging.plan() == 40
-    assert paging.settle(40, 0) is True
-    assert paging.end == 40
-    assert paging.done is True
-    assert paging.plan() is None
-
-
-def test_settle_exact_multiple_ends_on_following_empty_page() -> None:
-    paging = OffsetPaging(limit=10)
-    assert plan_many(paging, 2) == [0, 10]
-    assert paging.settle(0, 10) is True
-    assert paging.settle(10, 10) is True
-    assert paging.done is False
-    assert paging.plan() == 20
-    assert paging.settle(20, 0) is True
-    assert paging.end == 20
-    assert paging.done is True
-    assert paging.plan() is None
-
-
-@pytest.mark.parametrize("ahead", [2, 3, 5])
-def test_settle_pages_planned_past_the_end_are_not_useful(ahead: int) -> None:
-    paging = OffsetPaging(limit=10)
-    planned = plan_many(paging, ahead + 1)
-    assert planned == [10 * i for i in range(ahead + 1)]
-    assert paging.settle(0, 3) is True
-    assert paging.end == 3
-    assert [paging.settle(offset, 0) for offset in planned[1:]] == [False] * ahead
-    assert paging.end == 3
-    assert paging.done is True
-    assert paging.plan() is None
-
-
-def test_settle_page_starting_exactly_at_end_is_not_useful() -> None:
-    paging = OffsetPaging(limit=10)
-    assert plan_many(paging, 2) == [0, 10]
-    assert paging.settle(0, 10) is True
-    assert paging.settle(10, 0) is True
-    assert paging.end == 10
-    assert paging.settle(10, 0) is False
-
-
-def test_done_only_after_a_short_page() -> None:
-    paging = OffsetPaging(limit=10)
-    assert paging.done is False
-    assert paging.plan() == 0
-    assert paging.settle(0, 10) is True
-    assert paging.done is False
+    assert paging.settle(0, 10) is Verdict.USE
     assert paging.plan() == 10
-    assert paging.settle(10, 9) is True
-    assert paging.done is True
+    assert paging.settle(10, 4) is Verdict.USE
+    assert paging.done is False
+    assert paging.plan() == 14  # asked again from where the short page ended
+    assert paging.settle(14, 0) is Verdict.LAST
+    assert paging.end == 14
+
+
+def test_overlap_reread_at_the_end_is_the_end() -> None:
+    delivered, paging, asked = read(server(250, total=False), 100, overlap=10, ahead=1)
+    assert delivered == list(range(250))
+    assert asked == [0, 90, 180, 240, 250]
+    assert paging.end == 250
+
+
+def test_read_short_of_the_announced_total_says_so() -> None:
+    def lying(offset: int, limit: int) -> tuple[list[int], int | None]:
+        return list(range(offset, min(120, offset + limit))), 500
+
+    delivered, paging, _ = read(lying, 50)
+    assert delivered == list(range(120))
+    assert paging.end == 120
+    assert paging.shortfall == 380
+
+
+def test_total_smaller_than_the_data_is_not_trusted() -> None:
+    def lying(offset: int, limit: int) -> tuple[list[int], int | None]:
+        return list(range(offset, min(300, offset + limit))), 5
+
+    delivered, paging, _ = read(lying, 100)
+    assert delivered == list(range(300))
+    assert paging.total_ignored is True
+    assert paging.shortfall == 0
+
+
+@pytest.mark.parametrize("start", [0, 40, 250])
+def test_resumed_read_starts_at_the_checkpoint(start: int) -> None:
+    delivered, _, _ = read(server(250), 100, start=start)
+    assert delivered == list(range(start, 250))
+
+
+# The page size the server honours -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cap", [1, 7, 10, 50, 99])
+@pytest.mark.parametrize("total", [True, False])
+def test_a_capped_limit_is_followed_not_taken_for_the_end(cap: int, total: bool) -> None:
+    delivered, paging, _ = read(server(250, cap=cap, total=total), 100, overlap=10)
+    assert delivered == list(range(250))
+    assert paging.stride == cap
+    assert paging.adopted is True
+    assert paging.overlap <= cap // 4
+
+
+@pytest.mark.parametrize("total", [True, False])
+def test_an_ignored_limit_is_followed(total: bool) -> None:
+    delivered, paging, asked = read(server(250, fixed=10, total=total), 100, overlap=10)
+    assert delivered == list(range(250))
+    assert paging.stride == 10
+    assert len(asked) < 60  # not one request per record
+
+
+def test_pages_planned_at_the_wrong_stride_are_planned_again() -> None:
+    paging = Paging(100)
+    assert [paging.plan() for _ in range(3)] == [0, 100, 200]
+    generation = paging.generation
+    assert paging.settle(0, 50, total=250) is Verdict.USE
+    assert paging.generation != generation
+    assert paging.plan() == 50
+
+
+def test_a_later_short_page_replans_from_where_it_ended() -> None:
+    def uneven(offset: int, limit: int) -> tuple[list[int], int | None]:
+        size = 30 if offset == 100 else limit  # one short page in the middle
+        return list(range(offset, min(400, offset + size))), 400
+
+    delivered, _, _ = read(uneven, 100)
+    assert delivered == list(range(400))
+
+
+def test_more_than_asked_is_read_whole() -> None:
+    delivered, _, _ = read(server(300, fixed=200), 100)
+    assert delivered == list(range(300))
+
+
+# A server that ignores the offset -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("total", [True, False])
+def test_an_ignored_offset_stalls_instead_of_looping(total: bool) -> None:
+    def stuck(offset: int, limit: int) -> tuple[list[int], int | None]:
+        return list(range(min(limit, 10))), (250 if total else None)
+
+    with pytest.raises(RuntimeError, match="stalled at 30"):
+        read(stuck, 100)  # the fourth page: 0, 10, 20, 30
+
+
+def test_a_repeated_first_page_is_not_a_stall() -> None:
+    paging = Paging(10)
+    paging.plan()
+    assert paging.settle(0, 10, repeated=True) is Verdict.USE
+
+
+def test_stall_needs_repeats_in_a_row_and_total_waits_for_them() -> None:
+    paging = Paging(10)
+    verdicts = []
+    for offset in range(0, 60, 10):
+        assert paging.plan() == offset
+        verdicts.append(paging.settle(offset, 10, total=20, repeated=offset > 0))
+    assert verdicts[:3] == [Verdict.USE, Verdict.USE, Verdict.USE]  # not ended by total 20
+    assert verdicts[3] is Verdict.STALLED
+
+
+def test_a_new_page_clears_the_suspicion() -> None:
+    paging = Paging(10)
+    pattern = [False, True, True, False, True, True, False]
+    for i, repeated in enumerate(pattern):
+        assert paging.plan() == 10 * i
+        assert paging.settle(10 * i, 10, repeated=repeated) is Verdict.USE
+
+
+def test_a_short_page_of_repeats_is_not_a_stall() -> None:
+    def tail_repeat(offset: int, limit: int) -> tuple[list[int], int | None]:
+        records = [*range(12), 6]  # the last record repeats one of the page before
+        return records[offset : offset + min(limit, 6)], None
+
+    delivered, _, _ = read(tail_repeat, 6)
+    assert delivered == list(range(12))
+
+
+# Past the end -----------------------------------------------------------------------------
+
+
+def test_past_end_is_known_after_a_short_page_or_from_total() -> None:
+    paging = Paging(100)
+    assert paging.past_end(500) is False
+    paging.plan()
+    paging.settle(0, 100)
+    assert paging.past_end(100) is False
+    paging.plan()
+    paging.settle(100, 40)
+    assert paging.past_end(139) is False
+    assert paging.past_end(140) is True
+    with_total = Paging(100)
+    with_total.plan()
+    with_total.settle(0, 100, total=150)
+    assert with_total.past_end(149) is False
+    assert with_total.past_end(150) is True
+
+
+def test_a_full_page_after_a_short_one_forgets_the_probable_end() -> None:
+    paging = Paging(10)
+    for offset, count in ((0, 10), (10, 5), (15, 10)):
+        assert paging.plan() == offset
+        assert paging.settle(offset, count) is Verdict.USE
+    assert paging.past_end(25) is False
+
+
+# Page numbers -------------------------------------------------------------------------------
+
+
+def test_page_numbers_follow_the_honoured_size() -> None:
+    paging = Paging(100, by_page=True)
+    assert paging.plan() == 0
+    assert paging.page_number(0, 1) == 1
+    paging.settle(0, 10)  # the server serves 10 per page
+    assert paging.plan() == 10
+    assert paging.page_number(10, 1) == 2
+    assert paging.page_number(10, 0) == 1
+
+
+# Arguments --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("total", "limit", "start", "ahead", "expected"),
+    ("limit", "start", "overlap", "message"),
     [
-        (0, 10, 0, 1, [(0, 0)]),
-        (0, 10, 0, 4, [(0, 0)]),
-        (5, 10, 0, 1, [(0, 5)]),
-        (10, 10, 0, 1, [(0, 10), (10, 0)]),
-        (10, 10, 0, 3, [(0, 10), (10, 0)]),
-        (25, 10, 0, 1, [(0, 10), (10, 10), (20, 5)]),
-        (25, 10, 0, 4, [(0, 10), (10, 10), (20, 5)]),
-        (30, 10, 0, 2, [(0, 10), (10, 10), (20, 10), (30, 0)]),
-        (3, 1, 0, 2, [(0, 1), (1, 1), (2, 1), (3, 0)]),
-        (25, 10, 10, 1, [(10, 10), (20, 5)]),
-        (25, 10, 30, 3, [(30, 0)]),
+        (0, 0, 0, "limit must be positive"),
+        (10, -1, 0, "start must not be negative"),
+        (10, 0, 10, "overlap must be at least 0 and less than limit"),
     ],
 )
-def test_read_all_records_exactly_once(
-    total: int, limit: int, start: int, ahead: int, expected: list[tuple[int, int]]
-) -> None:
-    useful = read_all(total, limit, start=start, ahead=ahead)
-    assert useful == expected
-    assert sum(count for _, count in useful) == max(0, total - start)
-
-
-# Arguments ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("limit", "start", "message"),
-    [
-        (0, 0, "limit must be positive"),
-        (-1, 0, "limit must be positive"),
-        (10, -1, "start must not be negative"),
-        (0, -1, "limit must be positive"),
-    ],
-)
-def test_offset_paging_invalid_arguments_raise(limit: int, start: int, message: str) -> None:
+def test_invalid_arguments_raise(limit: int, start: int, overlap: int, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{message}$"):
-        OffsetPaging(limit, start)
+        Paging(limit, start, overlap)
+
+
+# Any server that answers at most the limit --------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(0, 400),
+    limit=st.integers(1, 120),
+    overlap=st.integers(0, 30),
+    ahead=st.integers(1, 5),
+    total=st.booleans(),
+    sizes=st.lists(st.integers(1, 120), min_size=1, max_size=8),
+)
+def test_any_page_sizes_read_every_record_once(
+    *, n: int, limit: int, overlap: int, ahead: int, total: bool, sizes: list[int]
+) -> None:
+    overlap = min(overlap, limit - 1)
+    calls = iter(range(10_000))
+    first = min(limit, sizes[0])
+
+    def varying(offset: int, asked: int) -> tuple[list[int], int | None]:
+        # The first page shows the cap; later pages may be shorter, never longer than it.
+        size = first if next(calls) == 0 else min(first, sizes[offset % len(sizes)])
+        return list(range(offset, min(n, offset + min(size, asked)))), (n if total else None)
+
+    delivered, paging, _ = read(varying, limit, overlap=overlap, ahead=ahead)
+    assert delivered == list(range(n))
+    assert paging.end is not None and paging.end >= n

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -327,6 +331,34 @@ async def test_passes_sync_with_explicit_times(store: StateStore) -> None:
     ]
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    ("owner", "status"),
+    [
+        (lambda: f"{socket.gethostname()}:{_dead_pid()}", "interrupted"),
+        (lambda: f"{socket.gethostname()}:{os.getpid()}", "running"),
+        (lambda: f"{socket.gethostname()}:1", "running"),  # alive (init), not ours to judge
+        (lambda: f"another-host:{_dead_pid()}", "running"),
+    ],
+)
+async def test_a_running_pass_whose_process_is_gone_is_interrupted(
+    store: StateStore, db_path: Path, owner: Callable[[], str], status: str
+) -> None:
+    first = store.start_pass_sync(now=1.0)
+    store.conn.execute("UPDATE passes SET owner=? WHERE id=?", (owner(), first))
+    assert [p.status for p in store.passes_sync()] == [status]
+    second = store.start_pass_sync(now=2.0)  # a new pass judges the old ones too
+    assert [(p.id, p.status) for p in store.passes_sync()] == [
+        (second, "running"),
+        (first, status),
+    ]
+
+
 async def test_passes_sync_limit(store: StateStore) -> None:
     for i in range(12):
         store.start_pass_sync(now=float(i))
@@ -371,7 +403,7 @@ async def test_open_other_schema_version_raises(db_path: Path) -> None:
     store = StateStore(db_path)
     with pytest.raises(StateError) as info, anyio.fail_after(DEADLINE):
         await store.__aenter__()
-    assert str(info.value) == f"{db_path}: schema version 99, expected 2"
+    assert str(info.value) == f"{db_path}: schema version 99, expected 3"
 
 
 async def test_open_records_schema_version(store: StateStore, db_path: Path) -> None:
@@ -380,7 +412,7 @@ async def test_open_records_schema_version(store: StateStore, db_path: Path) -> 
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     finally:
         conn.close()
-    assert row == ("2",)
+    assert row == ("3",)
 
 
 async def test_version_1_store_is_migrated_keeping_its_data(db_path: Path) -> None:
@@ -399,8 +431,9 @@ async def test_version_1_store_is_migrated_keeping_its_data(db_path: Path) -> No
         conn.close()
     with anyio.fail_after(DEADLINE):
         async with StateStore(db_path) as store:
+            # Written before passes had owners: no process of that age runs it now.
             assert [(p.id, p.status, p.checkpoint) for p in store.passes_sync()] == [
-                (1, "running", 0)
+                (1, "interrupted", 0)
             ]
             assert await store.resume_offset() == 0
 
