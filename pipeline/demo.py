@@ -3,6 +3,7 @@ configuration that points the pipeline at them (``pipeline demo`` and ``pipeline
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ __all__ = [
     "demo_config",
     "load_plan",
     "running_emulators",
+    "source_variant_keys",
     "use_demo_tokens",
 ]
 
@@ -115,8 +117,37 @@ async def running_emulators(
             for offset, app in enumerate(apps)
         ]
         yield EmulatorUrls(
-            source=f"{urls[0]}/customer-users", syncbatch=urls[1], emporix=urls[2], norce=urls[3]
+            source=f"{urls[0]}{plan.man.alias}", syncbatch=urls[1], emporix=urls[2], norce=urls[3]
         )
+
+
+def source_variant_keys(man: ManEmulatorConfig) -> dict[str, Any]:
+    """The ``[source]`` keys a user must set to read the MAN server variant ``man`` plays:
+    paging mode and parameter names, the envelope paths, and the ``fields`` and
+    ``address_fields`` tables of renamed keys. Keys left at their default are left out."""
+    keys: dict[str, Any] = {}
+    if man.paging == "page":
+        keys["paging"] = "page"
+        keys["first_page"] = man.first_page
+        if man.page_param != "page":
+            keys["page_param"] = man.page_param
+    elif man.offset_param != "offset":
+        keys["offset_param"] = man.offset_param
+    if man.limit_param != "limit":
+        keys["limit_param"] = man.limit_param
+    if man.envelope == "object":
+        if man.data_path != "data":
+            keys["data_path"] = man.data_path
+        if man.total_path != "total":
+            keys["total_path"] = man.total_path
+    for table, renames in (
+        ("fields", man.field_names),
+        ("address_fields", man.address_field_names),
+    ):
+        changed = {name: served for name, served in sorted(renames.items()) if name != served}
+        if changed:
+            keys[table] = changed
+    return keys
 
 
 def use_demo_tokens() -> None:
@@ -143,6 +174,7 @@ def demo_config(
             "page_size": min(DEMO_PAGE_SIZE, plan.man.max_limit),
             "max_in_flight": 4,
             "token_env": f"{env_prefix}MAN_TOKEN",
+            **source_variant_keys(plan.man),
         },
         "flow": {"queue_size": 8},
         "state": {"path": state_path},
@@ -185,7 +217,7 @@ url = "{urls.source}"
 page_size = {min(DEMO_PAGE_SIZE, plan.man.max_limit)}
 max_in_flight = 4
 token_env = "MAN_TOKEN"
-
+{_toml_tables("source", source_variant_keys(plan.man))}
 [state]
 path = "pipeline-state.sqlite3"
 
@@ -215,3 +247,22 @@ batch_size = 500
 rate_per_second = 5
 max_in_flight = 2
 """
+
+
+def _toml_tables(name: str, keys: dict[str, Any]) -> str:
+    """The scalar ``keys`` as lines of the open table, then each sub-table as [name.key]."""
+    lines = [
+        f"{key} = {_toml_value(value)}"
+        for key, value in keys.items()
+        if not isinstance(value, dict)
+    ]
+    for key, table in keys.items():
+        if isinstance(table, dict):
+            lines.append(f"\n[{name}.{key}]")
+            lines.extend(f"{field} = {_toml_value(value)}" for field, value in table.items())
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _toml_value(value: str | int) -> str:
+    # A JSON string is a TOML basic string (the same escapes, \uXXXX included).
+    return json.dumps(value)

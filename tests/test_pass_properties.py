@@ -163,3 +163,34 @@ def test_any_pages_end_cleanly_with_every_valid_record_written_once(
     for position, raw in enumerate(served):
         first_seen.setdefault(raw, position)
     assert report.source.checkpoint > max(first_seen.values(), default=-1)
+
+
+def test_a_read_short_of_the_announced_total_says_so() -> None:
+    served = [record(i, valid=True) for i in range(45)]
+    config = settings_from_mapping(
+        {
+            "source": {"url": "http://127.0.0.1:1/c", "page_size": LIMIT},
+            "state": {"path": ":memory:"},
+        },
+        environ={},
+    )
+    target = CountingTarget()
+
+    class Lying(FakeSource):
+        async def fetch(self, offset: int) -> Answer | None:
+            answer = await super().fetch(offset)
+            assert answer is not None
+            return Answer(answer.records, 500)
+
+    async def go() -> Any:
+        async with StateStore(":memory:") as store:
+            run = Pass(
+                config, store, [target], source=Lying(served, [LIMIT], True, settings=config.source)
+            )  # type: ignore[list-item]
+            return await run.run()
+
+    report = anyio.run(go)
+    assert report.source.total == 500
+    assert report.source.shortfall == 455
+    assert report.complete is False  # no deactivation after a read that fell short
+    assert len(target.writes) == 45

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import hmac
-import random
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 from aiohttp import web
 
 from pipeline.emulators.dataset import Dataset
 from pipeline.emulators.faults import FaultInjector, FaultPlan, json_response
+from pipeline.emulators.man_drift import Drifter, DriftPlan
+from pipeline.emulators.man_paging import (
+    LimitMode,
+    PageAsk,
+    PagingMode,
+    check_paging,
+    read_paging,
+)
+from pipeline.emulators.man_shape import (
+    FlagStyle,
+    check_envelope,
+    check_record_shape,
+    envelope_body,
+    shape_record,
+)
 
 __all__ = [
     "MAN_CONFIG",
@@ -22,75 +36,63 @@ __all__ = [
     "Drifter",
     "ManEmulatorConfig",
     "ManRequest",
+    "PastEnd",
     "create_man_app",
     "man_error_body",
 ]
 
-
-class DriftPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Records inserted and deleted between page requests, to expose offset drift.
-
-    At each data page request numbered `after_requests` or later (1-based, counting
-    the requests that pass auth and paging checks), before the page is sliced: with
-    probability `insert_rate` one record is inserted at a random position, then with
-    probability `delete_rate` one random record is deleted; at most `max_events`
-    inserts and deletes in all. Seeded: the same requests drift the same way.
-    """
-
-    seed: int = 0
-    insert_rate: float = 0.0
-    delete_rate: float = 0.0
-    max_events: int = 1_000_000
-    after_requests: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("insert_rate", "delete_rate"):
-            rate = getattr(self, name)
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
-        if self.max_events < 0:
-            raise ValueError("max_events must not be negative")
-        if self.after_requests < 1:
-            raise ValueError("after_requests must be at least 1")
+PastEnd = Literal["empty", "404", "400", "416", "empty_body", "null"]
+"""What a request at or past the end of the data is answered (see `ManEmulatorConfig`)."""
 
 
-class Drifter:
-    """Apply a `DriftPlan` to a dataset, one call per data page request."""
-
-    def __init__(self, plan: DriftPlan, dataset: Dataset) -> None:
-        self.plan = plan
-        self.dataset = dataset
-        self.requests = 0
-        self.events = 0
-        self._random = random.Random(f"drift-{plan.seed}")
-
-    def __repr__(self) -> str:
-        return f"Drifter(seed={self.plan.seed}, requests={self.requests}, events={self.events})"
-
-    def apply(self) -> None:
-        """Count the request; maybe insert one record, then maybe delete one."""
-        self.requests += 1
-        plan, dataset = self.plan, self.dataset
-        if self.requests < plan.after_requests:
-            return
-        if self.events < plan.max_events and self._random.random() < plan.insert_rate:
-            dataset.insert(self._random.randrange(len(dataset) + 1))
-            self.events += 1
-        if (
-            self.events < plan.max_events
-            and len(dataset) > 0
-            and self._random.random() < plan.delete_rate
-        ):
-            dataset.delete(dataset.customer_id(self._random.randrange(len(dataset))))
-            self.events += 1
+def _echo_keys(paging: PagingMode) -> tuple[str, str]:
+    """The top-level keys echoing the page asked for, beside the list at "data"."""
+    return ("limit", "offset") if paging == "offset" else ("limit", "page")
 
 
 class ManEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the MAN emulator answers.
+    """How the MAN emulator answers; also the ``[man]`` section of an emulator plan.
 
     Auth: `token` is the accepted bearer token; when `client_id` and `client_secret`
     are both set the Mulesoft-style header pair is accepted as well. With no token
     and no pair, every request is let in.
+
+    The real API is undocumented beyond MANPINT002, so every plausible variant can be
+    played; each default is the reading of the spec (specs/man-source.md).
+
+    Paging:
+      - `paging` "offset": ``?{limit_param}=L&{offset_param}=O``; "page":
+        ``?{page_param}=P&{limit_param}=L`` where page `first_page` (0 or 1) holds records
+        [0, L). Parameters the server does not know are ignored, as a real server ignores
+        them: a client sending the wrong names gets the defaults (size 10, the first page).
+        A page below `first_page` answers 400.
+      - `limit_mode`: a size above `max_limit` is "reject"ed with a 400, or "clamp"ed to
+        `max_limit`; "ignore" never reads the size and always serves 10.
+      - `honour_offset` false: the offset (or page number) is never read; every request
+        gets the first page.
+      - `past_end`: the answer to a request at or past the end of the data (offset, or
+        first record of the page, >= the number of records): "empty" (an empty list in the
+        usual envelope), "404", "400" or "416" (a MAN error body), "empty_body" (200 with a
+        zero-length body), "null" (the usual envelope with null for the list; ``null`` as a
+        bare array).
+
+    Envelope: `envelope` "object" puts the list at the dotted `data_path` and the record
+    count at the dotted `total_path` ("" sends none); with `data_path` "data" the page asked
+    for is echoed beside it ("limit" and "offset", or "limit" and "page"). "array" sends the
+    bare list.
+
+    Records, rewritten on the way out (the Dataset stays canonical; see `man_shape`):
+      - `field_names` renames record keys, `address_field_names` address keys (MANPINT002
+        name -> served name), e.g. ``{customer_id = "customerId", address = "addresses"}``.
+      - `flags`: isDefaultBilling/isDefaultShipping as "bool", "int" (1/0) or "string"
+        ("true"/"false").
+      - `address_list`: the address is a one-element list (a null address an empty one),
+        followed by `address_decoys` extra addresses with both flags false.
+      - `iso2_null`: every iso2Code is null; the country name stays.
+      - `null_addresses` = [start, end): records at those served positions have an address
+        whose every field is null. `no_email` = [start, end): those records have no email.
+      - `repeat_all`: the served sequence is the data twice over (a UNION ALL mistake), and
+        the total counts both copies. Positions count along the served sequence.
     """
 
     token: str | None = "demo-man-token"
@@ -101,22 +103,58 @@ class ManEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     alias: str = "/customer-users"
     faults: FaultPlan = FaultPlan()
     drift: DriftPlan = DriftPlan()
+    # paging
+    paging: PagingMode = "offset"
+    limit_param: str = "limit"
+    offset_param: str = "offset"
+    page_param: str = "page"
+    first_page: int = 1
+    limit_mode: LimitMode = "reject"
+    honour_offset: bool = True
+    past_end: PastEnd = "empty"
+    # envelope
+    data_path: str = "data"
+    total_path: str = "total"
+    # records
+    field_names: dict[str, str] = {}
+    address_field_names: dict[str, str] = {}
+    flags: FlagStyle = "bool"
+    address_list: bool = False
+    address_decoys: int = 0
+    iso2_null: bool = False
+    null_addresses: tuple[int, int] | None = None
+    no_email: tuple[int, int] | None = None
+    repeat_all: bool = False
+
+    def __post_init__(self) -> None:
+        check_paging(self)
+        if self.past_end not in get_args(PastEnd):
+            raise ValueError(f"past_end must be one of {get_args(PastEnd)}, got {self.past_end!r}")
+        check_envelope(self, _echo_keys(self.paging))
+        check_record_shape(self)
 
     def __repr__(self) -> str:  # never show the secrets
+        variants = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name in _VARIANT_FIELDS
+            if getattr(self, name) != getattr(_DEFAULT_CONFIG, name)
+        )
         return (
             f"ManEmulatorConfig(envelope={self.envelope!r}, max_limit={self.max_limit}, "
-            f"alias={self.alias!r}, faults={self.faults!r}, drift={self.drift!r})"
+            f"alias={self.alias!r}, faults={self.faults!r}, drift={self.drift!r}{variants})"
         )
 
 
-class ManRequest(msgspec.Struct, frozen=True):
-    """One request to a data endpoint, as the emulator answered it."""
+class ManRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One request to a data endpoint, as the emulator answered it: the offset and limit
+    it served (None when unreadable), and the page number in page mode."""
 
     method: str
     path: str
     offset: int | None
     limit: int | None
     status: int
+    page: int | None = None
 
 
 MAN_CONFIG = web.AppKey("man_config", ManEmulatorConfig)
@@ -125,12 +163,16 @@ MAN_DRIFT = web.AppKey("man_drift", Drifter)
 MAN_FAULTS = web.AppKey("man_faults", FaultInjector)
 MAN_LOG = web.AppKey("man_log", list[ManRequest])
 
-_DEFAULT_LIMIT = 10
-
 
 def man_error_body(status: int, message: str) -> dict[str, str]:
     """Error body in the MAN style: `{"error": ..., "message": ...}`."""
-    codes = {400: "bad_request", 401: "unauthorized", 404: "not_found", 429: "too_many_requests"}
+    codes = {
+        400: "bad_request",
+        401: "unauthorized",
+        404: "not_found",
+        416: "range_not_satisfiable",
+        429: "too_many_requests",
+    }
     return {"error": codes.get(status, "server_error"), "message": message}
 
 
@@ -156,30 +198,17 @@ def _authorized(config: ManEmulatorConfig, request: web.Request) -> bool:
     return False
 
 
-def _parse_int(request: web.Request, name: str, default: int) -> int | None:
-    """The query parameter `name` as a non-negative integer, default if absent, None if bad."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()):
-        return None
-    return int(raw)
-
-
 async def _customers(request: web.Request) -> web.StreamResponse:
     """GET /corporate-structure and the alias: one page, every answer logged."""
-    offset = _parse_int(request, "offset", 0)
-    limit = _parse_int(request, "limit", _DEFAULT_LIMIT)
-    response = await request.app[MAN_FAULTS].finish(
-        request, await _answer_page(request, offset, limit)
-    )
+    ask = read_paging(request.query, request.app[MAN_CONFIG])
+    response = await request.app[MAN_FAULTS].finish(request, await _answer_page(request, ask))
     request.app[MAN_LOG].append(
-        ManRequest(request.method, request.path, offset, limit, response.status)
+        ManRequest(request.method, request.path, ask.offset, ask.limit, response.status, ask.page)
     )
     return response
 
 
-async def _answer_page(request: web.Request, offset: int | None, limit: int | None) -> web.Response:
+async def _answer_page(request: web.Request, ask: PageAsk) -> web.Response:
     # Order: auth, then paging parameters, then drift, then faults. A 401 or 400
     # is never replaced by an injected fault, and only well-formed requests count
     # towards the drift and fault plans' request numbers. Body faults come last,
@@ -188,21 +217,36 @@ async def _answer_page(request: web.Request, offset: int | None, limit: int | No
     config = app[MAN_CONFIG]
     if not _authorized(config, request):
         return _error(401, "missing or invalid credentials")
-    if offset is None:
-        return _error(400, "offset must be a non-negative integer")
-    if limit is None:
-        return _error(400, "limit must be a non-negative integer")
-    if limit > config.max_limit:
-        return _error(400, f"limit must not exceed {config.max_limit}")
+    if ask.error is not None or ask.offset is None or ask.limit is None:
+        return _error(400, ask.error or "bad paging parameters")
     app[MAN_DRIFT].apply()
     injected = await app[MAN_FAULTS].apply(request)
     if injected is not None:
         return injected
+
+    # The page
     dataset = app[MAN_DATASET]
-    data = dataset.page(offset, limit)
-    if config.envelope == "array":
-        return json_response(data)
-    return json_response({"data": data, "limit": limit, "offset": offset, "total": len(dataset)})
+    size = len(dataset)
+    served = 2 * size if config.repeat_all else size
+    offset, limit = ask.offset, ask.limit
+    echo = (
+        {"limit": limit, "offset": offset}
+        if ask.page is None
+        else {"limit": limit, "page": ask.page}
+    )
+    past_end = offset >= served
+    if past_end and config.past_end in ("404", "400", "416"):
+        where = f"offset {offset}" if ask.page is None else f"page {ask.page}"
+        return _error(int(config.past_end), f"{where} is past the end ({served} records)")
+    if past_end and config.past_end == "empty_body":
+        return web.Response(status=200, body=b"", content_type="application/json", charset="utf-8")
+    data = None
+    if not (past_end and config.past_end == "null"):
+        data = [
+            shape_record(dataset.record(position % size), position, config)
+            for position in range(offset, min(served, offset + limit))
+        ]
+    return json_response(envelope_body(data, total=served, echo=echo, shape=config))
 
 
 async def _admin_requests(request: web.Request) -> web.Response:
@@ -244,6 +288,9 @@ async def _admin_update(request: web.Request) -> web.Response:
 
 
 _DEFAULT_CONFIG = ManEmulatorConfig()
+_VARIANT_FIELDS = ManEmulatorConfig.__struct_fields__[
+    ManEmulatorConfig.__struct_fields__.index("paging") :
+]
 
 
 def create_man_app(
@@ -251,8 +298,9 @@ def create_man_app(
 ) -> web.Application:
     """Build the MAN emulator app serving `dataset`.
 
-    Data: GET /corporate-structure and GET {config.alias} (`limit`, `offset`).
-    `config.drift` mutates `dataset` between page requests.
+    Data: GET /corporate-structure and GET {config.alias}, paged and shaped as `config`
+    says (`limit` and `offset` by default). `config.drift` mutates `dataset` between
+    page requests.
     Admin (no auth, no faults, not logged): GET /_admin/requests, GET /_admin/stats,
     POST /_admin/records/{customer_id}. Raises ValueError for a bad alias or limit cap.
     """

@@ -8,7 +8,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.records import Page, RecordBatch, Rejected
 from pipeline.transform.dedupe import Dedupe
 from pipeline.transform.validate import Invalid, customer_id_of, email_key, validate
-from pipeline.transform.wire import RECORD_ERRORS, ManRecord, decode_record, probe_customer_id
+from pipeline.transform.wire import DEFAULT_DECODER, RECORD_ERRORS, ManRecord, RecordDecoder
 
 __all__ = ["TransformStats", "position_key", "run_transform", "transform_page"]
 
@@ -51,16 +51,19 @@ class _Unreadable(msgspec.Struct, frozen=True):
     error: Exception
 
 
-def _decode(page: Page) -> tuple[list[ManRecord | _Unreadable], list[str], list[str]]:
+def _decode(
+    page: Page, decoder: RecordDecoder
+) -> tuple[list[ManRecord | _Unreadable], list[str], list[str]]:
     """Every record decoded (or why not), and the ids and email keys the page may claim."""
     decoded: list[ManRecord | _Unreadable] = []
     ids: list[str] = []
     emails: list[str] = []
+    decode = decoder.decode
     for i, raw in enumerate(page.records):
         try:
-            wire = decode_record(raw)
+            wire = decode(raw)
         except RECORD_ERRORS as exc:
-            key = _safe_key(probe_customer_id(raw)) or position_key(page.offset + i)
+            key = _safe_key(decoder.probe_customer_id(raw)) or position_key(page.offset + i)
             decoded.append(_Unreadable(key, exc))
             ids.append(key)
             continue
@@ -72,13 +75,16 @@ def _decode(page: Page) -> tuple[list[ManRecord | _Unreadable], list[str], list[
     return decoded, ids, emails
 
 
-def transform_page(page: Page, dedupe: Dedupe) -> RecordBatch:
+def transform_page(
+    page: Page, dedupe: Dedupe, decoder: RecordDecoder = DEFAULT_DECODER
+) -> RecordBatch:
     """Decode and validate every record of ``page`` on its own; nothing here raises
-    (but the dedupe's own storage)."""
+    (but the dedupe's own storage). ``decoder`` reads the source's field names."""
     customers = []
     rejected = []
     duplicates = 0
-    decoded, ids, emails = _decode(page)
+    pick = decoder.pick
+    decoded, ids, emails = _decode(page, decoder)
     dedupe.begin_page(ids, emails)
     for i, (raw, wire) in enumerate(zip(page.records, decoded, strict=True)):
         if isinstance(wire, _Unreadable):
@@ -96,7 +102,7 @@ def transform_page(page: Page, dedupe: Dedupe) -> RecordBatch:
             duplicates += 1
             continue
         try:
-            customer = validate(wire, customer_id, size=len(raw))
+            customer = validate(wire, customer_id, size=len(raw), pick=pick)
         except Invalid as exc:
             rejected.append(Rejected(customer_id, str(exc)))
             continue
@@ -120,11 +126,12 @@ async def run_transform(
     out: MemoryObjectSendStream[RecordBatch],
     stats: TransformStats,
     dedupe: Dedupe,
+    decoder: RecordDecoder = DEFAULT_DECODER,
 ) -> None:
     """Transform pages until the source closes its end, then close ours."""
     async with pages, out:
         async for page in pages:
-            batch = transform_page(page, dedupe)
+            batch = transform_page(page, dedupe, decoder)
             stats.rejected += len(batch.rejected)
             stats.duplicates += batch.duplicates
             await out.send(batch)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
+from pipeline.config import AddressPick
 from pipeline.records import Address, Customer
+from pipeline.transform.countries import iso2_of_country
 from pipeline.transform.wire import ManAddress, ManRecord
 
 __all__ = ["Invalid", "customer_id_of", "email_key", "validate"]
@@ -19,6 +21,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID_LENGTH = 64
 MAX_EMAIL_LENGTH = 254
 MAX_FIELD_LENGTH = 1000
+_TEXT_FIELDS = ("salutation", "firstName", "lastName", "email", "businessUnit", "role")
+_ADDRESS_FIELDS = ("address1", "address2", "address3", "zipCode", "city", "country", "phone")
+_ADDRESS_TEXT = (*_ADDRESS_FIELDS, "iso2Code")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no", ""})
 
 
 class Invalid(ValueError):
@@ -43,25 +50,56 @@ def _text(value: str | None, field: str, *, required: bool) -> str:
     return text
 
 
-def _flag(value: bool | str | None, field: str) -> bool:
+def _flag(value: object, field: str) -> bool:
     if value is None:
         return False
     if isinstance(value, bool):
         return value
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no", ""):
-        return False
+    if isinstance(value, int):
+        if value in (0, 1):
+            return value == 1
+    elif isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
     raise Invalid(f"{field} is not a boolean")
 
 
-def _address(raw: ManAddress) -> Address:
+def _is_blank(raw: ManAddress) -> bool:
+    """Every field null, absent or empty, and no flag set: no address at all."""
+    for field in _ADDRESS_TEXT:
+        value = getattr(raw, field)
+        if value is not None and (not isinstance(value, str) or value.strip()):
+            return False
+    try:
+        return not (_flag(raw.isDefaultBilling, "") or _flag(raw.isDefaultShipping, ""))
+    except Invalid:
+        return False
+
+
+def _iso2_of(country: str | None) -> str:
+    # Only for an address without a code: the country name is the code's last chance.
+    name = (country or "").strip()
+    if not name:
+        raise Invalid("address.iso2Code is missing")
+    code = iso2_of_country(name)
+    if code is None:
+        raise Invalid(
+            "address.iso2Code is missing and address.country does not name a known country"
+        )
+    return code
+
+
+def _address(raw: ManAddress) -> Address | None:
     # The hot path: the wire Struct bounded every length already; only trimming is left.
     iso2 = (raw.iso2Code or "").strip()
     if not iso2:
-        raise Invalid("address.iso2Code is missing")
-    if not _ISO2.match(iso2):
+        if _is_blank(raw):
+            return None
+        iso2 = _iso2_of(raw.country)
+    elif not _ISO2.match(iso2):
         raise Invalid(f"address.iso2Code {iso2[:8]!r} is not an ISO 3166-1 alpha-2 code")
     zip_code = raw.zipCode
     billing, shipping = raw.isDefaultBilling, raw.isDefaultShipping
@@ -83,6 +121,28 @@ def _address(raw: ManAddress) -> Address:
     )
 
 
+def _pick(addresses: list[ManAddress], pick: AddressPick) -> ManAddress | None:
+    """The customer's address among several: blank ones are none; then by ``pick``."""
+    candidates = [a for a in addresses if not _is_blank(a)]
+    if len(candidates) <= 1 or pick == "first":
+        return candidates[0] if candidates else None
+    billing = [a for a in candidates if _flag(a.isDefaultBilling, "address.isDefaultBilling")]
+    shipping = [a for a in candidates if _flag(a.isDefaultShipping, "address.isDefaultShipping")]
+    for flagged in (billing, shipping) if pick == "billing" else (shipping, billing):
+        if flagged:
+            return flagged[0]
+    return candidates[0]
+
+
+def _address_of(value: ManAddress | list[ManAddress] | None, pick: AddressPick) -> Address | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        picked = _pick(value, pick)
+        return _address(picked) if picked is not None else None
+    return _address(value)
+
+
 def customer_id_of(raw: ManRecord) -> str:
     """The record's id as text.
 
@@ -100,27 +160,27 @@ def customer_id_of(raw: ManRecord) -> str:
     return text
 
 
-_TEXT_FIELDS = ("salutation", "firstName", "lastName", "email", "businessUnit", "role")
-_ADDRESS_FIELDS = ("address1", "address2", "address3", "zipCode", "city", "country", "phone")
-
-
 def _check_lengths(raw: ManRecord) -> None:
     for field in _TEXT_FIELDS:
         value = getattr(raw, field)
         if isinstance(value, str) and len(value.strip()) > MAX_FIELD_LENGTH:
             raise Invalid(f"{field} is longer than {MAX_FIELD_LENGTH} characters")
-    if raw.address is not None:
+    address = raw.address
+    for item in [address] if isinstance(address, ManAddress) else address or ():
         for field in _ADDRESS_FIELDS:
-            value = getattr(raw.address, field)
+            value = getattr(item, field)
             if isinstance(value, str) and len(value.strip()) > MAX_FIELD_LENGTH:
                 raise Invalid(f"address.{field} is longer than {MAX_FIELD_LENGTH} characters")
 
 
-def validate(raw: ManRecord, customer_id: str, *, size: int | None = None) -> Customer:
+def validate(
+    raw: ManRecord, customer_id: str, *, size: int | None = None, pick: AddressPick = "billing"
+) -> Customer:
     """Check every rule on one record and return its canonical form.
 
     ``size`` is the record's length in bytes when known: a record no longer than
     ``MAX_FIELD_LENGTH`` cannot hold a field that is, so the per-field length checks are skipped.
+    ``pick`` chooses the address when the record holds a list of them (``RecordDecoder.pick``).
 
     Raises:
         Invalid: the first rule the record breaks.
@@ -138,5 +198,5 @@ def validate(raw: ManRecord, customer_id: str, *, size: int | None = None) -> Cu
         email=email_key(email),
         business_unit=_text(raw.businessUnit, "businessUnit", required=True),
         role=(raw.role or "").strip(),
-        address=_address(raw.address) if raw.address is not None else None,
+        address=_address_of(raw.address, pick),
     )

@@ -131,9 +131,17 @@ def test_decode_record_accepts_raw() -> None:
         (record(customer_id=True), "$.customer_id"),
         (record(address="Dachauer Str."), "$.address"),
         (record(address=address(zipCode=80995.5)), "$.address.zipCode"),
-        (record(address=address(isDefaultBilling=1)), "$.address.isDefaultBilling"),
+        (record(address=[address(), "Dachauer Str."]), "$.address[1]"),
     ],
-    ids=["email-int", "name-list", "id-float", "id-bool", "address-str", "zip-float", "flag-int"],
+    ids=[
+        "email-int",
+        "name-list",
+        "id-float",
+        "id-bool",
+        "address-str",
+        "zip-float",
+        "address-list-of-str",
+    ],
 )
 def test_decode_record_wrong_type_names_the_field(data: dict[str, Any], path: str) -> None:
     with pytest.raises(msgspec.ValidationError) as info:
@@ -279,6 +287,95 @@ def test_validate_address_with_only_iso2() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (1, True),
+        (0, False),
+        ("true", True),
+        ("FALSE", False),
+        (" Yes ", True),
+        ("1", True),
+        ("0", False),
+    ],
+)
+@pytest.mark.parametrize("flag", ["isDefaultBilling", "isDefaultShipping"])
+def test_validate_address_flag_spellings(flag: str, value: Any, expected: bool) -> None:
+    customer = check(record(address={**address(isDefaultBilling=None), flag: value}))
+    assert customer.address is not None
+    field = "default_billing" if flag == "isDefaultBilling" else "default_shipping"
+    assert getattr(customer.address, field) is expected
+
+
+@pytest.mark.parametrize("value", [2, -1, "maybe", "2", 1.0, 0.5, [True], {"value": True}, "truee"])
+@pytest.mark.parametrize("flag", ["isDefaultBilling", "isDefaultShipping"])
+def test_validate_address_flag_not_boolean(flag: str, value: Any) -> None:
+    assert reason_of(record(address=address(**{flag: value}))) == f"address.{flag} is not a boolean"
+
+
+@pytest.mark.parametrize(
+    "blank",
+    [
+        {},
+        {field: None for field in address()},
+        {field: "" for field in address()},
+        {**{field: "  " for field in address()}, "isDefaultBilling": "false", "zipCode": None},
+        {"isDefaultBilling": False, "isDefaultShipping": 0, "country": None},
+    ],
+    ids=["empty-object", "all-null", "all-empty", "all-blank", "flags-false"],
+)
+def test_validate_blank_address_is_no_address(blank: dict[str, Any]) -> None:
+    assert check(record(address=blank)) == msgspec.structs.replace(EXPECTED, address=None)
+
+
+@pytest.mark.parametrize(
+    "only",
+    [{"isDefaultBilling": True}, {"isDefaultShipping": "maybe"}, {"zipCode": 0}, {"phone": "1"}],
+)
+def test_validate_address_with_a_value_is_not_blank(only: dict[str, Any]) -> None:
+    assert reason_of(record(address=only)) == "address.iso2Code is missing"
+
+
+@pytest.mark.parametrize(
+    ("iso2", "country", "expected"),
+    [
+        (None, "Germany", "DE"),
+        (None, "Deutschland", "DE"),
+        (None, "Österreich", "AT"),
+        ("", " GERMANY ", "DE"),
+        ("  ", "Federal Republic of Germany", "DE"),
+        (_ABSENT, "Czech Republic", "CZ"),
+        (None, "United Kingdom", "GB"),
+        ("AT", "Germany", "AT"),
+        ("nl", "Deutschland", "NL"),
+        ("FR", "Narnia", "FR"),
+        ("FR", None, "FR"),
+    ],
+)
+def test_validate_address_iso2_from_country(iso2: Any, country: str | None, expected: str) -> None:
+    data = address(iso2Code=iso2, country=country)
+    customer = check(record(address={k: v for k, v in data.items() if v is not _ABSENT}))
+    assert customer.address is not None
+    assert customer.address.iso2 == expected
+    assert customer.address.country == (country or "").strip()
+
+
+@pytest.mark.parametrize("country", ["Narnia", "Germany!", "DE", "Bavaria", "-"])
+@pytest.mark.parametrize("iso2", [None, "", " "])
+def test_validate_address_unknown_country_reason(iso2: str | None, country: str) -> None:
+    reason = reason_of(record(address=address(iso2Code=iso2, country=country)))
+    assert reason == (
+        "address.iso2Code is missing and address.country does not name a known country"
+    )
+
+
+def test_validate_address_present_invalid_iso2_is_not_replaced_by_country() -> None:
+    reason = reason_of(record(address=address(iso2Code="DEU", country="Germany")))
+    assert reason == "address.iso2Code 'DEU' is not an ISO 3166-1 alpha-2 code"
+
+
 # Invalid records ------------------------------------------------------------------------
 
 
@@ -316,11 +413,14 @@ def test_validate_address_with_only_iso2() -> None:
             record(role="r" * (MAX_FIELD_LENGTH + 1)),
             f"role is longer than {MAX_FIELD_LENGTH} characters",
         ),
-        (record(address=address(iso2Code=None)), "address.iso2Code is missing"),
-        (record(address=without(address(), "iso2Code")), "address.iso2Code is missing"),
-        (record(address={}), "address.iso2Code is missing"),
-        (record(address=address(iso2Code="")), "address.iso2Code is missing"),
-        (record(address=address(iso2Code="  ")), "address.iso2Code is missing"),
+        (record(address=address(iso2Code=None, country=None)), "address.iso2Code is missing"),
+        (
+            record(address=without(address(), "iso2Code", "country")),
+            "address.iso2Code is missing",
+        ),
+        (record(address={"city": "Wien"}), "address.iso2Code is missing"),
+        (record(address=address(iso2Code="", country="")), "address.iso2Code is missing"),
+        (record(address=address(iso2Code="  ", country=" ")), "address.iso2Code is missing"),
         (
             record(address=address(iso2Code="DEU")),
             "address.iso2Code 'DEU' is not an ISO 3166-1 alpha-2 code",
@@ -376,11 +476,11 @@ def test_validate_address_with_only_iso2() -> None:
         "bu-blank",
         "first-too-long",
         "role-too-long",
-        "iso2-null",
-        "iso2-absent",
-        "address-empty-object",
-        "iso2-empty",
-        "iso2-blank",
+        "iso2-and-country-null",
+        "iso2-and-country-absent",
+        "address-only-city",
+        "iso2-and-country-empty",
+        "iso2-and-country-blank",
         "iso2-three-letters",
         "iso2-one-letter",
         "iso2-digit",
@@ -449,6 +549,8 @@ def test_validate_first_broken_rule_wins() -> None:
         {"businessUnit": ""},
         {"address": address(iso2Code="DEU")},
         {"address": address(isDefaultBilling=FIRST)},
+        {"address": address(isDefaultShipping=LAST * 3)},
+        {"address": address(iso2Code=None, country=FIRST + LAST)},
         {"address": address(city=LAST * 200)},
         {"customer_id": "x" * 100},
     ],

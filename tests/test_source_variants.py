@@ -1,0 +1,256 @@
+"""Whole passes against every plausible MAN server (issue 10).
+
+MANPINT002 leaves the endpoint, the page-size cap, the end of data, the envelope and the
+field names to be determined. Each case here plays one variant on the MAN emulator (the
+emulator does not import the client) and runs the whole pipeline to sync-batch: every valid
+record must be written exactly once and every invalid one dead-lettered with its reason, or
+the pass must stop with a message that names the cause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from pipeline.admin import dlq_replay
+from pipeline.emulators import Dataset, ManEmulatorConfig
+from pipeline.state.store import StateStore
+from tests.conftest import MAN_TOKEN, Env
+from tests.test_flow import expected_account, run_pass, stored_accounts
+
+# The emulator's own countries, written apart from the client's table (pycountry).
+ALPHA3 = {"DEU": "DE", "AUT": "AT", "POL": "PL", "NLD": "NL", "FRA": "FR", "ITA": "IT", "CZE": "CZ"}
+
+N = 250
+"""Records per case: two and a half pages of 100, so every end condition is met mid-page."""
+
+
+def man(**variant: Any) -> ManEmulatorConfig:
+    return ManEmulatorConfig(token=MAN_TOKEN, **variant)
+
+
+# variant name -> (the server, the client's [source] keys a user must set for it,
+#                  defect kinds the variant turns valid)
+VARIANTS: dict[str, tuple[ManEmulatorConfig, dict[str, Any], frozenset[str]]] = {
+    "limit capped at 50, answered short": (
+        man(limit_mode="clamp", max_limit=50),
+        {},
+        frozenset(),
+    ),
+    "limit capped at 50, no total": (
+        man(limit_mode="clamp", max_limit=50, total_path=""),
+        {},
+        frozenset(),
+    ),
+    "limit ignored (always 10)": (man(limit_mode="ignore"), {}, frozenset()),
+    "limit ignored, bare array": (man(limit_mode="ignore", envelope="array"), {}, frozenset()),
+    "404 past the end": (man(past_end="404", total_path=""), {}, frozenset()),
+    "400 past the end": (man(past_end="400", total_path=""), {}, frozenset()),
+    "416 past the end": (man(past_end="416", total_path=""), {}, frozenset()),
+    "empty body past the end": (man(past_end="empty_body", total_path=""), {}, frozenset()),
+    "null list past the end": (man(past_end="null", total_path=""), {}, frozenset()),
+    "404 past the end, with total": (man(past_end="404"), {}, frozenset()),
+    "paging parameters named size and from": (
+        man(limit_param="size", offset_param="from"),
+        {"limit_param": "size", "offset_param": "from"},
+        frozenset(),
+    ),
+    "nested envelope": (
+        man(data_path="result.data", total_path="result.total"),
+        {"data_path": "result.data", "total_path": "result.total"},
+        frozenset(),
+    ),
+    "flags as 1/0": (man(flags="int"), {}, frozenset()),
+    "flags as strings": (man(flags="string"), {}, frozenset()),
+    "customerId and renamed address fields": (
+        man(
+            field_names={"customer_id": "customerId", "firstName": "first_name"},
+            address_field_names={"zipCode": "postalCode"},
+        ),
+        {
+            "fields": {"customer_id": "customerId", "firstName": "first_name"},
+            "address_fields": {"zipCode": "postalCode"},
+        },
+        frozenset(),
+    ),
+    "addresses as a list, decoys after the default one": (
+        man(field_names={"address": "addresses"}, address_list=True, address_decoys=2),
+        {"fields": {"address": "addresses"}},
+        frozenset(),
+    ),
+    "iso2Code null, country name kept": (
+        man(iso2_null=True),
+        {},
+        frozenset({"iso2_three_letters"}),
+    ),
+    "page numbers from 1, pageSize": (
+        man(paging="page", page_param="page", limit_param="pageSize", first_page=1),
+        {"paging": "page", "limit_param": "pageSize", "first_page": 1},
+        frozenset(),
+    ),
+    "page numbers from 0, capped at 30": (
+        man(paging="page", first_page=0, limit_mode="clamp", max_limit=30),
+        {"paging": "page", "first_page": 0},
+        frozenset(),
+    ),
+}
+
+
+def source_keys(keys: dict[str, Any]) -> dict[str, Any]:
+    return {f"source__{k}": v for k, v in keys.items()}
+
+
+async def dead_letters(env: Env) -> dict[str, str]:
+    async with StateStore(env.settings().state.path) as store:
+        return {d.customer_id: d.reason for d in await store.dead_letters("syncbatch")}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+async def test_every_variant_delivers_every_valid_record_once(env: Env, name: str) -> None:
+    server, keys, turned_valid = VARIANTS[name]
+    dataset = Dataset(N, seed=21)
+    await env.start(dataset, man=server)
+
+    report, _ = await run_pass(env, **source_keys(keys))
+
+    assert report.error is None, report.error
+    assert report.complete is True
+    invalid = {c for c, kind in dataset.defects.items() if kind not in turned_valid}
+    valid = [r for r in dataset.records() if r["customer_id"] not in invalid]
+    stored = stored_accounts(env)
+    assert set(stored) == {r["customer_id"] for r in valid}
+    for raw in valid:  # the right values, the default address and not a decoy
+        account = stored[raw["customer_id"]]
+        expected = expected_account(raw)
+        if raw["customer_id"] in dataset.defects:  # a three-letter code, completed from the name
+            expected["country"] = ALPHA3[expected["country"]]
+        for key, value in expected.items():
+            assert account[key] == value, (raw["customer_id"], key)
+    assert all(n == 1 for n in env.store.writes.values())  # nothing written twice
+    assert set(await dead_letters(env)) == invalid
+    assert report.targets["syncbatch"].created == len(valid)
+    assert report.source.checkpoint == N
+
+
+async def test_a_capped_limit_is_followed_at_the_servers_page_size(env: Env) -> None:
+    await env.start(Dataset(N, seed=21), man=man(limit_mode="clamp", max_limit=50))
+    report, _ = await run_pass(env, source__overlap=0)
+    assert report.source.page_size == 50
+    assert report.source.pages == 5
+
+
+async def test_an_ignored_offset_aborts_naming_the_cause(env: Env) -> None:
+    await env.start(Dataset(N, seed=21), man=man(honour_offset=False))
+
+    report, _ = await run_pass(env)
+
+    assert report.status == "aborted"
+    assert report.complete is False
+    assert report.error is not None
+    # Its first page, then the same records at 90, 180 and 270: the third repeat stops it.
+    assert "no new record at offset 270: does it honour `offset`?" in report.error
+    # Only the first page was taken (the one an offset-blind server serves right).
+    assert report.source.records == 100
+    assert report.source.checkpoint <= 100
+    assert len(stored_accounts(env)) <= 100
+
+
+async def test_a_page_number_server_read_by_offset_points_at_the_setting(env: Env) -> None:
+    await env.start(Dataset(N, seed=21), man=man(paging="page"))
+    report, _ = await run_pass(env)
+    assert report.status == "aborted"
+    assert report.error is not None
+    assert 'source.paging = "page"' in report.error
+
+
+async def test_an_ignored_page_number_aborts_naming_the_parameter(env: Env) -> None:
+    await env.start(Dataset(N, seed=21), man=man(paging="page", honour_offset=False))
+    report, _ = await run_pass(env, source__paging="page", source__first_page=1)
+    assert report.status == "aborted"
+    assert report.error is not None
+    assert "no new record at page 4: does it honour `page`?" in report.error
+
+
+async def test_a_404_before_the_end_is_still_a_failure(env: Env) -> None:
+    await env.start(Dataset(N, seed=21), man=man(past_end="404", alias="/elsewhere"))
+    report, _ = await run_pass(env)  # the configured path answers 404 on its first page
+    assert report.status == "aborted"
+    assert report.error is not None
+    assert "answered 404" in report.error
+    assert "(offset 0)" in report.error
+
+
+@pytest.mark.parametrize("pages", [(0, 100), (100, 200), (0, N)])
+async def test_pages_whose_every_record_is_invalid_are_dead_lettered(
+    env: Env, pages: tuple[int, int]
+) -> None:
+    dataset = Dataset(N, seed=21, defects=False)
+    await env.start(dataset, man=man(no_email=pages))
+
+    report, _ = await run_pass(env)
+
+    start, end = pages
+    broken = {dataset.customer_id(i) for i in range(start, end)}
+    letters = await dead_letters(env)
+    assert set(letters) == broken
+    assert set(letters.values()) == {"email is missing"}
+    assert set(stored_accounts(env)) == {dataset.customer_id(i) for i in range(N)} - broken
+    assert report.status == "dead_letters"
+    assert report.source.checkpoint == N
+
+    # The documented recovery right after: the records are read again, still refused.
+    console = Console(record=True, width=200)
+    code, replayed = await dlq_replay(env.settings(), console)
+    assert replayed is not None
+    assert code == 3
+    assert replayed.targets["syncbatch"].dead_lettered == len(broken)
+    assert replayed.targets["syncbatch"].created == 0
+    assert f"{len(broken):,} still refused" in console.export_text()
+    assert set(await dead_letters(env)) == broken
+
+
+async def test_a_source_that_serves_everything_twice_is_written_once(env: Env) -> None:
+    dataset = Dataset(N, seed=21)
+    await env.start(dataset, man=man(repeat_all=True))
+
+    report, _ = await run_pass(env)
+
+    assert report.error is None
+    assert report.source.duplicates == N
+    assert set(stored_accounts(env)) == set(dataset.ids()) - set(dataset.defects)
+    assert all(n == 1 for n in env.store.writes.values())
+    assert report.source.checkpoint == 2 * N
+
+
+async def test_an_address_with_every_field_null_is_no_address(env: Env) -> None:
+    dataset = Dataset(N, seed=21, defects=False)
+    await env.start(dataset, man=man(null_addresses=(0, 100)))
+    report, _ = await run_pass(env)
+    assert report.status == "ok"
+    stored = stored_accounts(env)
+    assert len(stored) == N
+    assert all("country" not in stored[dataset.customer_id(i)] for i in range(100))
+
+
+async def test_unknown_paging_parameter_names_abort_instead_of_reading_ten(env: Env) -> None:
+    # The server ignores limit/offset it does not know: it serves its first 10 every time.
+    await env.start(Dataset(N, seed=21), man=man(limit_param="size", offset_param="from"))
+    report, _ = await run_pass(env)
+    assert report.status == "aborted"
+    assert report.error is not None
+    assert "does it honour `offset`?" in report.error
+    assert report.source.records == 10
+
+
+async def test_a_renamed_id_not_configured_is_dead_lettered_not_a_crash(env: Env) -> None:
+    dataset = Dataset(N, seed=21, defects=False)
+    await env.start(dataset, man=man(field_names={"customer_id": "customerId"}))
+    report, _ = await run_pass(env)
+    assert report.status == "dead_letters"
+    assert report.source.checkpoint == N
+    letters = await dead_letters(env)
+    assert len(letters) == N
+    assert set(letters.values()) == {"customer_id is missing"}
+    assert stored_accounts(env) == {}
