@@ -21,6 +21,7 @@ import msgspec
 from pipeline.errors import ConfigError
 
 __all__ = [
+    "FIRST_ELEMENT",
     "AddressFieldMap",
     "AddressPick",
     "EmporixSettings",
@@ -37,6 +38,7 @@ __all__ = [
     "StateSettings",
     "SyncBatchSettings",
     "TargetsSettings",
+    "check_field_maps",
     "load_settings",
     "secret",
     "settings_from_mapping",
@@ -377,8 +379,46 @@ def settings_from_mapping(
     return settings
 
 
+FIRST_ELEMENT = "[0]"
+"""Suffix of a field map value naming a list's first element (``addresses[0]``)."""
+
+
+def check_field_maps(fields: FieldMap, address_fields: AddressFieldMap) -> None:
+    """The field maps' rules: no empty key, no key read by two fields, and no list index
+    but ``[0]`` on ``address``.
+
+    Raises:
+        ConfigError: naming the key (``source.fields.email``) or the map.
+    """
+    names = msgspec.structs.asdict(fields)
+    names["address"] = names["address"].removesuffix(FIRST_ELEMENT)
+    for field, key in names.items():
+        if "[" in key or "]" in key:
+            message = (
+                'a list is named whole ("addresses") or by its first element ("addresses[0]")'
+                if field == "address"
+                else "only address may name a list element"
+            )
+            raise ConfigError(message, path=f"source.fields.{field}")
+    for section, mapping in (
+        ("fields", names),
+        ("address_fields", msgspec.structs.asdict(address_fields)),
+    ):
+        seen: dict[str, str] = {}
+        for field, key in mapping.items():
+            if not key:
+                raise ConfigError("must not be empty", path=f"source.{section}.{field}")
+            if key in seen:
+                raise ConfigError(
+                    f"{seen[key]} and {field} are both read from key {key!r}",
+                    path=f"source.{section}",
+                )
+            seen[key] = field
+
+
 def _check_source(source: SourceSettings) -> None:
     """Rules across keys of ``[source]`` (a single key's rules are in its type)."""
+    check_field_maps(source.fields, source.address_fields)
     if source.paging == "page" and source.first_page is None:
         raise ConfigError(
             'is required with paging = "page" (0 or 1): a wrong guess would skip a page',

@@ -155,6 +155,62 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     assert "targets: syncbatch" in done.stdout
 
 
+def test_check_config_prints_the_effective_source_shape(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        """
+[source]
+url = "http://127.0.0.1:1/customers"
+paging = "page"
+first_page = 1
+limit_param = "pageSize"
+data_path = "result.items"
+total_path = ""
+address_pick = "shipping"
+[source.fields]
+customer_id = "customerId"
+address = "addresses"
+[source.address_fields]
+zipCode = "postalCode"
+"""
+    )
+    done = run_cli("check-config", str(config))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1] == (
+        "source: GET http://127.0.0.1:1/customers?page=<page from 1>&pageSize=100 "
+        "(page-number paging, always from the first page, 4 pages in flight)"
+    )
+    assert lines[2] == (
+        '  records at "result.items" of an object answer, or a bare array; total at ignored'
+    )
+    assert lines[3] == (
+        "  fields: customer_id = 'customerId', address = 'addresses', "
+        "address.zipCode = 'postalCode'"
+    )
+    assert lines[4] == "  address: one object, or from a list the shipping one"
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('paging = "page"', "source.first_page"),
+        ('limit_param = "offset"', "source"),
+        ('data_path = "a..b"', "source.data_path"),
+        ('[source.fields]\nemail = ""', "source.fields.email"),
+        ('[source.fields]\nemail = "mail"\nrole = "mail"', "source.fields"),
+    ],
+)
+def test_a_bad_source_shape_exits_2_naming_the_key(tmp_path: Path, extra: str, key: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[source]\nurl = "http://127.0.0.1:1/c"\n{extra}\n')
+    done = run_cli("check-config", str(config))
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.startswith(f"configuration error: {key}"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_unknown_target_exits_2(emulators: dict[str, str], tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
     done = run_cli("run", "--config", str(config), "--target", "emporix")

@@ -14,8 +14,14 @@ from typing import Any
 import msgspec
 from msgspec.structs import fields as struct_fields
 
-from pipeline.config import AddressFieldMap, AddressPick, FieldMap, SourceSettings
-from pipeline.errors import ConfigError
+from pipeline.config import (
+    FIRST_ELEMENT,
+    AddressFieldMap,
+    AddressPick,
+    FieldMap,
+    SourceSettings,
+    check_field_maps,
+)
 
 __all__ = [
     "DEFAULT_DECODER",
@@ -30,8 +36,6 @@ __all__ = [
 # What decoding one hostile record can raise: wrong types, broken JSON, invalid UTF-8 inside a
 # string (msgspec checks it only when it decodes that string), nesting deeper than the stack.
 RECORD_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-
-_FIRST = "[0]"
 
 
 class _Wire(msgspec.Struct, kw_only=True):
@@ -73,17 +77,8 @@ class _IdProbe(msgspec.Struct):
     customer_id: str | int | None = None
 
 
-def _renames(section: str, names: dict[str, str]) -> dict[str, str]:
-    """The map's renamed entries; ConfigError when two fields would read one key."""
-    seen: dict[str, str] = {}
-    for field, key in names.items():
-        if not key:
-            raise ConfigError("must not be empty", path=f"source.{section}.{field}")
-        if key in seen:
-            raise ConfigError(
-                f"{seen[key]} and {field} are both read from key {key!r}", path=f"source.{section}"
-            )
-        seen[key] = field
+def _renames(names: dict[str, str]) -> dict[str, str]:
+    """The map's renamed entries (the maps were checked by ``check_field_maps``)."""
     return {field: key for field, key in names.items() if field != key}
 
 
@@ -129,21 +124,14 @@ class RecordDecoder:
         self.address_fields = address_fields = (
             address_fields if address_fields is not None else AddressFieldMap()
         )
+        check_field_maps(fields, address_fields)
         names = msgspec.structs.asdict(fields)
-        if names["address"].endswith(_FIRST):
-            names["address"] = names["address"].removesuffix(_FIRST)
+        if names["address"].endswith(FIRST_ELEMENT):
+            names["address"] = names["address"].removesuffix(FIRST_ELEMENT)
             pick = "first"
-        for field, key in names.items():
-            if "[" in key or "]" in key:
-                message = (
-                    'a list is named whole ("addresses") or by its first element ("addresses[0]")'
-                    if field == "address"
-                    else "only address may name a list element"
-                )
-                raise ConfigError(message, path=f"source.fields.{field}")
         self.pick: AddressPick = pick
-        record_rename = _renames("fields", names)
-        address_rename = _renames("address_fields", msgspec.structs.asdict(address_fields))
+        record_rename = _renames(names)
+        address_rename = _renames(msgspec.structs.asdict(address_fields))
         address: Any = ManAddress
         if address_rename:
             address = _renamed(ManAddress, address_rename)
