@@ -133,11 +133,21 @@ class Pass:
         return self.channels.statistics()
 
     @property
+    def shortfall(self) -> int:
+        """Records the source announced (``total``) beyond the distinct records it served:
+        repeats in place of records, or an end before the total. Known for a whole read only."""
+        total = self.source.progress.total
+        if total is None or self.source.start_offset != 0:
+            return 0
+        return max(0, total - (self.source.progress.records - self.transform.duplicates))
+
+    @property
     def complete(self) -> bool:
         """The source was read from its start to its end, nothing stopped or failed."""
         return (
             self.source.complete
-            and self.source.progress.shortfall == 0
+            and self.shortfall == 0
+            and self.source.progress.gaps == 0
             and self.source.start_offset == 0
             and not self._stopping
             and self.replay is None
@@ -427,7 +437,8 @@ class Pass:
                 next_offset=progress.next_offset,
                 checkpoint=self.checkpoint.offset,
                 total=progress.total,
-                shortfall=progress.shortfall,
+                shortfall=self.shortfall,
+                gaps=progress.gaps,
                 page_size=progress.page_size,
                 retried=self.source.http.stats.retries,
                 error=progress.error,

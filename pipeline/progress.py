@@ -86,8 +86,15 @@ def render_summary(report: PassReport, console: Console) -> None:
     )
     if src.shortfall and src.total is not None:
         console.print(
-            f"[yellow]the source announced {src.total:,} records but its data ended at "
-            f"{src.total - src.shortfall:,}[/yellow]: the read fell short, deactivation is skipped",
+            f"[yellow]the source announced {src.total:,} records but served "
+            f"{src.total - src.shortfall:,} distinct ones[/yellow]: the read fell short, "
+            "deactivation is skipped",
+            highlight=False,
+        )
+    if src.gaps:
+        console.print(
+            f"[yellow]records moved by more than source.overlap on {src.gaps:,} pages[/yellow]: "
+            "some may have been skipped until the next pass; deactivation is skipped",
             highlight=False,
         )
     sent = sum(t.created + t.updated for t in report.targets.values())

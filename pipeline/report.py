@@ -86,7 +86,9 @@ class SourceReport(msgspec.Struct, frozen=True, kw_only=True):
     total: int | None = None
     """Records the source announced, when it did."""
     shortfall: int = 0
-    """Records the source announced beyond where its data ended (the read fell short)."""
+    """Records the source announced beyond the distinct ones it served (the read fell short)."""
+    gaps: int = 0
+    """Pages where more records than ``overlap`` moved between two requests."""
     page_size: int = 0
     """Records per page the source honoured."""
     retried: int

@@ -154,7 +154,10 @@ def test_any_pages_end_cleanly_with_every_valid_record_written_once(
     report, letters = anyio.run(go)
 
     assert report.error is None, report.error
-    assert report.complete is True
+    # A total that counts repeats is more than the distinct records read: no deactivation.
+    repeats = len(served) - len(set(served))
+    assert report.complete is (not (total and repeats))
+    assert report.source.shortfall == (repeats if total else 0)
     assert set(target.writes) == valid
     assert all(n == 1 for n in target.writes.values())
     assert set(letters) == invalid

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from pipeline.admin import dlq_replay
 from pipeline.emulators import Dataset, ManEmulatorConfig
+from pipeline.emulators.man import MAN_LOG
 from pipeline.state.store import StateStore
 from tests.conftest import MAN_TOKEN, Env
 from tests.test_flow import expected_account, run_pass, stored_accounts
@@ -57,6 +58,14 @@ VARIANTS: dict[str, tuple[ManEmulatorConfig, dict[str, Any], frozenset[str]]] = 
         {"limit_param": "size", "offset_param": "from"},
         frozenset(),
     ),
+    "last page again past the end (offset clamped)": (
+        man(past_end="last_page", total_path=""),
+        {},
+        frozenset(),
+    ),
+    "last page again past the end, with total": (man(past_end="last_page"), {}, frozenset()),
+    "total 20 too small": (man(total_delta=-20), {}, frozenset()),
+    "total 100 too large": (man(total_delta=100), {}, frozenset()),
     "nested envelope": (
         man(data_path="result.data", total_path="result.total"),
         {"data_path": "result.data", "total_path": "result.total"},
@@ -116,7 +125,10 @@ async def test_every_variant_delivers_every_valid_record_once(env: Env, name: st
     report, _ = await run_pass(env, **source_keys(keys))
 
     assert report.error is None, report.error
-    assert report.complete is True
+    # A total larger than what is served is said, and no deactivation follows.
+    too_large = server.total_delta > 0 and bool(server.total_path)
+    assert report.complete is not too_large
+    assert report.source.shortfall == (server.total_delta if too_large else 0)
     invalid = {c for c, kind in dataset.defects.items() if kind not in turned_valid}
     valid = [r for r in dataset.records() if r["customer_id"] not in invalid]
     stored = stored_accounts(env)
@@ -218,10 +230,12 @@ async def test_a_source_that_serves_everything_twice_is_written_once(env: Env) -
     report, _ = await run_pass(env)
 
     assert report.error is None
-    assert report.source.duplicates == N
     assert set(stored_accounts(env)) == set(dataset.ids()) - set(dataset.defects)
     assert all(n == 1 for n in env.store.writes.values())
-    assert report.source.checkpoint == 2 * N
+    assert report.source.checkpoint >= N
+    # Its total counts every copy: half of it are not customers, so no deactivation follows.
+    assert report.source.shortfall == N
+    assert report.complete is False
 
 
 async def test_an_address_with_every_field_null_is_no_address(env: Env) -> None:
@@ -254,3 +268,51 @@ async def test_a_renamed_id_not_configured_is_dead_lettered_not_a_crash(env: Env
     assert len(letters) == N
     assert set(letters.values()) == {"customer_id is missing"}
     assert stored_accounts(env) == {}
+
+
+@pytest.mark.parametrize("page_size", [20, 100])
+async def test_records_past_a_total_that_is_too_small_are_read(env: Env, page_size: int) -> None:
+    dataset = Dataset(N, seed=21)
+    await env.start(dataset, man=man(total_delta=-20, max_limit=page_size))
+    report, _ = await run_pass(env, source__page_size=page_size)
+    assert report.error is None
+    assert report.complete is True
+    assert set(stored_accounts(env)) == set(dataset.ids()) - set(dataset.defects)
+
+
+async def test_an_empty_page_with_records_after_it_stops_the_pass(env: Env) -> None:
+    await env.start(Dataset(N, seed=21), man=man(empty_at=(90, 100)))
+    report, _ = await run_pass(env)
+    assert report.status == "aborted"
+    assert report.complete is False
+    assert report.error is not None
+    assert "answered no records (offset 90), but records follow at offset 190" in report.error
+    assert report.source.checkpoint <= 100
+
+
+@pytest.mark.parametrize("total", ["total", ""])
+async def test_a_server_that_stops_honouring_the_offset_part_way_ends(env: Env, total: str) -> None:
+    await env.start(Dataset(N, seed=21), man=man(ignore_offset_from=90, total_path=total))
+    report, _ = await run_pass(env)  # within the deadline: it does not read forever
+    assert report.source.records < N
+    if total:  # the total tells the read fell short: no deactivation
+        assert report.complete is False
+        assert report.source.shortfall == N - 190
+    assert env.man_app is not None
+    assert len(env.man_app[MAN_LOG]) < 30
+
+
+@pytest.mark.parametrize("status", ["404", "416"])
+@pytest.mark.parametrize(
+    "keys", [{"paging": "page", "first_page": 1}, {"overlap": 0}], ids=["page", "offset"]
+)
+async def test_an_error_right_after_a_full_last_page_is_the_end(
+    env: Env, status: str, keys: dict[str, Any]
+) -> None:
+    paging = {"paging": "page", "first_page": 1} if "paging" in keys else {}
+    dataset = Dataset(200, seed=21)
+    await env.start(dataset, man=man(past_end=status, total_path="", **paging))
+    report, _ = await run_pass(env, **source_keys(keys))
+    assert report.error is None
+    assert report.complete is True
+    assert set(stored_accounts(env)) == set(dataset.ids()) - set(dataset.defects)

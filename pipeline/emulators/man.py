@@ -41,7 +41,7 @@ __all__ = [
     "man_error_body",
 ]
 
-PastEnd = Literal["empty", "404", "400", "416", "empty_body", "null"]
+PastEnd = Literal["empty", "404", "400", "416", "empty_body", "null", "last_page"]
 """What a request at or past the end of the data is answered (see `ManEmulatorConfig`)."""
 
 
@@ -74,7 +74,7 @@ class ManEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         first record of the page, >= the number of records): "empty" (an empty list in the
         usual envelope), "404", "400" or "416" (a MAN error body), "empty_body" (200 with a
         zero-length body), "null" (the usual envelope with null for the list; ``null`` as a
-        bare array).
+        bare array), "last_page" (the last page again, as a server that clamps the offset).
 
     Envelope: `envelope` "object" puts the list at the dotted `data_path` and the record
     count at the dotted `total_path` ("" sends none); with `data_path` "data" the page asked
@@ -93,6 +93,11 @@ class ManEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         whose every field is null. `no_email` = [start, end): those records have no email.
       - `repeat_all`: the served sequence is the data twice over (a UNION ALL mistake), and
         the total counts both copies. Positions count along the served sequence.
+
+    Lies and holes: `total_delta` is added to the total announced (below zero understates
+    it); from offset `ignore_offset_from` on, every request gets the page at that offset (a
+    server that stops honouring the offset part way); a request whose offset lies in
+    `empty_at` = [start, end) gets an empty list although records follow (a hole).
     """
 
     token: str | None = "demo-man-token"
@@ -125,6 +130,10 @@ class ManEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     null_addresses: tuple[int, int] | None = None
     no_email: tuple[int, int] | None = None
     repeat_all: bool = False
+    # lies and holes
+    total_delta: int = 0
+    ignore_offset_from: int | None = None
+    empty_at: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         check_paging(self)
@@ -132,6 +141,12 @@ class ManEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             raise ValueError(f"past_end must be one of {get_args(PastEnd)}, got {self.past_end!r}")
         check_envelope(self, _echo_keys(self.paging))
         check_record_shape(self)
+        if self.ignore_offset_from is not None and self.ignore_offset_from < 0:
+            raise ValueError("ignore_offset_from must not be negative")
+        if self.empty_at is not None and not 0 <= self.empty_at[0] < self.empty_at[1]:
+            raise ValueError(
+                f"empty_at must be [start, end) with 0 <= start < end, got {self.empty_at}"
+            )
 
     def __repr__(self) -> str:  # never show the secrets
         variants = "".join(
@@ -234,7 +249,12 @@ async def _answer_page(request: web.Request, ask: PageAsk) -> web.Response:
         if ask.page is None
         else {"limit": limit, "page": ask.page}
     )
+    if config.ignore_offset_from is not None:
+        offset = min(offset, config.ignore_offset_from)
     past_end = offset >= served
+    if past_end and config.past_end == "last_page":
+        offset, past_end = max(0, served - limit), False
+    hole = config.empty_at is not None and config.empty_at[0] <= offset < config.empty_at[1]
     if past_end and config.past_end in ("404", "400", "416"):
         where = f"offset {offset}" if ask.page is None else f"page {ask.page}"
         return _error(int(config.past_end), f"{where} is past the end ({served} records)")
@@ -244,9 +264,10 @@ async def _answer_page(request: web.Request, ask: PageAsk) -> web.Response:
     if not (past_end and config.past_end == "null"):
         data = [
             shape_record(dataset.record(position % size), position, config)
-            for position in range(offset, min(served, offset + limit))
+            for position in range(offset, 0 if hole else min(served, offset + limit))
         ]
-    return json_response(envelope_body(data, total=served, echo=echo, shape=config))
+    total = max(0, served + config.total_delta)
+    return json_response(envelope_body(data, total=total, echo=echo, shape=config))
 
 
 async def _admin_requests(request: web.Request) -> web.Response:

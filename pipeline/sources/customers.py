@@ -2,77 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-from collections import deque
-
 import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from pipeline.config import SourceSettings, secret
-from pipeline.errors import (
-    DecodeError,
-    HTTPStatusError,
-    PipelineError,
-    SourceError,
-    TLSError,
-    TransientHTTPError,
-)
+from pipeline.errors import SourceError
 from pipeline.http import HttpClient, tls_context
 from pipeline.records import Page
-from pipeline.sources.envelope import Answer, EnvelopeDecoder
-from pipeline.sources.paging import Paging, Verdict
+from pipeline.sources.envelope import Answer, EnvelopeDecoder, SourceProgress
+from pipeline.sources.paging import Paging
+from pipeline.sources.reader import Reader
 
 __all__ = ["CustomerSource", "SourceProgress"]
-
-log = logging.getLogger("pipeline.source")
-
-END_STATUSES = frozenset({400, 404, 416})
-"""Statuses a server may answer for a page past its last record; there, they mean the end."""
-
-
-class SourceProgress(msgspec.Struct):
-    """What the source has done in this pass."""
-
-    pages: int = 0
-    records: int = 0
-    next_offset: int = 0
-    total: int | None = None
-    """Records the source announced (``total``), when it did and it held."""
-    shortfall: int = 0
-    """Records the source announced beyond where its data ended: the read fell short."""
-    page_size: int = 0
-    """Records per page the server honours."""
-    error: str | None = None
-
-
-class _Slot:
-    """One page request in flight."""
-
-    __slots__ = ("answer", "done", "error", "generation", "offset", "scope")
-
-    def __init__(self, offset: int, generation: int) -> None:
-        self.offset = offset
-        self.generation = generation
-        self.answer: Answer | None = None
-        self.error: PipelineError | None = None
-        self.done = anyio.Event()
-        self.scope = anyio.CancelScope()
-
-
-def _repeated_head(previous: set[bytes], records: list[msgspec.Raw]) -> int:
-    """How many leading ``records`` the page before held, byte for byte (the overlap).
-
-    When nothing moved at the source that is the whole overlap; when records were deleted in
-    between, fewer match, and what no longer matches goes on to the transform, where repeats
-    of a ``customer_id`` are dropped.
-    """
-    count = 0
-    for raw in records:
-        if bytes(raw) not in previous:
-            break
-        count += 1
-    return count
 
 
 def _renamed(names: msgspec.Struct, prefix: str = "") -> list[str]:
@@ -104,7 +46,6 @@ class CustomerSource:
             headers["client_id"] = client_id.reveal()
             headers["client_secret"] = client_secret.reveal()
         self._stopped = False
-        self._last_offset = self.start_offset - 1
         self._scope: anyio.CancelScope | None = None
         self._envelope = EnvelopeDecoder(settings.url, settings.data_path, settings.total_path)
         self.http = HttpClient(
@@ -115,12 +56,21 @@ class CustomerSource:
             headers=headers,
         )
         self.paging = self._paging()
+        self._reader = Reader(
+            self.fetch,
+            self.paging,
+            self.progress,
+            max_in_flight=settings.max_in_flight,
+            url=settings.url,
+            stalled=self._stalled,
+        )
 
     def _paging(self) -> Paging:
         settings = self.settings
         if settings.paging == "page":
             return Paging(settings.page_size, by_page=True)
-        overlap = min(settings.overlap, settings.page_size - 1)
+        # A quarter of a page at most: with page_size 10, overlap 10 would ask once per record.
+        overlap = min(settings.overlap, settings.page_size // 4)
         return Paging(settings.page_size, self.start_offset, overlap)
 
     def describe(self) -> list[str]:
@@ -183,14 +133,6 @@ class CustomerSource:
         if self._scope is not None:
             self._scope.cancel()
 
-    async def _fill(self, slot: _Slot) -> None:
-        with slot.scope:
-            try:
-                slot.answer = await self.fetch(slot.offset)
-            except (DecodeError, TransientHTTPError, HTTPStatusError, TLSError) as exc:
-                slot.error = exc  # judged in offset order: past the end it is the end
-            slot.done.set()
-
     async def stream(self, out: MemoryObjectSendStream[Page]) -> None:
         """Send every page to ``out`` in offset order, then close it.
 
@@ -203,40 +145,12 @@ class CustomerSource:
                     self._scope = scope
                     if self._stopped:
                         scope.cancel()
-                    await self._read(out)
+                    await self._reader.read(out)
+                    self.complete = not scope.cancel_called
             except* SourceError as group:
                 self.progress.error = str(group.exceptions[0])
-        self._finish()
-
-    def _finish(self) -> None:
-        paging = self.paging
-        self.progress.total = paging.total
-        self.progress.shortfall = paging.shortfall
-        self.progress.page_size = paging.stride
-        if paging.shortfall:
-            log.warning(
-                "the source announced more records than it served",
-                extra={"total": paging.total, "end": paging.end, "short": paging.shortfall},
-            )
-
-    def _judge(self, slot: _Slot) -> list[msgspec.Raw]:
-        """The records of a settled slot; an error or an empty body past the end is the end.
-
-        Raises:
-            SourceError: the page failed before the end; names the URL, the status, the offset.
-        """
-        error, answer = slot.error, slot.answer
-        at = f"(offset {slot.offset})"
-        if error is None and answer is not None:
-            return answer.records
-        end_like = error is None or (
-            isinstance(error, HTTPStatusError) and error.status in END_STATUSES
-        )
-        if end_like and self.paging.past_end(slot.offset):
-            return []
-        if error is None:
-            raise SourceError(f"GET {self.settings.url} answered an empty body {at}")
-        raise SourceError(f"{error} {at}") from error
+        self.progress.total = self.paging.total
+        self.progress.page_size = self.paging.stride
 
     def _stalled(self, offset: int) -> SourceError:
         settings = self.settings
@@ -251,71 +165,3 @@ class CustomerSource:
             f"`{settings.offset_param}`? (a server that pages by page number needs "
             'source.paging = "page")'
         )
-
-    async def _read(self, out: MemoryObjectSendStream[Page]) -> None:
-        paging = self.paging
-        async with anyio.create_task_group() as tg:
-            slots: deque[_Slot] = deque()
-            previous: list[bytes] = []  # the records of the page before, byte for byte
-            first: list[bytes] | None = None  # the records of the read's first page
-            while True:
-                # Keep max_in_flight pages asked for; release them in offset order.
-                while len(slots) < self.settings.max_in_flight:
-                    offset = paging.plan()
-                    if offset is None:
-                        break
-                    slot = _Slot(offset, paging.generation)
-                    slots.append(slot)
-                    tg.start_soon(self._fill, slot)
-                if not slots:
-                    # Only the end stops the planning; anything else would be a silent
-                    # partial read, so it is an error.
-                    raise SourceError(f"the read stopped before the end ({paging.reach})")
-                slot = slots.popleft()
-                await slot.done.wait()
-                records = self._judge(slot)
-                total = slot.answer.total if slot.answer is not None else None
-                generation, adopted = paging.generation, paging.adopted
-                raw = [bytes(r) for r in records]
-                # An offset-blind server serves its first page again and again; two equal
-                # neighbours alone may be a run of repeated rows at a tiny page size.
-                repeated = bool(raw) and raw == previous and raw == first
-                first = raw if first is None else first
-                verdict = paging.settle(slot.offset, len(records), total=total, repeated=repeated)
-                if verdict is Verdict.STALE:
-                    continue
-                if verdict is Verdict.STALLED:
-                    raise self._stalled(slot.offset)
-                if paging.generation != generation:  # planned at the wrong stride: ask again
-                    for stale in slots:
-                        stale.scope.cancel()
-                    slots.clear()
-                if paging.adopted and not adopted:
-                    log.warning(
-                        "the source answers fewer records per page than asked: following it",
-                        extra={"asked": paging.asked, "page_size": paging.stride},
-                    )
-                await self._deliver(slot.offset, records, set(previous), out)
-                previous = raw
-                if verdict is Verdict.LAST:
-                    self.complete = True
-                    tg.cancel_scope.cancel()
-                    break
-
-    async def _deliver(
-        self,
-        offset: int,
-        records: list[msgspec.Raw],
-        previous: set[bytes],
-        out: MemoryObjectSendStream[Page],
-    ) -> None:
-        skip = _repeated_head(previous, records)
-        if len(records) > skip:
-            # Pages reach the checkpoint in strictly rising offsets; a source that moved
-            # records between two requests can make a page begin where the last one did.
-            label = max(offset + skip, self._last_offset + 1)
-            self._last_offset = label
-            await out.send(Page(label, records[skip:]))
-            self.progress.pages += 1
-            self.progress.records += len(records) - skip
-        self.progress.next_offset = max(self.progress.next_offset, offset + len(records))

@@ -4,7 +4,9 @@ MAN's interface document (MANPINT002) gives ``limit`` and ``offset`` and leaves 
 cap, the envelope and the end of data to be determined, so nothing here trusts one answer
 alone:
 
-* **The end** is an empty page, or the ``total`` of the answer once the read reaches it. A
+* **The end** is an empty page, or the ``total`` of the answer once the read reaches it, and
+  either is only a candidate: the source confirms it by looking past it (:meth:`Paging.probes`)
+  and, when records are found there, the read goes on (:meth:`Paging.reopen`) or fails. A
   short page alone is never the end: a server that caps ``limit`` answers short pages all the
   way through.
 * **The page size the server honours** is learnt from the first page: when it holds fewer
@@ -15,8 +17,9 @@ alone:
   mean the server ignores the offset: the read stops with :attr:`Verdict.STALLED` instead of
   looping, and no ``total`` ends it early meanwhile. (One such page may be a run of repeated
   rows at a tiny page size; repeats are dropped downstream.)
-* **Past a probable end** (a short page, or ``total``), an error answer to a page planned
-  ahead means the end, not a failure (:meth:`Paging.past_end`).
+* **An error answer that may mean the end** (404, 400, 416, an empty body) is a candidate end
+  like an empty page, except on the first page and below an announced total
+  (:meth:`Paging.may_end_at`), where it is a failure.
 
 Several pages are in flight; they are settled here in offset order.
 """
@@ -25,10 +28,15 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["STALL_PAGES", "Paging", "Verdict"]
+__all__ = ["MAX_REOPEN", "STALL_PAGES", "STALL_RECORDS", "Paging", "Verdict"]
 
 STALL_PAGES = 3
-"""Pages in a row equal to the first one, at new offsets, after which the offset is ignored."""
+STALL_RECORDS = 30
+"""Pages in a row equal to the first one, at new offsets, and records in them, after which the
+offset is taken as ignored (at a page size of one, three equal rows are just repeats)."""
+
+MAX_REOPEN = 3
+"""Ends found wrong (records past them) after which the source is not trusted to have one."""
 
 
 class Verdict(enum.Enum):
@@ -37,7 +45,7 @@ class Verdict(enum.Enum):
     USE = "use"
     """Deliver its records; the read goes on."""
     LAST = "last"
-    """Deliver its records (if any); the read ends with it."""
+    """Deliver its records (if any); the read ends with it, once the end is confirmed."""
     STALE = "stale"
     """Planned before a re-plan or past the end: drop it unread."""
     STALLED = "stalled"
@@ -93,8 +101,13 @@ class Paging:
         """Offset one past the last record read so far."""
         self.adopted = False
         """The first page showed a smaller page size than asked, and the read follows it."""
-        self._probable_end: int | None = None
+        self.end_by_total = False
+        """The candidate end is the announced total (else an empty page at :attr:`end`)."""
+        self.reopened = 0
+        """Candidate ends that proved wrong."""
         self._suspect = 0
+        self._suspect_records = 0
+        self._stale = 0
         self._settled = 0
         self._next = start
 
@@ -107,13 +120,6 @@ class Paging:
         """No more offsets to plan."""
         return self.end is not None
 
-    @property
-    def shortfall(self) -> int:
-        """Records the server announced (``total``) beyond the end the read found."""
-        if self.end is None or self.total is None:
-            return 0
-        return max(0, self.total - self.end)
-
     def page_number(self, offset: int, first_page: int) -> int:
         """The page number of ``offset`` for page-number paging."""
         return offset // self.stride + first_page
@@ -122,20 +128,57 @@ class Paging:
         """The next offset to request, or None when the end is known."""
         if self.end is not None:
             return None
-        if self.total is not None and self._next >= self.total and not self._suspect:
+        if (
+            self.total is not None
+            and self._next >= self.total
+            and not (self._suspect or self._stale)
+        ):
             return None  # nothing planned past the announced end; the last page ends the read
         offset = self._next
         self._next += self.step
         return offset
 
-    def past_end(self, offset: int) -> bool:
-        """Whether ``offset`` lies at or past where the data probably ends: an error answer
-        there (404, 400, 416, an empty body) is the end, not a failure."""
-        bounds = [b for b in (self.end, self.total, self._probable_end) if b is not None]
-        return bool(bounds) and offset >= min(bounds)
+    def may_end_at(self, offset: int) -> bool:
+        """Whether an error answer (404, 400, 416, an empty body) for the page at ``offset`` may
+        mean the end: not for the first page, and not below an announced total."""
+        if offset <= self.start and self._settled == 0:
+            return False
+        return self.total is None or offset >= self.total
+
+    def probes(self, offset: int) -> list[int]:
+        """Where to look to confirm the candidate end the page at ``offset`` gave.
+
+        Past a total: the next page. Past an empty page: the same page again (it may have been
+        a passing glitch), then the very next record and the next page (the next page, by page
+        number): records there mean a hole, not the end.
+        """
+        assert self.end is not None, "no candidate end"
+        if self.end_by_total:
+            return [offset + self.stride if self.by_page else self.end]
+        if self.by_page:
+            return [offset, offset + self.stride]
+        return [offset, offset + 1, offset + self.stride]
+
+    def reopen(self) -> None:
+        """Records were found past the candidate end: read on from it. A total that proved
+        too small is not trusted any more; an empty page is asked for again."""
+        assert self.end is not None, "no candidate end"
+        if self.end_by_total:
+            self.total, self.total_ignored = None, True
+        self._next = self.end - (self.overlap if self.end_by_total else 0)
+        self.end = None
+        self.end_by_total = False
+        self.reopened += 1
+        self.generation += 1
 
     def settle(
-        self, offset: int, count: int, *, total: int | None = None, repeated: bool = False
+        self,
+        offset: int,
+        count: int,
+        *,
+        total: int | None = None,
+        repeated: bool = False,
+        new: bool = True,
     ) -> Verdict:
         """Settle the page at ``offset``, which held ``count`` records.
 
@@ -143,6 +186,8 @@ class Paging:
             total: the record count the answer announced, if any.
             repeated: the page holds exactly the records of the page before, in order, and
                 they are those of the read's first page.
+            new: the page holds a record the last pages did not; a page without one neither
+                moves the read's reach nor speaks against the total.
         """
         if self.end is not None and offset >= self.end:
             return Verdict.STALE
@@ -156,24 +201,25 @@ class Paging:
         if not first and reach <= self.reach:
             # Nothing beyond what was read (the overlap re-read, at the end or on a short
             # page): ask again exactly where the read stands; an empty page there is the end.
-            self._probable_end = self.reach if self.total is None else None
             self._next = self.reach
             self.generation += 1
             return Verdict.USE
         if repeated and not first:
             self._suspect += 1
-            if self._suspect >= STALL_PAGES:
+            self._suspect_records += count
+            if self._suspect >= STALL_PAGES and self._suspect_records >= STALL_RECORDS:
                 return Verdict.STALLED
         else:
-            self._suspect = 0
-        self.reach = reach
-        if self.total is not None and not self._suspect:
+            self._suspect = self._suspect_records = 0
+        self._stale = self._stale + 1 if not (new or first) else 0
+        if not self._stale:
+            self.reach = reach
+        if self.total is not None and not (self._suspect or self._stale):
             if reach == self.total:
-                self.end = reach
+                self.end, self.end_by_total = reach, True
                 return Verdict.LAST
             if reach > self.total:
                 self.total, self.total_ignored = None, True
-        self._probable_end = None
         if count < self.stride:
             self._short(offset, count, first=first)
         return Verdict.USE
@@ -190,8 +236,6 @@ class Paging:
         """A page held fewer records than the stride and the read goes on: plan again from
         where it ended (the pages planned after it would leave a gap)."""
         reach = offset + count
-        if self.total is None:
-            self._probable_end = reach
         if first and count < self.asked:
             self.stride = count
             # A quarter of a page at most: a server that serves 10 per page is not asked

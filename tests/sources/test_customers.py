@@ -70,7 +70,11 @@ async def test_overlap_rereads_the_end_of_each_page() -> None:
 
 
 @pytest.mark.parametrize(
-    ("envelope", "expected"), [("object", [0, 100, 200]), ("array", [0, 100, 200, 300])]
+    ("envelope", "expected"),
+    [
+        ("object", [0, 100, 200, 300]),  # total 300 reached, then one look past it
+        ("array", [0, 100, 200, 300, 300, 301, 400]),  # an empty page, asked again, then past it
+    ],
 )
 async def test_stream_ends_at_the_total_or_at_an_empty_page(
     envelope: str, expected: list[int]

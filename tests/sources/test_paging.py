@@ -68,10 +68,25 @@ def read(
         delivered.extend(r for r in records if r not in previous)
         previous, last = set(records), records
         if verdict is Verdict.LAST:
-            break
+            if confirmed(paging, serve, offset, limit, set(delivered)):
+                break
+            slots.clear()
     else:
         raise AssertionError("the read never ended")
     return delivered, paging, asked
+
+
+def confirmed(paging: Paging, serve: Server, offset: int, limit: int, seen: set[int]) -> bool:
+    """Look past a candidate end as the source does; False when the paging was reopened."""
+    probes = paging.probes(offset)
+    for i, probe in enumerate(probes):
+        if not set(serve(probe, limit)[0]) - seen:
+            continue
+        if not paging.end_by_total and i == len(probes) - 1:
+            raise RuntimeError(f"hole at {offset}")
+        paging.reopen()
+        return False
+    return True
 
 
 # The end --------------------------------------------------------------------------------
@@ -83,17 +98,53 @@ def test_every_record_once_whatever_the_size(n: int, total: bool) -> None:
     delivered, paging, _ = read(server(n, total=total), 100)
     assert delivered == list(range(n))
     assert paging.end == n
-    assert paging.shortfall == 0
 
 
-def test_total_ends_the_read_without_an_extra_request() -> None:
-    _, _, asked = read(server(300), 100, ahead=1)
+def test_total_ends_the_read_once_nothing_lies_past_it() -> None:
+    _, paging, asked = read(server(300), 100, ahead=1)
     assert asked == [0, 100, 200]
+    assert paging.end_by_total is True
+    assert paging.probes(200) == [300]
 
 
 def test_without_total_an_empty_page_ends_the_read() -> None:
-    _, _, asked = read(server(300, total=False), 100, ahead=1)
+    _, paging, asked = read(server(300, total=False), 100, ahead=1)
     assert asked == [0, 100, 200, 300]
+    assert paging.probes(300) == [300, 301, 400]  # the same page, the next record, the next page
+
+
+def test_records_past_a_total_that_is_too_small_are_read() -> None:
+    def understated(offset: int, limit: int) -> tuple[list[int], int | None]:
+        return list(range(offset, min(100, offset + limit))), 80
+
+    delivered, paging, _ = read(understated, 20, overlap=5)
+    assert delivered == list(range(100))
+    assert paging.total_ignored is True
+    assert paging.reopened == 1
+
+
+def test_a_passing_empty_page_is_asked_again() -> None:
+    calls: list[int] = []
+
+    def glitch(offset: int, limit: int) -> tuple[list[int], int | None]:
+        calls.append(offset)
+        if offset == 40 and calls.count(40) == 1:
+            return [], None
+        return list(range(offset, min(100, offset + limit))), None
+
+    delivered, paging, _ = read(glitch, 20)
+    assert delivered == list(range(100))
+    assert paging.reopened == 1
+
+
+def test_an_empty_page_with_records_after_it_is_a_hole() -> None:
+    def hole(offset: int, limit: int) -> tuple[list[int], int | None]:
+        if 40 <= offset < 60:
+            return [], None
+        return list(range(offset, min(100, offset + limit))), None
+
+    with pytest.raises(RuntimeError, match="hole at 40"):
+        read(hole, 20)
 
 
 def test_short_page_alone_is_not_the_end_without_total() -> None:
@@ -115,14 +166,14 @@ def test_overlap_reread_at_the_end_is_the_end() -> None:
     assert paging.end == 250
 
 
-def test_read_short_of_the_announced_total_says_so() -> None:
+def test_a_read_that_ends_below_the_total_keeps_the_total() -> None:
     def lying(offset: int, limit: int) -> tuple[list[int], int | None]:
         return list(range(offset, min(120, offset + limit))), 500
 
     delivered, paging, _ = read(lying, 50)
     assert delivered == list(range(120))
     assert paging.end == 120
-    assert paging.shortfall == 380
+    assert paging.total == 500  # the flow compares it with what was read
 
 
 def test_total_smaller_than_the_data_is_not_trusted() -> None:
@@ -132,7 +183,7 @@ def test_total_smaller_than_the_data_is_not_trusted() -> None:
     delivered, paging, _ = read(lying, 100)
     assert delivered == list(range(300))
     assert paging.total_ignored is True
-    assert paging.shortfall == 0
+    assert paging.total is None
 
 
 @pytest.mark.parametrize("start", [0, 40, 250])
@@ -233,29 +284,17 @@ def test_a_short_page_of_repeats_is_not_a_stall() -> None:
 # Past the end -----------------------------------------------------------------------------
 
 
-def test_past_end_is_known_after_a_short_page_or_from_total() -> None:
+def test_an_error_answer_may_mean_the_end_except_first_and_below_total() -> None:
     paging = Paging(100)
-    assert paging.past_end(500) is False
+    assert paging.may_end_at(0) is False  # the first page: a wrong URL, not an empty source
     paging.plan()
     paging.settle(0, 100)
-    assert paging.past_end(100) is False
-    paging.plan()
-    paging.settle(100, 40)
-    assert paging.past_end(139) is False
-    assert paging.past_end(140) is True
+    assert paging.may_end_at(100) is True
     with_total = Paging(100)
     with_total.plan()
     with_total.settle(0, 100, total=150)
-    assert with_total.past_end(149) is False
-    assert with_total.past_end(150) is True
-
-
-def test_a_full_page_after_a_short_one_forgets_the_probable_end() -> None:
-    paging = Paging(10)
-    for offset, count in ((0, 10), (10, 5), (15, 10)):
-        assert paging.plan() == offset
-        assert paging.settle(offset, count) is Verdict.USE
-    assert paging.past_end(25) is False
+    assert with_total.may_end_at(100) is False
+    assert with_total.may_end_at(150) is True
 
 
 # Page numbers -------------------------------------------------------------------------------
