@@ -7,7 +7,10 @@ import functools
 import gettext
 import unicodedata
 
-__all__ = ["iso2_of_country"]
+__all__ = ["iso2_code", "iso2_of_country"]
+
+_RESERVED = {"UK": "GB"}
+"""Codes ISO 3166 reserves for a country that has another one (the United Kingdom asked)."""
 
 _LANGUAGES = ("de",)
 """Translations read besides English: MAN is a German company."""
@@ -52,3 +55,22 @@ def iso2_of_country(name: str) -> str | None:
     """
     key = _normalize(name)
     return _table().get(key) if key else None
+
+
+@functools.cache
+def _codes() -> frozenset[str]:
+    import pycountry  # noqa: PLC0415 - loaded once, on first use
+
+    return frozenset(country.alpha_2 for country in pycountry.countries)
+
+
+def iso2_code(code: str) -> str | None:
+    """The assigned alpha-2 code ``code`` stands for (upper-cased; ``UK`` is ``GB``), or None
+    when ISO 3166-1 assigns no country to it (``XX``).
+
+    >>> iso2_code("de"), iso2_code("UK"), iso2_code("XX")
+    ('DE', 'GB', None)
+    """
+    upper = code.upper()
+    upper = _RESERVED.get(upper, upper)
+    return upper if upper in _codes() else None

@@ -10,7 +10,7 @@ import re
 
 from pipeline.config import AddressPick
 from pipeline.records import Address, Customer
-from pipeline.transform.countries import iso2_of_country
+from pipeline.transform.countries import iso2_code, iso2_of_country
 from pipeline.transform.wire import ManAddress, ManRecord
 
 __all__ = ["Invalid", "customer_id_of", "email_key", "validate"]
@@ -99,8 +99,11 @@ def _address(raw: ManAddress) -> Address | None:
         if _is_blank(raw):
             return None
         iso2 = _iso2_of(raw.country)
-    elif not _ISO2.match(iso2):
-        raise Invalid(f"address.iso2Code {iso2[:8]!r} is not an ISO 3166-1 alpha-2 code")
+    else:
+        code = iso2_code(iso2) if _ISO2.match(iso2) else None
+        if code is None:
+            raise Invalid(f"address.iso2Code {iso2[:8]!r} is not an ISO 3166-1 alpha-2 code")
+        iso2 = code
     zip_code = raw.zipCode
     billing, shipping = raw.isDefaultBilling, raw.isDefaultShipping
     if not isinstance(billing, bool):

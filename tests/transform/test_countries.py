@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from pipeline.transform.countries import iso2_of_country
+from pipeline.transform.countries import iso2_code, iso2_of_country
+from pipeline.transform.validate import Invalid, validate
+from pipeline.transform.wire import decode_record
+from tests.transform.test_validate import record
 
 
 @pytest.mark.parametrize(
@@ -39,3 +43,19 @@ def test_iso2_of_country_known_name(name: str, expected: str) -> None:
 @pytest.mark.parametrize("name", ["", "   ", "Narnia", "Bavaria", "DE", "Germany!", "Germ"])
 def test_iso2_of_country_unknown_name_is_none(name: str) -> None:
     assert iso2_of_country(name) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("DE", "DE"), ("de", "DE"), ("UK", "GB"), ("gb", "GB"), ("XX", None), ("ZZ", None)],
+)
+def test_iso2_code_knows_the_assigned_codes(code: str, expected: str | None) -> None:
+    assert iso2_code(code) == expected
+
+
+@pytest.mark.parametrize("code", ["XX", "QQ"])
+def test_an_unassigned_code_is_refused_naming_it(code: str) -> None:
+    data = record()
+    data["address"]["iso2Code"] = code
+    with pytest.raises(Invalid, match=f"^address.iso2Code '{code}' is not an ISO 3166-1 alpha-2"):
+        validate(decode_record(msgspec.json.encode(data)), "C-1")
