@@ -376,6 +376,7 @@ def settings_from_mapping(
         message, path = _path_of(str(exc))
         raise ConfigError(message, path=path) from exc
     _check_source(settings.source)
+    _check_deactivation(settings)
     return settings
 
 
@@ -414,6 +415,24 @@ def check_field_maps(fields: FieldMap, address_fields: AddressFieldMap) -> None:
                     path=f"source.{section}",
                 )
             seen[key] = field
+
+
+def _check_deactivation(settings: Settings) -> None:
+    """Deactivation trusts a read to have seen every record: with offset paging that needs an
+    overlap, or one deletion between two page requests skips a live customer, who is then
+    deactivated."""
+    targets = settings.targets
+    deactivating = [
+        name
+        for name in targets.enabled()
+        if getattr(getattr(targets, name), "deactivate_missing", False)
+    ]
+    if deactivating and settings.source.paging == "offset" and settings.source.overlap == 0:
+        raise ConfigError(
+            f"must be at least 1 while targets.{deactivating[0]}.deactivate_missing is true: "
+            "without it, a deletion at the source during a pass skips a live customer",
+            path="source.overlap",
+        )
 
 
 def _check_source(source: SourceSettings) -> None:

@@ -148,6 +148,7 @@ class Pass:
             self.source.complete
             and self.shortfall == 0
             and self.source.progress.gaps == 0
+            and self.transform.duplicates == 0  # a record read twice: the source moved
             and self.source.start_offset == 0
             and not self._stopping
             and self.replay is None
@@ -345,7 +346,7 @@ class Pass:
                     await self._run_stages()
                 watchdog.cancel_scope.cancel()
         except* PipelineError as group:
-            error = str(group.exceptions[0])
+            error = str(_first_error(group))
         finally:
             if isinstance(self.dedupe, SeenOnDisk):
                 self.dedupe.close()
@@ -446,6 +447,15 @@ class Pass:
             targets=targets,
             error=error,
         )
+
+
+def _first_error(group: BaseExceptionGroup[PipelineError]) -> BaseException:
+    """The first error itself, however deep the task groups nested it (``except*`` keeps the
+    nesting: its message would be "unhandled errors in a TaskGroup")."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 _COUNTED = frozenset({"unchanged", "skipped", "would_send"})

@@ -487,3 +487,16 @@ def test_targets_enabled_from_design_sample(tmp_path: Path) -> None:
 
 def test_targets_enabled_empty_without_targets_section() -> None:
     assert settings_from_mapping(MINIMAL, environ={}).targets.enabled() == []
+
+
+def test_deactivation_without_overlap_is_refused_naming_the_key() -> None:
+    data = {
+        "source": {"url": "http://127.0.0.1:1/c", "overlap": 0},
+        "targets": {
+            "syncbatch": {"url": "http://127.0.0.1:2", "deactivate_missing": True},
+        },
+    }
+    with pytest.raises(ConfigError, match=r"^source\.overlap: must be at least 1 while targets"):
+        settings_from_mapping(data, environ={})
+    data["source"]["overlap"] = 1
+    assert settings_from_mapping(data, environ={}).source.overlap == 1

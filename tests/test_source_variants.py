@@ -286,7 +286,7 @@ async def test_an_empty_page_with_records_after_it_stops_the_pass(env: Env) -> N
     assert report.status == "aborted"
     assert report.complete is False
     assert report.error is not None
-    assert "answered no records (offset 90), but records follow at offset 190" in report.error
+    assert "answered no records (offset 90), but records follow at offset 180" in report.error
     assert report.source.checkpoint <= 100
 
 
@@ -316,3 +316,23 @@ async def test_an_error_right_after_a_full_last_page_is_the_end(
     assert report.error is None
     assert report.complete is True
     assert set(stored_accounts(env)) == set(dataset.ids()) - set(dataset.defects)
+
+
+async def test_pages_numbered_from_0_read_as_from_1_stop_the_pass(env: Env) -> None:
+    await env.start(Dataset(N, seed=21), man=man(paging="page", first_page=0, total_path=""))
+    report, _ = await run_pass(env, source__paging="page", source__first_page=1)
+    assert report.status == "aborted"
+    assert report.error is not None
+    assert "numbers its pages from 0, so set source.first_page = 0" in report.error
+    assert stored_accounts(env) == {}
+
+
+async def test_a_source_that_repeats_records_is_never_complete(env: Env) -> None:
+    # Larger than the pages the read remembers: the repeats reach the transform.
+    dataset = Dataset(1_000, seed=21)
+    await env.start(dataset, man=man(repeat_all=True, total_path=""))
+    report, _ = await run_pass(env)
+    assert report.error is None
+    assert set(stored_accounts(env)) == set(dataset.ids()) - set(dataset.defects)
+    assert report.source.duplicates > 0
+    assert report.complete is False  # records read twice: the order moved, no deactivation

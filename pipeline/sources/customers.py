@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
@@ -12,9 +15,30 @@ from pipeline.http import HttpClient, tls_context
 from pipeline.records import Page
 from pipeline.sources.envelope import Answer, EnvelopeDecoder, SourceProgress
 from pipeline.sources.paging import Paging
-from pipeline.sources.reader import Reader
+from pipeline.sources.reader import READ_ERRORS, Key, Reader
 
-__all__ = ["CustomerSource", "SourceProgress"]
+__all__ = ["CustomerSource", "SourceProgress", "record_key"]
+
+
+def record_key(id_field: str) -> Callable[[msgspec.Raw], Key]:
+    """How the read tells records apart: by their customer id (``id_field`` in the answer),
+    so that a field that changes on every answer (a timestamp) does not make old records look
+    new; by their bytes when the id cannot be read."""
+    probe = msgspec.defstruct(
+        "IdProbe", [("customer_id", str | int | None, None)], rename={"customer_id": id_field}
+    )
+    decode: Callable[[msgspec.Raw], Any] = msgspec.json.Decoder(probe).decode
+
+    def key(raw: msgspec.Raw) -> Key:
+        try:
+            value = decode(raw).customer_id
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return bytes(raw)
+        if value is None or isinstance(value, bool):
+            return bytes(raw)
+        return str(value).strip() or bytes(raw)
+
+    return key
 
 
 def _renamed(names: msgspec.Struct, prefix: str = "") -> list[str]:
@@ -56,6 +80,7 @@ class CustomerSource:
             headers=headers,
         )
         self.paging = self._paging()
+        self._key = record_key(settings.fields.customer_id)
         self._reader = Reader(
             self.fetch,
             self.paging,
@@ -63,6 +88,7 @@ class CustomerSource:
             max_in_flight=settings.max_in_flight,
             url=settings.url,
             stalled=self._stalled,
+            key=self._key,
         )
 
     def _paging(self) -> Paging:
@@ -118,8 +144,10 @@ class CustomerSource:
         Raises:
             DecodeError, TransientHTTPError, HTTPStatusError, TLSError: the page could not be read.
         """
+        return await self._get(self._params(offset))
+
+    async def _get(self, params: dict[str, str]) -> Answer | None:
         url = self.settings.url
-        params = self._params(offset)
         return await self.http.request_decoded(
             lambda: self.http.request("GET", url, params=params),
             self._records,
@@ -145,12 +173,39 @@ class CustomerSource:
                     self._scope = scope
                     if self._stopped:
                         scope.cancel()
+                    await self._check_numbering()
                     await self._reader.read(out)
                     self.complete = not scope.cancel_called
             except* SourceError as group:
                 self.progress.error = str(group.exceptions[0])
         self.progress.total = self.paging.total
         self.progress.page_size = self.paging.stride
+
+    async def _check_numbering(self) -> None:
+        """With pages numbered from 1, look at page 0 once: a server that numbers from 0
+        answers it with records page 1 does not hold, and they would never be read.
+
+        Raises:
+            SourceError: page 0 holds such records; the message names the setting.
+        """
+        settings = self.settings
+        if settings.paging != "page" or settings.first_page != 1:
+            return
+        zero, one = await self._page_keys(0), await self._page_keys(1)
+        if zero - one:
+            raise SourceError(
+                "the source answers page 0 with records that page 1 does not hold: it numbers "
+                "its pages from 0, so set source.first_page = 0"
+            )
+
+    async def _page_keys(self, number: int) -> set[Key]:
+        params = {self.settings.limit_param: str(self.settings.page_size)}
+        params[self.settings.page_param] = str(number)
+        try:
+            answer = await self._get(params)
+        except READ_ERRORS:
+            return set()  # no page 0 (a 400, say): numbered from 1 indeed
+        return {self._key(r) for r in answer.records} if answer is not None else set()
 
     def _stalled(self, offset: int) -> SourceError:
         settings = self.settings

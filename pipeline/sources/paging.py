@@ -88,6 +88,7 @@ class Paging:
         """Records per page the server honours (``asked`` until a first short page says less)."""
         self.start = start
         self.overlap = overlap
+        self._overlap_asked = overlap
         self.by_page = by_page
         self.generation = 0
         """Changes whenever the offsets planned so far are abandoned and planned again."""
@@ -222,6 +223,12 @@ class Paging:
                 self.total, self.total_ignored = None, True
         if count < self.stride:
             self._short(offset, count, first=first)
+        elif count > self.stride and self.adopted and not self.by_page:
+            # The first page was short for another reason: follow the larger size again.
+            self.stride = min(count, self.asked)
+            self.overlap = min(self._overlap_asked, self.stride // 4)
+            self._next = max(reach - self.overlap, offset + 1)
+            self.generation += 1
         return Verdict.USE
 
     def _note_total(self, total: int | None) -> None:

@@ -42,6 +42,10 @@ READ_ERRORS = (DecodeError, TransientHTTPError, HTTPStatusError, TLSError)
 RECENT_PAGES = 3
 """Pages whose records are remembered to tell a page with nothing new from one with records."""
 
+MAX_UNREAD_PAGES = 20
+"""Pages in a row that bring no record the pages before did not hold, after which the source's
+paging is taken as broken (one that wraps around, or shuffles its last pages forever)."""
+
 STALE_PAGES = 3
 STALE_RECORDS = 100
 """Pages in a row, and records in them, that repeat the page before exactly, before the read
@@ -51,6 +55,9 @@ that stops the pass, see :data:`~pipeline.sources.paging.STALL_PAGES`.) A few eq
 a tiny page size may be repeated rows; they are dropped downstream."""
 
 Fetch = Callable[[int], Awaitable[Answer | None]]
+
+Key = str | bytes
+"""What tells two records apart: the customer id, or the bytes when it cannot be read."""
 
 
 class _Slot:
@@ -72,16 +79,16 @@ def _end_like(error: PipelineError | None) -> bool:
     return error is None or (isinstance(error, HTTPStatusError) and error.status in END_STATUSES)
 
 
-def _repeated_head(previous: set[bytes], records: list[bytes]) -> int:
-    """How many leading ``records`` the page before held, byte for byte (the overlap).
+def _repeated_head(previous: set[Key], keys: list[Key]) -> int:
+    """How many leading records the page before held (the overlap), by their keys.
 
     When nothing moved at the source that is the whole overlap; when records were deleted in
     between, fewer match, and what no longer matches goes on to the transform, where repeats
     of a ``customer_id`` are dropped.
     """
     count = 0
-    for raw in records:
-        if raw not in previous:
+    for key in keys:
+        if key not in previous:
             break
         count += 1
     return count
@@ -104,6 +111,7 @@ class Reader:
         max_in_flight: int,
         url: str,
         stalled: Callable[[int], SourceError],
+        key: Callable[[msgspec.Raw], Key] = bytes,
     ) -> None:
         self.fetch = fetch
         self.paging = paging
@@ -111,14 +119,16 @@ class Reader:
         self.max_in_flight = max_in_flight
         self.url = url
         self.stalled = stalled
+        self.key = key
         self._last_label = paging.start - 1
-        self._recent: deque[set[bytes]] = deque(maxlen=RECENT_PAGES)
-        self._previous: list[bytes] = []
+        self._recent: deque[set[Key]] = deque(maxlen=RECENT_PAGES)
+        self._previous: set[Key] = set()
         self._previous_end = paging.start
-        self._first: list[bytes] | None = None
+        self._first: set[Key] | None = None
         self._same_pages = 0
         self._same_records = 0
-        self._last_page: list[bytes] = []  # the last page answered, delivered or not
+        self._unread_pages = 0
+        self._last_page: set[Key] = set()  # the last page answered, delivered or not
 
     async def _fill(self, slot: _Slot) -> None:
         with slot.scope:
@@ -128,7 +138,7 @@ class Reader:
                 slot.error = exc  # judged in offset order: it may be the end
             slot.done.set()
 
-    def _records(self, slot: _Slot) -> tuple[list[bytes], PipelineError | None]:
+    def _records(self, slot: _Slot) -> tuple[list[msgspec.Raw], PipelineError | None]:
         """The page's records, or none and the error answer that may mean the end.
 
         Raises:
@@ -136,7 +146,7 @@ class Reader:
         """
         error, answer = slot.error, slot.answer
         if error is None and answer is not None:
-            return [bytes(r) for r in answer.records], None
+            return answer.records, None
         if _end_like(error) and self.paging.may_end_at(slot.offset):
             return [], error
         raise self._failure(slot.offset, error)
@@ -146,8 +156,8 @@ class Reader:
             return SourceError(f"GET {self.url} answered an empty body (offset {offset})")
         return SourceError(f"{error} (offset {offset})")
 
-    def _known(self, raw: bytes) -> bool:
-        return any(raw in page for page in self._recent)
+    def _known(self, key: Key) -> bool:
+        return any(key in page for page in self._recent)
 
     async def read(self, out: MemoryObjectSendStream[Page]) -> None:
         """Send every page to ``out`` in offset order and return at the confirmed end.
@@ -172,61 +182,78 @@ class Reader:
                 slot = slots.popleft()
                 await slot.done.wait()
                 generation = paging.generation
-                verdict, records, error = self._settle(slot)
+                verdict, records, keys, error = self._settle(slot)
                 if verdict is Verdict.STALE:
                     continue
                 if paging.generation != generation:  # planned at the wrong stride: ask again
                     for stale in slots:
                         stale.scope.cancel()
                     slots.clear()
-                await self._deliver(slot.offset, records, out)
+                await self._deliver(slot.offset, records, keys, out)
                 if verdict is Verdict.LAST:
-                    if await self._confirmed(slot.offset, error):
+                    if await self._confirmed(slot.offset, error, slots):
                         tg.cancel_scope.cancel()
                         return
                     for stale in slots:
                         stale.scope.cancel()
                     slots.clear()
 
-    def _settle(self, slot: _Slot) -> tuple[Verdict, list[bytes], PipelineError | None]:
+    def _settle(
+        self, slot: _Slot
+    ) -> tuple[Verdict, list[msgspec.Raw], list[Key], PipelineError | None]:
         paging = self.paging
         records, error = self._records(slot)
+        keys = [self.key(r) for r in records]
+        page = set(keys)
         adopted = paging.adopted
-        # An offset-blind server serves its first page again and again; two equal
-        # neighbours alone may be a run of repeated rows at a tiny page size.
-        repeated = bool(records) and records == self._previous == self._first
-        new = self._first is None or not all(map(self._known, records))
-        stale = self._stale(records, repeated=repeated)
+        # An offset-blind server serves its first page again and again (a field such as a
+        # timestamp may change: records are told apart by their ids); two equal neighbours
+        # alone may be a run of repeated rows at a tiny page size.
+        repeated = bool(page) and page == self._previous == self._first
+        new = self._first is None or not all(map(self._known, keys))
+        stale = self._stale(page, repeated=repeated)
         count = 0 if stale else len(records)
         total = slot.answer.total if slot.answer is not None else None
         verdict = paging.settle(slot.offset, count, total=total, repeated=repeated, new=new)
         if verdict is Verdict.STALLED:
             raise self.stalled(slot.offset)
         if self._first is None and verdict is not Verdict.STALE:
-            self._first = records
+            self._first = page
+        if not new:
+            self._unread_pages += 1
+            if self._unread_pages >= MAX_UNREAD_PAGES:
+                raise SourceError(
+                    f"GET {self.url} answered {MAX_UNREAD_PAGES} pages in a row with no record "
+                    f"the pages before did not hold (offset {slot.offset}): its paging does not "
+                    "move on, and the pass stops rather than read it forever"
+                )
+        else:
+            self._unread_pages = 0
         if paging.adopted and not adopted:
             log.warning(
                 "the source answers fewer records per page than asked: following it",
                 extra={"asked": paging.asked, "page_size": paging.stride},
             )
         # A page with nothing new holds only records the last pages sent on: not again.
-        return verdict, (records if new else []), error
+        return verdict, (records if new else []), (keys if new else []), error
 
-    def _stale(self, records: list[bytes], *, repeated: bool) -> bool:
+    def _stale(self, page: set[Key], *, repeated: bool) -> bool:
         """Whether the run of pages equal to the page before is long enough to be the end."""
-        same = records == self._last_page
-        if records:
-            self._last_page = records
-        if repeated or not records or not same:
+        same = page == self._last_page
+        if page:
+            self._last_page = page
+        if repeated or not page or not same:
             self._same_pages = self._same_records = 0
             return False
         self._same_pages += 1
-        self._same_records += len(records)
+        self._same_records += len(page)
         return self._same_pages >= STALE_PAGES and self._same_records >= STALE_RECORDS
 
-    async def _confirmed(self, offset: int, error: PipelineError | None) -> bool:
-        """Look past the candidate end; False (and the paging reopened) when records are
-        there and the read should go on.
+    async def _confirmed(
+        self, offset: int, error: PipelineError | None, ahead: deque[_Slot]
+    ) -> bool:
+        """Look past the candidate end, first at the pages already asked for; False (and the
+        paging reopened) when records are there and the read should go on.
 
         Raises:
             SourceError: records past an empty page or an error answer (a hole in the source),
@@ -234,24 +261,41 @@ class Reader:
         """
         paging = self.paging
         by_total = paging.end_by_total
-        probes = paging.probes(offset)
-        for i, probe in enumerate(probes):
-            if not await self._has_new(probe):
-                continue
-            if not by_total and i > 0:  # nothing here, asked twice, yet records after it
-                raise self._hole(offset, probe, error)
-            if paging.reopened + 1 >= MAX_REOPEN:
-                raise SourceError(
-                    f"GET {self.url}: records keep turning up past the end of the data "
-                    f"(offset {probe}); the pass stops rather than take a moving end"
-                )
-            log.warning(
-                "records past the end the source gave: reading on",
-                extra={"end": paging.end, "found_at": probe, "by_total": by_total},
+        found = await self._found_ahead(ahead)
+        if found is not None:
+            if not by_total:
+                raise self._hole(offset, found, error)
+        else:
+            for i, probe in enumerate(paging.probes(offset)):
+                if await self._has_new(probe):
+                    if not by_total and i > 0:  # nothing here, asked twice, records after it
+                        raise self._hole(offset, probe, error)
+                    found = probe
+                    break
+        if found is None:
+            return True
+        if paging.reopened + 1 >= MAX_REOPEN:
+            raise SourceError(
+                f"GET {self.url}: records keep turning up past the end of the data "
+                f"(offset {found}); the pass stops rather than take a moving end"
             )
-            paging.reopen()
-            return False
-        return True
+        log.warning(
+            "records past the end the source gave: reading on",
+            extra={"end": paging.end, "found_at": found, "by_total": by_total},
+        )
+        paging.reopen()
+        return False
+
+    async def _found_ahead(self, ahead: deque[_Slot]) -> int | None:
+        """The offset of the first page already asked for past the end that holds a record
+        not read; None when none does (their errors say nothing here)."""
+        for slot in ahead:
+            await slot.done.wait()
+            if slot.answer is not None and any(
+                not self._known(self.key(r)) for r in slot.answer.records
+            ):
+                return slot.offset
+        return None
 
     def _hole(self, offset: int, probe: int, error: PipelineError | None) -> SourceError:
         what = str(error) if error is not None else f"GET {self.url} answered no records"
@@ -270,13 +314,17 @@ class Reader:
             raise self._failure(offset, exc) from exc
         if answer is None:
             return False
-        return any(not self._known(bytes(r)) for r in answer.records)
+        return any(not self._known(self.key(r)) for r in answer.records)
 
     async def _deliver(
-        self, offset: int, records: list[bytes], out: MemoryObjectSendStream[Page]
+        self,
+        offset: int,
+        records: list[msgspec.Raw],
+        keys: list[Key],
+        out: MemoryObjectSendStream[Page],
     ) -> None:
-        previous = set(self._previous)
-        skip = _repeated_head(previous, records)
+        previous = self._previous
+        skip = _repeated_head(previous, keys)
         progress = self.progress
         began_inside = bool(previous) and offset < self._previous_end
         if records and self.paging.overlap and began_inside and skip == 0:
@@ -288,16 +336,21 @@ class Reader:
                     "some may have been skipped, so no deactivation follows this pass",
                     extra={"offset": offset},
                 )
-        if len(records) > skip:
+        # Beyond the overlap, records the last pages held are not sent again either (a record
+        # inserted mid-page pushes the rest of the overlap down): the repeats that reach the
+        # transform are those of records read long before, a sign of a source out of order.
+        fresh = [r for r, k in zip(records[skip:], keys[skip:], strict=True) if not self._known(k)]
+        if fresh:
             # Pages reach the checkpoint in strictly rising offsets; a source that moved
             # records between two requests can make a page begin where the last one did.
             label = max(offset + skip, self._last_label + 1)
             self._last_label = label
-            await out.send(Page(label, [msgspec.Raw(r) for r in records[skip:]]))
+            await out.send(Page(label, fresh))
             progress.pages += 1
-            progress.records += len(records) - skip
+            progress.records += len(fresh)
         if records:
-            self._recent.append(set(records))
-            self._previous = records
+            page = set(keys)
+            self._recent.append(page)
+            self._previous = page
             self._previous_end = offset + len(records)
         progress.next_offset = max(progress.next_offset, offset + len(records))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from pipeline.errors import SourceError
 from pipeline.records import Page, RecordBatch, Rejected
 from pipeline.transform.dedupe import Dedupe
 from pipeline.transform.validate import Invalid, customer_id_of, email_key, validate
@@ -13,11 +14,41 @@ from pipeline.transform.wire import DEFAULT_DECODER, RECORD_ERRORS, ManRecord, R
 __all__ = ["TransformStats", "position_key", "run_transform", "transform_page"]
 
 
+REPEAT_MARGIN = 50
+"""Pages of nothing but repeats, beyond as many as brought new records, after which the source
+is taken to serve its data round and round (a server that wraps past its end)."""
+
+
 class TransformStats(msgspec.Struct):
     """What the transform has refused or dropped in this pass."""
 
     rejected: int = 0
     duplicates: int = 0
+    new_pages: int = 0
+    """Pages that held a record not read before in this pass."""
+    repeat_run: int = 0
+    """Pages in a row that held nothing but records read before."""
+
+    def count(self, batch: RecordBatch) -> None:
+        """Add one page's figures.
+
+        Raises:
+            SourceError: the run of pages of repeats is longer than the data read so far (plus
+                a margin): the source serves its data again and again, and would never end.
+        """
+        self.rejected += len(batch.rejected)
+        self.duplicates += batch.duplicates
+        if batch.size and batch.duplicates == batch.size:
+            self.repeat_run += 1
+            if self.repeat_run > self.new_pages + REPEAT_MARGIN:
+                raise SourceError(
+                    f"the source served {self.repeat_run} pages in a row of records already read "
+                    f"in this pass (up to offset {batch.offset}): it serves its data round and "
+                    "round, and the pass stops rather than read it forever"
+                )
+        elif batch.size:
+            self.repeat_run = 0
+            self.new_pages += 1
 
 
 def position_key(position: int) -> str:
@@ -132,6 +163,5 @@ async def run_transform(
     async with pages, out:
         async for page in pages:
             batch = transform_page(page, dedupe, decoder)
-            stats.rejected += len(batch.rejected)
-            stats.duplicates += batch.duplicates
+            stats.count(batch)
             await out.send(batch)

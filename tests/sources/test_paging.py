@@ -353,3 +353,16 @@ def test_any_page_sizes_read_every_record_once(
     delivered, paging, _ = read(varying, limit, overlap=overlap, ahead=ahead)
     assert delivered == list(range(n))
     assert paging.end is not None and paging.end >= n
+
+
+def test_a_short_first_page_for_another_reason_is_not_the_size_for_ever() -> None:
+    calls = iter(range(10_000))
+
+    def odd_first(offset: int, limit: int) -> tuple[list[int], int | None]:
+        size = 1 if next(calls) == 0 else limit  # one record on the first answer only
+        return list(range(offset, min(3000, offset + size))), None
+
+    delivered, paging, asked = read(odd_first, 100, overlap=10)
+    assert delivered == list(range(3000))
+    assert paging.stride == 100
+    assert len(asked) < 60

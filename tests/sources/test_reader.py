@@ -8,10 +8,10 @@ import pytest
 
 from pipeline.errors import SourceError
 from pipeline.records import Page
-from pipeline.sources.customers import CustomerSource
+from pipeline.sources.customers import CustomerSource, record_key
 from pipeline.sources.envelope import Answer, SourceProgress
 from pipeline.sources.paging import Paging
-from pipeline.sources.reader import Reader
+from pipeline.sources.reader import Fetch, Reader
 from tests.sources.test_customers import source_settings
 
 
@@ -83,3 +83,99 @@ async def test_the_end_is_looked_past_before_it_counts(total: int | None) -> Non
             await reader.read(send)
     assert progress.records == 250
     assert asked == ([0, 100, 200, 250] if total else [0, 100, 200, 250, 250, 251, 350])
+
+
+def reader_for(fetch: Fetch, *, ahead: int = 1, overlap: int = 10) -> tuple[Reader, SourceProgress]:
+    progress = SourceProgress()
+    reader = Reader(
+        fetch,
+        Paging(100, 0, overlap),
+        progress,
+        max_in_flight=ahead,
+        url="u",
+        stalled=stalled,
+        key=record_key("customer_id"),
+    )
+    return reader, progress
+
+
+def rec(i: int, at: int = 0) -> msgspec.Raw:
+    return msgspec.Raw(b'{"customer_id": "C%d", "at": %d}' % (i, at))
+
+
+async def run(reader: Reader) -> list[Page]:
+    send, receive = anyio.create_memory_object_stream[Page](10_000)
+    with anyio.fail_after(10):
+        async with receive:
+            async with send:
+                await reader.read(send)
+            return [page async for page in receive]
+
+
+async def test_records_already_in_flight_past_an_empty_page_are_a_hole() -> None:
+    asked: list[int] = []
+
+    async def fetch(offset: int) -> Answer | None:
+        asked.append(offset)
+        # Empty exactly where the end would be looked for: the page itself, the next record
+        # and, once asked again, the next page; the page already in flight holds records.
+        if offset in (200, 201) or (offset == 300 and asked.count(300) > 1):
+            return Answer([])
+        return Answer([rec(i) for i in range(offset, min(400, offset + 100))])
+
+    reader, _ = reader_for(fetch, ahead=4, overlap=0)
+    with pytest.raises(ExceptionGroup) as info:
+        await run(reader)
+    assert info.group_contains(
+        SourceError, match=r"\(offset 200\), but records follow at offset 300"
+    )
+
+
+async def test_a_changing_field_does_not_hide_an_ignored_offset() -> None:
+    calls = 0
+
+    async def fetch(offset: int) -> Answer | None:
+        nonlocal calls
+        calls += 1
+        return Answer([rec(i, at=calls) for i in range(100)])  # always the first page
+
+    reader, _ = reader_for(fetch)
+    with pytest.raises(ExceptionGroup) as info:
+        await run(reader)
+    assert info.group_contains(SourceError, match="stalled at 270")
+    assert calls < 10
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+async def test_a_clamped_last_page_with_a_changing_field_ends_the_read(rotate: bool) -> None:
+    calls = 0
+
+    async def fetch(offset: int) -> Answer | None:
+        nonlocal calls
+        calls += 1
+        start = min(offset, 150)  # past the end: the last page again
+        page = [rec(i, at=calls) for i in range(start, min(250, start + 100))]
+        if rotate and offset >= 250:
+            page = page[calls % len(page) :] + page[: calls % len(page)]
+        return Answer(page)
+
+    reader, progress = reader_for(fetch)
+    pages = await run(reader)
+    ids = {msgspec.json.decode(r)["customer_id"] for p in pages for r in p.records}
+    assert ids == {f"C{i}" for i in range(250)}
+    assert calls < 20
+    assert progress.records == 250
+
+
+async def test_pages_that_never_bring_anything_new_stop_the_read() -> None:
+    async def fetch(offset: int) -> Answer | None:
+        # Past 200, the two last pages in turn, forever, each a little shuffled.
+        if offset < 200:
+            return Answer([rec(i) for i in range(offset, offset + 100)])
+        start = 100 if (offset // 90) % 2 else 110
+        return Answer([rec(i) for i in range(start, start + 90)])
+
+    reader, _ = reader_for(fetch)
+    with pytest.raises(ExceptionGroup) as info:
+        await run(reader)
+    assert info.group_contains(SourceError, match="pages in a row with no record the pages")
