@@ -114,6 +114,8 @@ class Pass:
         self._grace = 0.0
         self._stop_event: anyio.Event | None = None
         self._stages: anyio.CancelScope | None = None
+        self.deactivation_held: str | None = None
+        """Why deactivation did not follow this pass, when a target asked for it."""
 
     @property
     def names(self) -> list[str]:
@@ -382,11 +384,34 @@ class Pass:
                             tg.start_soon(self._write, target, send_rx.clone(), acks_tx.clone())
                 tg.start_soon(broadcast, parsed_rx, fan_out)
                 tg.start_soon(self._settle, acks_rx)
-            if self.complete and not self.dry_run:
-                for target in self.targets:
-                    if target.deactivate_missing:
-                        counters = self.counters[target.name]
-                        await deactivate_missing(target, counters, self.store, self.dedupe)
+            if self.dry_run or not any(t.deactivate_missing for t in self.targets):
+                return
+            if not self.complete:
+                self.deactivation_held = self._why_incomplete()
+                log.warning("deactivation skipped", extra={"reason": self.deactivation_held})
+                return
+            for target in self.targets:
+                if target.deactivate_missing:
+                    counters = self.counters[target.name]
+                    await deactivate_missing(target, counters, self.store, self.dedupe)
+
+    def _why_incomplete(self) -> str:
+        """Why this pass cannot tell which customers are gone from the source."""
+        progress = self.source.progress
+        if not self.source.complete or self._stopping or self.replay is not None:
+            return "the source was not read to its end"
+        if self.source.start_offset:
+            return "the pass resumed from a checkpoint and read only part of the source"
+        if self.shortfall:
+            served = (progress.total or 0) - self.shortfall
+            return f"the source announced {progress.total:,} records and served {served:,}"
+        if progress.gaps:
+            return "records moved at the source while it was read: some may have been passed over"
+        if self.transform.duplicates:
+            return (
+                f"{self.transform.duplicates:,} records were read twice: the source's order moved"
+            )
+        return "a target stopped"
 
     def _status(self, error: str | None) -> PassStatus:
         if error is not None or any(c.error for c in self.counters.values()):
@@ -426,6 +451,7 @@ class Pass:
             status=self._status(error),
             dry_run=self.dry_run,
             complete=self.complete,
+            deactivation_held=self.deactivation_held,
             started_at=self.started,
             seconds=round(seconds, 3),
             records_per_second=round(progress.records / seconds, 1) if seconds > 0 else 0.0,

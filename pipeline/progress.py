@@ -87,15 +87,18 @@ def render_summary(report: PassReport, console: Console) -> None:
     if src.shortfall and src.total is not None:
         console.print(
             f"[yellow]the source announced {src.total:,} records but served "
-            f"{src.total - src.shortfall:,} distinct ones[/yellow]: the read fell short, "
-            "deactivation is skipped",
+            f"{src.total - src.shortfall:,} distinct ones[/yellow]: the read fell short",
             highlight=False,
         )
     if src.gaps:
         console.print(
-            f"[yellow]records moved by more than source.overlap on {src.gaps:,} pages[/yellow]: "
-            "some may have been skipped until the next pass; deactivation is skipped",
+            f"[yellow]records moved at the source on {src.gaps:,} pages[/yellow]: some may "
+            "have been passed over until the next pass",
             highlight=False,
+        )
+    if report.deactivation_held:
+        console.print(
+            f"[yellow]deactivation skipped[/yellow]: {report.deactivation_held}", highlight=False
         )
     sent = sum(t.created + t.updated for t in report.targets.values())
     if report.dry_run:

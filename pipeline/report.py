@@ -101,6 +101,8 @@ class PassReport(msgspec.Struct, frozen=True, kw_only=True):
     dry_run: bool
     complete: bool = False
     """The whole source was read and nothing stopped: deactivation may follow."""
+    deactivation_held: str | None = None
+    """Why no deactivation followed, when a target asked for it and the pass was not complete."""
     started_at: float
     seconds: float
     records_per_second: float

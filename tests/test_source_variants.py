@@ -331,8 +331,10 @@ async def test_a_source_that_repeats_records_is_never_complete(env: Env) -> None
     # Larger than the pages the read remembers: the repeats reach the transform.
     dataset = Dataset(1_000, seed=21)
     await env.start(dataset, man=man(repeat_all=True, total_path=""))
-    report, _ = await run_pass(env)
+    report, _ = await run_pass(env, targets__syncbatch__deactivate_missing=True)
     assert report.error is None
     assert set(stored_accounts(env)) == set(dataset.ids()) - set(dataset.defects)
     assert report.source.duplicates > 0
     assert report.complete is False  # records read twice: the order moved, no deactivation
+    assert report.deactivation_held is not None
+    assert "were read twice: the source's order moved" in report.deactivation_held

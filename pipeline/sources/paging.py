@@ -141,9 +141,9 @@ class Paging:
 
     def may_end_at(self, offset: int) -> bool:
         """Whether an error answer (404, 400, 416, an empty body) for the page at ``offset`` may
-        mean the end: not for the first page, and not below an announced total."""
-        if offset <= self.start and self._settled == 0:
-            return False
+        mean the end: not for the first page of the source, and not below an announced total."""
+        if offset == 0:
+            return False  # a resumed read may find its checkpoint at the end, not a new one
         return self.total is None or offset >= self.total
 
     def probes(self, offset: int) -> list[int]:

@@ -314,7 +314,10 @@ class Reader:
             raise self._failure(offset, exc) from exc
         if answer is None:
             return False
-        return any(not self._known(self.key(r)) for r in answer.records)
+        keys = {self.key(r) for r in answer.records}
+        if keys == self._first:  # a server that starts again from its first page past the end
+            return False
+        return any(not self._known(key) for key in keys)
 
     async def _deliver(
         self,
@@ -327,13 +330,17 @@ class Reader:
         skip = _repeated_head(previous, keys)
         progress = self.progress
         began_inside = bool(previous) and offset < self._previous_end
-        if records and self.paging.overlap and began_inside and skip == 0:
-            # It began inside the page before, yet matched none of its records.
+        expected = self._previous_end - offset  # records of the page before it should re-read
+        # None of them matched: more than the overlap were deleted, and records may have been
+        # passed over. More than them matched: records were inserted or moved behind the read,
+        # and one that moved there from ahead of it was passed over. Either way, say so.
+        moved = skip == 0 or skip > expected
+        if records and self.paging.overlap and began_inside and moved:
             progress.gaps += 1
             if progress.gaps == 1:
                 log.warning(
-                    "records moved by more than source.overlap between two page requests: "
-                    "some may have been skipped, so no deactivation follows this pass",
+                    "records moved at the source between two page requests: some may have "
+                    "been passed over, so no deactivation follows this pass",
                     extra={"offset": offset},
                 )
         # Beyond the overlap, records the last pages held are not sent again either (a record

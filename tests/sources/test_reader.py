@@ -6,7 +6,7 @@ import anyio
 import msgspec
 import pytest
 
-from pipeline.errors import SourceError
+from pipeline.errors import HTTPStatusError, SourceError
 from pipeline.records import Page
 from pipeline.sources.customers import CustomerSource, record_key
 from pipeline.sources.envelope import Answer, SourceProgress
@@ -179,3 +179,41 @@ async def test_pages_that_never_bring_anything_new_stop_the_read() -> None:
     with pytest.raises(ExceptionGroup) as info:
         await run(reader)
     assert info.group_contains(SourceError, match="pages in a row with no record the pages")
+
+
+async def test_a_record_moved_behind_the_read_is_flagged() -> None:
+    data = list(range(400))
+    calls = 0
+
+    async def fetch(offset: int) -> Answer | None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # record 300 moves to the front: everything before it shifts up one
+            data.insert(0, data.pop(300))
+        return Answer([rec(i) for i in data[offset : offset + 100]])
+
+    reader, progress = reader_for(fetch)
+    await run(reader)
+    assert progress.gaps >= 1  # record 300 was passed over: no deactivation may trust this
+
+
+async def test_a_server_that_starts_again_past_its_total_ends_there() -> None:
+    async def fetch(offset: int) -> Answer | None:
+        start = offset if offset < 453 else 0  # past the total: the first page again
+        return Answer([rec(i) for i in range(start, min(453, start + 100))], 453)
+
+    reader, progress = reader_for(fetch, overlap=0)
+    pages = await run(reader)
+    assert sum(len(p.records) for p in pages) == 453
+    assert progress.records == 453
+
+
+async def test_a_resumed_read_whose_checkpoint_is_the_end_ends() -> None:
+    async def fetch(offset: int) -> Answer | None:
+        if offset >= 100:
+            raise HTTPStatusError("GET", "u", 404)
+        return Answer([rec(i) for i in range(offset, 100)])
+
+    progress = SourceProgress()
+    reader = Reader(fetch, Paging(100, 100, 0), progress, max_in_flight=1, url="u", stalled=stalled)
+    assert await run(reader) == []
