@@ -268,3 +268,27 @@ async def test_dry_run_writes_nothing_anywhere(env: Env) -> None:
     assert target.would_send == 500 - len(dataset.defects)
     assert target.requests == 0 and env.store.accounts == {}
     assert letters == [] and confirmed == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        {"casing": "pascal"},
+        {"casing": "pascal", "exclude_defaults": True, "empty_error_code": True},
+    ],
+    ids=["PascalCase", "PascalCase, defaults left out, empty errorCode"],
+)
+async def test_a_servicestack_host_of_any_casing_gets_every_record_once(
+    env: Env, host: dict[str, Any]
+) -> None:
+    dataset = Dataset(1_000, seed=11)
+    await env.start(dataset, sb=sb_config(**host))
+    report, _ = await run_pass(env)
+    valid = [r for r in dataset.records() if r["customer_id"] not in dataset.defects]
+    stored = stored_accounts(env)
+    assert set(stored) == {r["customer_id"] for r in valid}
+    assert all(n == 1 for n in env.store.writes.values())  # nothing sent twice
+    target = report.targets["syncbatch"]
+    assert target.created == len(valid)
+    assert target.dead_lettered == len(dataset.defects)
+    assert target.retried == 0

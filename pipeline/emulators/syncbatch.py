@@ -6,7 +6,7 @@ import collections
 import hmac
 import random
 import re
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -51,6 +51,14 @@ class SyncBatchEmulatorConfig(
     faults: FaultPlan = FaultPlan()
     item_error_rate: float = 0.0
     reject_user_names: tuple[str, ...] = ()
+    casing: Literal["camel", "pascal"] = "camel"
+    """Key casing of the answers: camelCase (ServiceStack on .NET Core) or PascalCase (its
+    default elsewhere)."""
+    exclude_defaults: bool = False
+    """Leave out keys holding default values (``ExcludeDefaultValues``): ``index: 0`` and a null
+    ``responseStatus`` are not sent."""
+    empty_error_code: bool = False
+    """A successful item carries ``responseStatus: {"errorCode": ""}`` instead of none."""
 
     def __repr__(self) -> str:  # the principals' keys are tokens: never show them
         return (
@@ -216,12 +224,28 @@ def syncbatch_error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def _error(
-    status: int, code: str, message: str, errors: list[dict[str, str]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    errors: list[dict[str, str]] | None = None,
+    *,
+    pascal: bool = False,
 ) -> web.Response:
     body: dict[str, Any] = {"errorCode": code, "message": message}
     if errors:
         body["errors"] = errors
-    return json_response({"responseStatus": body}, status=status)
+    answer: Any = {"responseStatus": body}
+    return json_response(_pascal(answer) if pascal else answer, status=status)
+
+
+def _pascal(body: Any) -> Any:
+    """Keys in PascalCase, as ServiceStack writes them outside .NET Core (values untouched,
+    and the stored customer's own keys too: ServiceStack serialises its DTOs one way)."""
+    if isinstance(body, dict):
+        return {k[:1].upper() + k[1:]: _pascal(v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_pascal(v) for v in body]
+    return body
 
 
 # -- the service ----------------------------------------------------------------
@@ -292,13 +316,23 @@ class _Service:
         bound = [binder.customer(item, f"Customers[{i}]") for i, item in enumerate(customers)]
         if binder.errors:
             first = binder.errors[0]
-            return _error(400, first["errorCode"], first["message"], binder.errors)
-        results = [
-            {"customer": customer, "index": i, "responseStatus": self.store_item(customer, i)}
-            for i, customer in enumerate(bound)
-        ]
+            pascal = self.config.casing == "pascal"
+            return _error(400, first["errorCode"], first["message"], binder.errors, pascal=pascal)
+        results = []
+        for i, customer in enumerate(bound):
+            status = self.store_item(customer, i)
+            if status is None and self.config.empty_error_code:
+                status = {"errorCode": ""}
+            result: dict[str, Any] = {"customer": customer, "index": i, "responseStatus": status}
+            if self.config.exclude_defaults:
+                result = {k: v for k, v in result.items() if v not in (0, None)}
+            results.append(result)
         counts["batches"] += 1
-        return json_response(results)
+        return json_response(self.cased(results))
+
+    def cased(self, body: Any) -> Any:
+        """``body`` with its keys in the configured casing."""
+        return _pascal(body) if self.config.casing == "pascal" else body
 
     def store_item(self, customer: dict[str, Any], i: int) -> dict[str, Any] | None:
         """Store one customer item, or return the ResponseStatus of its item error."""

@@ -30,6 +30,7 @@ from pipeline.transform.syncbatch import (
     SbResult,
     map_account,
     profile_url,
+    read_answer,
 )
 
 __all__ = ["TRANSIENT_ITEM_CODES", "SyncBatchTarget"]
@@ -42,8 +43,18 @@ _ACCOUNT_REF = re.compile(r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\]", re.IGNO
 
 _encoder = msgspec.json.Encoder()
 
-_results = msgspec.json.Decoder(list[SbResult])
-_error = msgspec.json.Decoder(SbErrorResponse)
+
+def _slot_of(result: SbResult, ids: list[int]) -> int | None:
+    """The request item a result answers: its ``index`` (absent means 0: a host that leaves
+    out default values drops it), checked against the organisation id it echoes; when the
+    two disagree, the id decides if it names one item alone. None: it cannot be told."""
+    index = 0 if result.index is None else result.index
+    echoed = result.customer.id if result.customer is not None else None
+    in_range = 0 <= index < len(ids)
+    if echoed is None or (in_range and ids[index] == echoed):
+        return index if in_range else None
+    matches = [i for i, known in enumerate(ids) if known == echoed]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _reason(status: SbResponseStatus | None, fallback: str) -> str:
@@ -197,7 +208,7 @@ class SyncBatchTarget(HttpTarget):
 
     def _decode_error(self, body: bytes) -> SbResponseStatus | None:
         try:
-            return _error.decode(body).response_status
+            return read_answer(body, SbErrorResponse).response_status
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
 
@@ -206,25 +217,27 @@ class SyncBatchTarget(HttpTarget):
     ) -> list[Item]:
         """Read the per-item results; return what must be sent again."""
         try:
-            results = _results.decode(body)
+            results = read_answer(body, list[SbResult])
         except (msgspec.ValidationError, msgspec.DecodeError):
             return [
                 item for slot in slots for item in slot
             ]  # unreadable: resend, upserts are idempotent
+        ids = [members[0].payload.ref_id for members in slots]
         seen: set[int] = set()
         retry: list[Item] = []
         for result in results:
-            if result.index in seen or not 0 <= result.index < len(slots):
+            index = _slot_of(result, ids)
+            if index is None or index in seen:
                 continue
-            seen.add(result.index)
-            members = slots[result.index]
+            seen.add(index)
+            members = slots[index]
             status = result.response_status
-            if status is None or status.error_code is None:
+            if status is None or not status.failed:
                 acks.extend(self._ack(i) for i in members)
             elif status.error_code in TRANSIENT_ITEM_CODES:
                 retry.extend(members)
             else:
-                named = self._named_accounts(status, slots, result.index)
+                named = self._named_accounts(status, slots, index)
                 if len(members) == 1 or named:
                     culprits = named or members
                     reason = _reason(status, "item refused")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -24,9 +25,13 @@ __all__ = [
     "SbRequest",
     "SbResponseStatus",
     "SbResult",
+    "SbResultCustomer",
     "map_account",
     "profile_url",
+    "read_answer",
 ]
+
+T = TypeVar("T")
 
 
 class _Dto(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, gc=False):
@@ -73,25 +78,64 @@ class SbRequest(_Dto):
     customers: list[SbCustomer]
 
 
-class SbFieldError(_Dto):
+def _folded(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+class _Answer(msgspec.Struct, kw_only=True, rename=_folded, gc=False):
+    """Base of what the service answers. ServiceStack writes camelCase on .NET Core and
+    PascalCase elsewhere: answers are read after :func:`read_answer` folds every key to lower
+    case, and these fields are named the folded way on the wire."""
+
+
+class SbFieldError(_Answer):
     error_code: str | None = None
     field_name: str | None = None
     message: str | None = None
 
 
-class SbResponseStatus(_Dto):
+class SbResponseStatus(_Answer):
     error_code: str | None = None
     message: str | None = None
     errors: list[SbFieldError] = []
 
+    @property
+    def failed(self) -> bool:
+        """An error code names a failure; none, or an empty one, is success."""
+        return bool(self.error_code)
 
-class SbResult(_Dto):
-    index: int
+
+class SbResultCustomer(_Answer):
+    id: int | None = None
+
+
+class SbResult(_Answer):
+    index: int | None = None
+    """Left out by a host with ``ExcludeDefaultValues`` when it is 0."""
+    customer: SbResultCustomer | None = None
     response_status: SbResponseStatus | None = None
 
 
-class SbErrorResponse(_Dto):
+class SbErrorResponse(_Answer):
     response_status: SbResponseStatus | None = None
+
+
+def _fold(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k).replace("_", "").lower(): _fold(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fold(v) for v in value]
+    return value
+
+
+def read_answer(body: bytes, kind: type[T]) -> T:
+    """Decode an answer of the service whatever the casing of its keys (per batch, not per
+    record: the answers are small).
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: not JSON, or not of that shape.
+    """
+    return msgspec.convert(_fold(msgspec.json.decode(body)), kind)
 
 
 def _or_none(text: str) -> str | None:

@@ -325,3 +325,23 @@ async def test_syncbatch_truncated_and_malformed_answers_after_storing() -> None
 
 async def test_syncbatch_repr_hides_tokens() -> None:
     assert TOKEN not in repr(SyncBatchEmulatorConfig())
+
+
+async def test_a_pascal_case_host_that_leaves_out_defaults_answers_so() -> None:
+    body = {
+        "customers": [
+            _customer(1, _account(10, 1, "a@example.com")),
+            {**_customer(2, _account(20, 2, "b@example.com")), "index": 1},
+        ]
+    }
+    config = {"casing": "pascal", "exclude_defaults": True, "empty_error_code": True}
+    async with _client(require_auth=False, **config) as client:
+        status, answer = await _post(client, body, {})
+        bad, error = await _post(client, {"customers": [{"id": 3, "index": 0}]}, {})
+    assert status == 200
+    assert "Index" not in answer[0]  # index 0 left out
+    assert answer[1]["Index"] == 1
+    assert answer[0]["ResponseStatus"] == {"ErrorCode": ""}
+    assert answer[0]["Customer"]["Id"] == 1
+    assert bad == 400
+    assert error["ResponseStatus"]["Errors"][0]["FieldName"].startswith("Customers[0]")

@@ -179,3 +179,65 @@ async def test_item_error_without_field_isolates_accounts_to_find_the_culprit(
         records[1].customer_id: "dead",
         records[2].customer_id: "created",
     }
+
+
+SERVICESTACK_HOSTS = {
+    "PascalCase": {"casing": "pascal"},
+    "index 0 left out": {"exclude_defaults": True},
+    'errorCode ""': {"empty_error_code": True},
+    "all three": {"casing": "pascal", "exclude_defaults": True, "empty_error_code": True},
+}
+
+
+@pytest.mark.parametrize("host", list(SERVICESTACK_HOSTS))
+async def test_answers_are_read_as_servicestack_writes_them(tmp_path: Path, host: str) -> None:
+    store = SyncBatchStore()
+    records = customers(60)
+    victim = records[7]
+    config = sb_config(reject_user_names=(victim.email,), **SERVICESTACK_HOSTS[host])
+    async with serve_app(create_syncbatch_app(config, store)) as url:
+        acks = await write_all(url, tmp_path, records)
+    kinds = {a.customer_id: a.kind for a in acks}
+    assert kinds.pop(victim.customer_id) == "dead"
+    assert set(kinds.values()) == {"created"}
+    assert len(kinds) == 59
+    assert set(store.writes.values()) == {1}  # nothing sent twice
+    dead = next(a for a in acks if a.kind == "dead")
+    assert dead.reason is not None and dead.reason.startswith("ValidationException")
+
+
+async def test_a_pascal_case_400_keeps_its_field_errors(tmp_path: Path) -> None:
+    store = SyncBatchStore()
+    records = customers(5)
+    async with serve_app(create_syncbatch_app(sb_config(casing="pascal"), store)) as url:
+        acks = await write_all(url, tmp_path, records, profile_url="")
+    assert [a.kind for a in acks] == ["dead"] * 5
+    assert all("fields" in (a.reason or "") and "ProfileUrl" in (a.reason or "") for a in acks)
+
+
+async def test_results_are_matched_by_the_organisation_id_they_echo(tmp_path: Path) -> None:
+    records = customers(80)
+    units = sorted({c.business_unit for c in records})
+    assert len(units) >= 3
+    refused = {"ErrorCode": "ArgumentException", "Message": "bad"}
+    bodies: list[Any] = []
+
+    async def scripted(request: web.Request) -> web.Response:
+        body = await request.json()
+        bodies.append(body)
+        sent = body["customers"]
+        # Reversed, no index at all, PascalCase; the last organisation sent is refused.
+        answers = [
+            {"Customer": {"Id": c["id"]}, "ResponseStatus": refused if i == len(sent) - 1 else None}
+            for i, c in enumerate(sent)
+        ][::-1]
+        return web.json_response(answers)
+
+    app = web.Application()
+    app.router.add_post("/sync/customers/batch", scripted)
+    async with serve_app(app) as url:
+        acks = await write_all(url, tmp_path, records)
+    last_unit = bodies[0]["customers"][-1]["name"]
+    for ack in acks:
+        unit = next(c.business_unit for c in records if c.customer_id == ack.customer_id)
+        assert ack.kind == ("dead" if unit == last_unit else "created"), unit
