@@ -22,7 +22,12 @@ __all__ = ["TARGET_SETTINGS", "config_toml", "pipeline_result", "run_pipeline"]
 EXIT_OK, EXIT_DEAD_LETTERS = 0, 3
 
 TARGET_SETTINGS: dict[str, dict[str, Any]] = {
-    "syncbatch": {"token_env": "SYNCBATCH_TOKEN", "batch_size": 1000, "max_in_flight": 4},
+    "syncbatch": {
+        "token_env": "SYNCBATCH_TOKEN",
+        "profile_url": "https://shop.example.com/users/{customer_id}",
+        "batch_size": 1000,
+        "max_in_flight": 4,
+    },
     "emporix": {
         "tenant": "demo",
         "client_id_env": "EMPORIX_CLIENT_ID",

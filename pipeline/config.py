@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -183,13 +184,15 @@ class SyncBatchSettings(_Section, frozen=True):
 
     url: str
     """Base URL; the pipeline posts to ``/sync/customers/batch``."""
+    profile_url: str
+    """The account's profile page in the shop, ``{customer_id}`` filled in per customer
+    (``https://shop.example.com/users/{customer_id}``); required: an example host is no URL."""
     token_env: str | None = None
     batch_size: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 100
     """Accounts (MAN customers) per request."""
     rate_per_second: PositiveFloat | None = None
     """Requests per second; absent means no limit."""
     max_in_flight: PositiveInt = 4
-    profile_url: str = "https://shop.example.com/users/{customer_id}"
     permissions: tuple[str, ...] = ()
     customer_type: Literal["Internal", "Network", "External"] = "External"
     deactivate_missing: bool = False
@@ -218,9 +221,15 @@ class EmporixSettings(_Section, frozen=True):
     max_in_flight: PositiveInt = 8
     batch_size: PositiveInt = 50
     """Customers handed to one writer at a time (each is still its own requests)."""
+    mixins: bool = False
+    """Write ``role`` and ``businessUnit`` into a mixin (its schema must be hosted)."""
     mixin_name: str = "manCustomer"
     """Mixin holding ``role`` and ``businessUnit``."""
-    mixin_schema_url: str = "https://schemas.example.com/emporix/man-customer.v1.json"
+    mixin_schema_url: str | None = None
+    """https URL of the hosted mixin schema; required when ``mixins`` is true."""
+    adopt_existing: bool = False
+    """A customer Emporix already holds under its own number (same ``contactEmail``) is
+    adopted: its number is kept in the state and it is updated from then on."""
     deactivate_missing: bool = False
     """After a complete pass, deactivate customers the source no longer returns."""
     max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
@@ -254,11 +263,15 @@ class NorceSettings(_Section, frozen=True):
     create_companies: bool = False
     """Import missing companies first (``Customer/ImportCompanies``) and wait for that job."""
     application_key: str | None = None
-    """Application uuid, needed when companies or accounts are created."""
+    """Application uuid (``ApplicationKey``); required when ``create_companies`` or
+    ``accounts`` is on."""
     accounts: bool = False
     """Also write a login account per customer, with ``role`` as its role code."""
     job_timeout_seconds: PositiveFloat = 600.0
     """A job not finished by then fails its batch; the records are tried again next pass."""
+    job_queue_timeout_seconds: PositiveFloat = 3600.0
+    """A job still queued (not started by Norce) after this long fails its batch, which is sent
+    again next pass: a pass never waits for ever on a queue that does not move."""
     poll_initial_seconds: PositiveFloat = 0.05
     poll_max_seconds: PositiveFloat = 5.0
     deactivate_missing: bool = False
@@ -345,7 +358,7 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
     return data
 
 
-_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
+_UNKNOWN = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]*)`")
 
 
 def _path_of(message: str) -> tuple[str, str | None]:
@@ -377,6 +390,8 @@ def settings_from_mapping(
         raise ConfigError(message, path=path) from exc
     _check_source(settings.source)
     _check_deactivation(settings)
+    _check_emporix(settings.targets.emporix)
+    _check_norce(settings.targets.norce)
     return settings
 
 
@@ -433,6 +448,30 @@ def _check_deactivation(settings: Settings) -> None:
             "without it, a deletion at the source during a pass skips a live customer",
             path="source.overlap",
         )
+
+
+def _check_emporix(emporix: EmporixSettings | None) -> None:
+    """Mixins are opt-in, and Emporix needs their schema hosted: an https URL is required."""
+    if emporix is None or not emporix.mixins:
+        return
+    url = urlsplit(emporix.mixin_schema_url or "")
+    if url.scheme != "https" or not url.hostname:
+        raise ConfigError(
+            "must be the https URL of the hosted mixin schema while mixins is true",
+            path="targets.emporix.mixin_schema_url",
+        )
+
+
+def _check_norce(norce: NorceSettings | None) -> None:
+    """Norce requires an ``ApplicationKey`` on every company and account it creates."""
+    if norce is None or norce.application_key or not (norce.create_companies or norce.accounts):
+        return
+    option = "create_companies" if norce.create_companies else "accounts"
+    raise ConfigError(
+        f"is required while targets.norce.{option} is true: Norce refuses companies and "
+        "accounts without an ApplicationKey",
+        path="targets.norce.application_key",
+    )
 
 
 def _check_source(source: SourceSettings) -> None:

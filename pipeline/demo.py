@@ -42,6 +42,8 @@ __all__ = [
 
 DEMO_STATE = ".pipeline-demo/state.sqlite3"
 DEMO_PAGE_SIZE = 500
+DEMO_PROFILE_URL = "https://shop.example.com/users/{customer_id}"
+"""The demo shop's profile page of an account (the emulator does not follow it)."""
 _EMPORIX = EmporixEmulatorConfig()
 # Norce knows the companies of MAN's company feed; "Ghost Unit" customers show the item error.
 _NORCE = NorceEmulatorConfig(companies=BUSINESS_UNITS)
@@ -182,6 +184,7 @@ def demo_config(
             "syncbatch": {
                 "url": urls.syncbatch,
                 "token_env": f"{env_prefix}SYNCBATCH_TOKEN",
+                "profile_url": DEMO_PROFILE_URL,
                 "batch_size": min(100, plan.syncbatch.max_batch),
                 "max_in_flight": 4,
                 **rate,
@@ -224,6 +227,7 @@ path = "pipeline-state.sqlite3"
 [targets.syncbatch]
 url = "{urls.syncbatch}"
 token_env = "SYNCBATCH_TOKEN"
+profile_url = "{DEMO_PROFILE_URL}"
 batch_size = 100
 rate_per_second = 50
 max_in_flight = 4

@@ -64,7 +64,7 @@ def build_targets(
         if name == "syncbatch" and configured.syncbatch is not None:
             targets.append(SyncBatchTarget(configured.syncbatch, store))
         elif name == "emporix" and configured.emporix is not None:
-            targets.append(EmporixTarget(configured.emporix))
+            targets.append(EmporixTarget(configured.emporix, store))
         elif name == "norce" and configured.norce is not None:
             targets.append(NorceTarget(configured.norce))
     return targets

@@ -104,6 +104,7 @@ class Env:
             "syncbatch": {
                 "url": self.sb_url,
                 "token_env": "SYNCBATCH_TOKEN",
+                "profile_url": "https://shop.example.com/users/{customer_id}",
                 "batch_size": 50,
                 "max_in_flight": 4,
                 "retry": fast,

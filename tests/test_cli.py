@@ -38,6 +38,7 @@ path = "{state}"
 [targets.syncbatch]
 url = "{urls["syncbatch"]}"
 token_env = "SYNCBATCH_TOKEN"
+profile_url = "https://shop.example.com/users/{{customer_id}}"
 batch_size = 100
 {extra}
 """

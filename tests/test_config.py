@@ -266,7 +266,7 @@ def test_settings_unknown_key_names_section_and_key(
         ),
         (
             {"source": {"url": "u"}, "targets": {"syncbatch": {"batch_size": 10}}},
-            "targets.syncbatch",
+            "targets.syncbatch.url",
             "Object missing required field `url`",
         ),
     ],
@@ -298,8 +298,8 @@ def test_settings_bad_value_names_its_path(data: dict[str, Any], path: str, deta
 
 def test_settings_missing_source_section_is_an_error() -> None:
     error = config_error({})
-    assert error.path is None
-    assert str(error) == "Object missing required field `source`"
+    assert error.path == "source"
+    assert str(error) == "source: Object missing required field `source`"
 
 
 def test_settings_error_chains_the_msgspec_error() -> None:
@@ -317,7 +317,10 @@ def test_settings_positive_bounds_accepted(key: str, value: int) -> None:
 
 
 def test_settings_batch_size_upper_bound_accepted() -> None:
-    data = {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "batch_size": 1000}}}
+    data = {
+        "source": {"url": "u"},
+        "targets": {"syncbatch": {"url": "x", "profile_url": "p", "batch_size": 1000}},
+    }
     settings = settings_from_mapping(data, environ={})
     assert settings.targets.syncbatch is not None
     assert settings.targets.syncbatch.batch_size == 1000
@@ -381,7 +384,7 @@ def test_env_override_nested_section() -> None:
 
 
 def test_env_override_toml_array() -> None:
-    data = {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x"}}}
+    data = {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "profile_url": "p"}}}
     environ = {"PIPELINE__TARGETS__SYNCBATCH__PERMISSIONS": '["CanBuy", "CanView"]'}
     settings = settings_from_mapping(data, environ=environ)
     assert settings.targets.syncbatch is not None
@@ -389,9 +392,14 @@ def test_env_override_toml_array() -> None:
 
 
 def test_env_override_can_enable_a_target() -> None:
-    environ = {"PIPELINE__TARGETS__SYNCBATCH__URL": "http://sb"}
+    environ = {
+        "PIPELINE__TARGETS__SYNCBATCH__URL": "http://sb",
+        "PIPELINE__TARGETS__SYNCBATCH__PROFILE_URL": "https://shop.example.com/users/{customer_id}",
+    }
     settings = settings_from_mapping(MINIMAL, environ=environ)
-    assert settings.targets.syncbatch == SyncBatchSettings(url="http://sb")
+    assert settings.targets.syncbatch == SyncBatchSettings(
+        url="http://sb", profile_url="https://shop.example.com/users/{customer_id}"
+    )
 
 
 def test_env_override_does_not_mutate_the_input() -> None:
@@ -470,7 +478,14 @@ def test_secret_unset_variable_names_the_key(
     [
         (TargetsSettings(), []),
         (TargetsSettings(syncbatch=None), []),
-        (TargetsSettings(syncbatch=SyncBatchSettings(url="http://x")), ["syncbatch"]),
+        (
+            TargetsSettings(
+                syncbatch=SyncBatchSettings(
+                    url="http://x", profile_url="https://shop.example.com/users/{customer_id}"
+                )
+            ),
+            ["syncbatch"],
+        ),
     ],
     ids=["default", "none", "syncbatch"],
 )
@@ -493,10 +508,79 @@ def test_deactivation_without_overlap_is_refused_naming_the_key() -> None:
     data = {
         "source": {"url": "http://127.0.0.1:1/c", "overlap": 0},
         "targets": {
-            "syncbatch": {"url": "http://127.0.0.1:2", "deactivate_missing": True},
+            "syncbatch": {
+                "url": "http://127.0.0.1:2",
+                "profile_url": "https://shop.example.com/u/{customer_id}",
+                "deactivate_missing": True,
+            },
         },
     }
     with pytest.raises(ConfigError, match=r"^source\.overlap: must be at least 1 while targets"):
         settings_from_mapping(data, environ={})
     data["source"]["overlap"] = 1
     assert settings_from_mapping(data, environ={}).source.overlap == 1
+
+
+def test_a_sync_batch_target_without_a_profile_url_is_refused_naming_the_key() -> None:
+    data = {"source": {"url": "http://127.0.0.1:1/c"}, "targets": {"syncbatch": {"url": "x"}}}
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(data, environ={})
+    assert info.value.path == "targets.syncbatch.profile_url"
+
+
+@pytest.mark.parametrize("option", ["create_companies", "accounts"])
+def test_norce_companies_or_accounts_without_application_key_are_refused(option: str) -> None:
+    norce = {
+        "url": "http://127.0.0.1:3",
+        "application_id": 1,
+        "account_id": 2,
+        "scope": "stage",
+        "client_id_env": "A",
+        "client_secret_env": "B",
+        option: True,
+    }
+    data: dict[str, Any] = {"source": {"url": "http://127.0.0.1:1/c"}, "targets": {"norce": norce}}
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(data, environ={})
+    assert info.value.path == "targets.norce.application_key"
+    norce["application_key"] = "app-key"
+    assert settings_from_mapping(data, environ={}).targets.norce is not None
+
+
+def _emporix(**extra: Any) -> dict[str, Any]:
+    emporix = {
+        "url": "https://api.emporix.io",
+        "tenant": "demo",
+        "client_id_env": "A",
+        "client_secret_env": "B",
+        **extra,
+    }
+    return {"source": {"url": "http://127.0.0.1:1/c"}, "targets": {"emporix": emporix}}
+
+
+def test_emporix_mixins_are_off_by_default_and_need_no_schema_url() -> None:
+    emporix = settings_from_mapping(_emporix(), environ={}).targets.emporix
+    assert emporix is not None
+    assert (emporix.mixins, emporix.mixin_schema_url, emporix.adopt_existing) == (
+        False,
+        None,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "url", [None, "", "http://schemas.man.example/c.json", "schemas.man.example/c.json", "https://"]
+)
+def test_emporix_mixins_need_an_https_schema_url(url: str | None) -> None:
+    extra: dict[str, Any] = {"mixins": True}
+    if url is not None:
+        extra["mixin_schema_url"] = url
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(_emporix(**extra), environ={})
+    assert info.value.path == "targets.emporix.mixin_schema_url"
+
+
+def test_emporix_mixins_with_an_https_schema_url_load() -> None:
+    data = _emporix(mixins=True, mixin_schema_url="https://schemas.man.example/c.json")
+    emporix = settings_from_mapping(data, environ={}).targets.emporix
+    assert emporix is not None and emporix.mixins

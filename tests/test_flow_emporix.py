@@ -7,15 +7,18 @@ from typing import Any
 import pytest
 
 from pipeline.emulators import Dataset, EmporixEmulatorConfig, FaultPlan
-from pipeline.emulators.emporix import EMPORIX_COUNTS
+from pipeline.emulators.emporix import EMPORIX_COUNTS, EmporixSeed
 from pipeline.state.store import StateStore
 from tests.conftest import Env
 from tests.test_flow import run_pass
 
+SCHEMA = "https://schemas.man.example/emporix/man-customer.v1.json"
 TITLES = {"Mr": "MR", "Herr": "MR", "Ms": "MS", "Frau": "MS", "Dr.": "DR"}
 
 
-def expected(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def expected(
+    raw: dict[str, Any], *, mixins: bool = False
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Customer and address Emporix must hold for one valid MAN record (from spec §9)."""
     first, last = raw["firstName"].strip(), raw["lastName"].strip()
     address = raw.get("address") or None
@@ -27,7 +30,9 @@ def expected(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None
         "company": raw["businessUnit"].strip(),
         "mixins": {
             "manCustomer": {"role": raw.get("role") or "", "businessUnit": raw["businessUnit"]}
-        },
+        }
+        if mixins
+        else {},
     }
     if raw.get("salutation") in TITLES:
         customer["title"] = TITLES[raw["salutation"]]
@@ -73,15 +78,18 @@ def emx_env(**kwargs: Any) -> dict[str, Any]:
 async def test_full_pass_matches_expected_mapping_field_by_field(env: Env) -> None:
     dataset = Dataset(1_500, seed=21)
     await env.start(dataset, **emx_env())
-    report, _ = await run_pass(env)
+    report, _ = await run_pass(
+        env, targets__emporix__mixins=True, targets__emporix__mixin_schema_url=SCHEMA
+    )
 
     store = env.emx_store
     valid = [r for r in dataset.records() if r["customer_id"] not in dataset.defects]
     assert set(store.customers) == {r["customer_id"] for r in valid}
     for raw in valid:
         number = raw["customer_id"]
-        customer, address = expected(raw)
+        customer, address = expected(raw, mixins=True)
         stored = store.customers[number]
+        assert stored["metadata"]["mixins"] == {"manCustomer": SCHEMA}
         for key, value in customer.items():
             assert stored[key] == value, (number, key)
         addresses = store.addresses.get(number, {})
@@ -251,3 +259,150 @@ async def test_missing_manage_scope_is_a_403_that_stops_the_target(env: Env) -> 
     assert report.status == "aborted"
     assert "403" in (report.targets["emporix"].error or "")
     assert env.emx_store.customers == {}
+
+
+FOREIGN: dict[str, Any] = {
+    "preferredLanguage": "de_AT",
+    "preferredCurrency": "EUR",
+    "preferredSite": "at",
+    "restriction": "dealer-only",
+    "onHold": True,
+    "b2b": {"legalEntity": {"id": "LE-7"}, "companyRegistrationId": "FN 1234a"},
+    "mixins": {"loyalty": {"tier": "gold"}},
+    "metadata": {"mixins": {"loyalty": "https://shop.example.com/schemas/loyalty.json"}},
+}
+
+
+async def test_updates_and_deactivation_keep_every_field_the_pipeline_does_not_own(
+    env: Env,
+) -> None:
+    dataset = Dataset(100, seed=3, defects=False)
+    seeded = [dataset.record(i) for i in [*range(0, 100, 10), 99]]
+    config = EmporixEmulatorConfig(
+        customers=tuple(
+            EmporixSeed(
+                number=r["customer_id"], contactEmail=r["email"], firstName="Old", fields=FOREIGN
+            )
+            for r in seeded
+        )
+    )
+    await env.start(dataset, **emx_env(emporix=config))
+    mixins = {"targets__emporix__mixins": True, "targets__emporix__mixin_schema_url": SCHEMA}
+    await run_pass(env, **mixins)
+
+    store = env.emx_store
+    for raw in seeded:
+        stored = store.customers[raw["customer_id"]]
+        assert stored["firstName"] == raw["firstName"].strip()
+        for key in ("preferredLanguage", "preferredCurrency", "preferredSite", "restriction"):
+            assert stored[key] == FOREIGN[key], key
+        assert stored["b2b"] == FOREIGN["b2b"]
+        assert stored["mixins"]["loyalty"] == {"tier": "gold"}
+        assert set(stored["mixins"]) == {"loyalty", "manCustomer"}
+        assert stored["metadata"]["mixins"]["loyalty"].endswith("loyalty.json")
+
+    dataset.size = 99  # the last one, seeded with foreign fields, leaves the source
+    report, _ = await run_pass(env, targets__emporix__deactivate_missing=True, **mixins)
+
+    assert report.targets["emporix"].deactivated == 1
+    stored = store.customers[seeded[-1]["customer_id"]]
+    assert stored["active"] is False
+    assert stored["b2b"] == FOREIGN["b2b"] and stored["preferredLanguage"] == "de_AT"
+    assert stored["onHold"] is True and stored["restriction"] == "dealer-only"
+    assert stored["mixins"]["loyalty"] == {"tier": "gold"}
+    assert stored["firstName"] == seeded[-1]["firstName"].strip()
+
+
+async def test_mixins_are_off_by_default(env: Env) -> None:
+    await env.start(Dataset(50, seed=3, defects=False), **emx_env())
+    await run_pass(env)
+
+    assert all(c["mixins"] == {} for c in env.emx_store.customers.values())
+    assert all(c["metadata"]["mixins"] == {} for c in env.emx_store.customers.values())
+
+
+def emporix_numbered(dataset: Dataset, indexes: range) -> EmporixEmulatorConfig:
+    """The tenant already holds these records' customers under Emporix's own numbers."""
+    return EmporixEmulatorConfig(
+        customers=tuple(
+            EmporixSeed(
+                number=str(13_869_000 + i),
+                contactEmail=dataset.record(i)["email"].strip().upper(),
+                firstName="Old",
+                lastName="Name",
+                fields={"preferredLanguage": "de_AT", "b2b": {"legalEntity": {"id": "LE-1"}}},
+            )
+            for i in indexes
+        )
+    )
+
+
+async def test_existing_customers_under_emporix_numbers_are_adopted_when_asked(env: Env) -> None:
+    dataset = Dataset(200, seed=5, defects=False)
+    await env.start(dataset, **emx_env(emporix=emporix_numbered(dataset, range(0, 200, 20))))
+    adopt = {"targets__emporix__adopt_existing": True}
+
+    report, _ = await run_pass(env, **adopt)
+
+    store = env.emx_store
+    assert report.targets["emporix"].dead_lettered == 0
+    assert len(store.customers) == 200  # ten adopted, none created twice
+    async with StateStore(env.settings().state.path) as state:
+        ids = [dataset.customer_id(i) for i in range(0, 200, 20)]
+        refs = await state.refs("emporix", ids)
+    for i in range(0, 200, 20):
+        number, raw = str(13_869_000 + i), dataset.record(i)
+        assert raw["customer_id"] not in store.customers
+        assert refs[raw["customer_id"]] == number
+        adopted = store.customers[number]
+        assert (adopted["firstName"], adopted["lastName"]) == (
+            raw["firstName"].strip(),
+            raw["lastName"].strip(),
+        )
+        assert adopted["preferredLanguage"] == "de_AT" and adopted["b2b"]
+        if raw.get("address"):
+            assert list(store.addresses[number]) == [f"{raw['customer_id']}-default"]
+
+    changed = dataset.customer_id(20)
+    dataset.update(changed, {"lastName": "Neumann"})
+    again, _ = await run_pass(env, **adopt)
+
+    assert store.customers["13869020"]["lastName"] == "Neumann"
+    assert changed not in store.customers
+    assert (again.targets["emporix"].updated, again.targets["emporix"].dead_lettered) == (1, 0)
+
+
+async def test_without_adoption_the_reason_says_it_is_available(env: Env) -> None:
+    dataset = Dataset(100, seed=5, defects=False)
+    await env.start(dataset, **emx_env(emporix=emporix_numbered(dataset, range(3, 4))))
+
+    await run_pass(env)
+
+    async with StateStore(env.settings().state.path) as state:
+        letters = {d.customer_id: d.reason for d in await state.dead_letters("emporix")}
+    reason = letters[dataset.customer_id(3)]
+    assert "13869003" in reason and "adopt_existing = true" in reason
+    assert env.emx_store.customers["13869003"]["firstName"] == "Old"
+
+
+async def test_address_put_that_does_not_create_adds_the_address(env: Env) -> None:
+    dataset = Dataset(300, seed=2)
+    config = EmporixEmulatorConfig(address_put_creates=False)
+    await env.start(dataset, **emx_env(emporix=config))
+
+    report, _ = await run_pass(env)
+
+    valid = [r for r in dataset.records() if r["customer_id"] not in dataset.defects]
+    store = env.emx_store
+    assert set(store.customers) == {r["customer_id"] for r in valid}
+    for raw in valid:
+        _, address = expected(raw)
+        held = store.addresses.get(raw["customer_id"], {})
+        assert list(held) == ([address["id"]] if address else [])
+    assert set(store.customer_writes.values()) == {1}
+    assert report.targets["emporix"].dead_lettered == len(dataset.defects)
+
+    number = next(r["customer_id"] for r in valid if r.get("address"))
+    dataset.update(number, {"address": {"city": "Linz"}})
+    await run_pass(env)
+    assert store.addresses[number][f"{number}-default"]["city"] == "Linz"

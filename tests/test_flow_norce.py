@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.emulators import Dataset, FaultPlan, NorceEmulatorConfig
 from pipeline.emulators.dataset import BUSINESS_UNITS
+from pipeline.errors import ConfigError
 from pipeline.state.store import StateStore
 from tests.conftest import Env
 from tests.test_flow import run_pass
@@ -119,7 +120,9 @@ async def test_unknown_company_dead_letters_exactly_those_customers(env: Env) ->
 async def test_create_companies_option_imports_missing_companies_first(env: Env) -> None:
     dataset = Dataset(1_000, seed=5)
     await env.start(dataset, **norce(companies=()))
-    report, _ = await run_pass(env, targets__norce__create_companies=True)
+    report, _ = await run_pass(
+        env, targets__norce__create_companies=True, targets__norce__application_key="app-key"
+    )
 
     companies = {c["Code"] for c in env.nc_store.snapshot()["companies"]}
     assert companies == {r["businessUnit"] for r in dataset.records()} - {None}
@@ -214,3 +217,114 @@ async def test_pass_of_50000_customers_calls_the_token_endpoint_once(env: Env) -
     assert env.nc_store.token_refusals == 0
     assert report.source.records == 50_000
     assert report.targets["norce"].sent > 45_000
+
+
+# Issue 11: the service as the real vendor may behave -------------------------------------
+
+
+def valid_codes(dataset: Dataset) -> set[str]:
+    return {
+        r["customer_id"]
+        for r in dataset.records()
+        if r["customer_id"] not in dataset.defects and r["businessUnit"] in BUSINESS_UNITS
+    }
+
+
+def ghost_codes(dataset: Dataset) -> set[str]:
+    return {r["customer_id"] for r in dataset.records() if r["businessUnit"] == "Ghost Unit"}
+
+
+async def test_job_succeeding_with_failed_items_dead_letters_them(env: Env) -> None:
+    # Item 4: the job ends StatusId 2 with Fail > 0; the log still names the failed items.
+    dataset = Dataset(1_000, seed=5)
+    await env.start(dataset, **norce(failed_items_succeed=True))
+    report, _ = await run_pass(env)
+
+    ghosts = ghost_codes(dataset)
+    assert ghosts
+    letters = await dead_letters(env)
+    assert set(letters) == ghosts | set(dataset.defects)
+    for code in ghosts:
+        assert letters[code] == f"Customer '{code}': company 'Ghost Unit' does not exist."
+    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == valid_codes(dataset)
+    assert report.targets["norce"].created == len(valid_codes(dataset))
+    assert set(env.nc_store.customer_writes.values()) == {1}
+
+
+@pytest.mark.parametrize("row_max_chars", [0, 120])
+async def test_log_lines_attributed_by_the_rows_own_code_in_any_key_order(
+    env: Env, row_max_chars: int
+) -> None:
+    # Item 5: accounts on, ImportedRow with sorted keys (role Codes come before the
+    # customer's Code), whole or truncated before the customer's Code.
+    dataset = Dataset(1_000, seed=5)
+    await env.start(dataset, **norce(row_order="alphabetical", row_max_chars=row_max_chars))
+    report, _ = await run_pass(
+        env, targets__norce__accounts=True, targets__norce__application_key="app-key"
+    )
+
+    ghosts = ghost_codes(dataset)
+    letters = await dead_letters(env)
+    assert set(letters) == ghosts | set(dataset.defects)
+    for code in ghosts:
+        assert letters[code] == f"Customer '{code}': company 'Ghost Unit' does not exist."
+    assert env.nc_store.import_calls["ImportCustomers"] == 10  # no batch split or re-sent
+    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == valid_codes(dataset)
+    assert report.targets["norce"].created == len(valid_codes(dataset))
+
+
+async def test_application_key_and_company_fields_as_the_docs_require(env: Env) -> None:
+    # Item 6: ApplicationKey required on companies and accounts; CompanyFieldsThatAreSet
+    # required with Companies.
+    dataset = Dataset(1_000, seed=5)
+    await env.start(
+        dataset, **norce(companies=(), require_application_key=True, require_company_fields=True)
+    )
+    with pytest.raises(ConfigError) as info:
+        env.settings(targets__norce__create_companies=True, targets__norce__accounts=True)
+    assert info.value.path == "targets.norce.application_key"
+
+    report, _ = await run_pass(
+        env,
+        targets__norce__create_companies=True,
+        targets__norce__accounts=True,
+        targets__norce__application_key="app-key",
+    )
+
+    store = env.nc_store.snapshot()
+    assert {c["Code"] for c in store["companies"]} == {
+        r["businessUnit"] for r in dataset.records()
+    } - {None}
+    valid = {r["customer_id"] for r in dataset.records()} - set(dataset.defects)
+    assert {c["Code"] for c in store["customers"]} == valid
+    assert all(c["Accounts"][0]["ApplicationKey"] == "app-key" for c in store["customers"])
+    assert report.targets["norce"].created == len(valid)
+
+
+async def test_jobs_read_under_api_path_and_queue_time_is_not_run_time(env: Env) -> None:
+    # Item 7: Job/Get and Job/GetLog answer 404, only api/Job/... serves; every job waits
+    # queued longer than job_timeout_seconds, then runs briefly.
+    dataset = Dataset(300, seed=5)
+    await env.start(
+        dataset, **norce(job_paths="api", queue_delay=0.4, job_delay=0.05, failed_job_rate=0.0)
+    )
+    report, _ = await run_pass(env, targets__norce__job_timeout_seconds=0.2)
+
+    letters = await dead_letters(env)
+    assert set(letters) == ghost_codes(dataset) | set(dataset.defects)
+    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == valid_codes(dataset)
+    assert report.targets["norce"].created == len(valid_codes(dataset))
+    assert env.nc_store.import_calls["ImportCustomers"] == 3
+
+
+async def test_a_queue_that_never_moves_fails_its_batches_instead_of_hanging(env: Env) -> None:
+    dataset = Dataset(200, seed=5)
+    await env.start(dataset, **norce(queue_delay=30.0, failed_job_rate=0.0))
+    report, _ = await run_pass(env, targets__norce__job_queue_timeout_seconds=0.3)
+
+    letters = await dead_letters(env)
+    valid = valid_codes(dataset) | ghost_codes(dataset)
+    assert set(letters) == valid | set(dataset.defects)  # nothing confirmed, nothing lost
+    queued = [r for c, r in letters.items() if c in valid]
+    assert all("was still queued after 0.3 s" in r for r in queued), queued[:1]
+    assert report.targets["norce"].created == 0

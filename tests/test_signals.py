@@ -41,6 +41,7 @@ grace_seconds = 20
 [targets.syncbatch]
 url = "{urls["syncbatch"]}"
 token_env = "SYNCBATCH_TOKEN"
+profile_url = "https://shop.example.com/users/{{customer_id}}"
 batch_size = 25
 max_in_flight = 2
 """

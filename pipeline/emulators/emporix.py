@@ -9,6 +9,7 @@ import random
 import re
 import secrets
 import time
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -28,6 +29,7 @@ __all__ = [
     "EMPORIX_FAULTS",
     "EMPORIX_STORE",
     "EmporixEmulatorConfig",
+    "EmporixSeed",
     "EmporixStore",
     "create_emporix_app",
 ]
@@ -40,6 +42,20 @@ _DELETE = frozenset({_MANAGE, "customer.customer_update", "customer.customer_del
 _TENANT = re.compile(r"[a-z][a-z0-9]{2,15}")
 
 
+class EmporixSeed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A customer the tenant holds before the pipeline's first call (`[[emporix.customers]]`).
+
+    `number` may be one of Emporix's own (`13869000`) or a source customer id; `fields`
+    are any other customer fields (`preferredLanguage`, `b2b`, `mixins`, `metadata`...).
+    """
+
+    number: str
+    contactEmail: str
+    firstName: str = ""
+    lastName: str = ""
+    fields: dict[str, Any] = {}
+
+
 class EmporixEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How the Emporix emulator answers.
 
@@ -47,6 +63,12 @@ class EmporixEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     reaches `revoke_after_requests`, every token issued so far expires (that request
     already answers 401 expired). `version_conflict_rate` is the chance that a customer
     update answers 409 optimistic_lock after a simulated concurrent write.
+
+    A customer `PUT` with `application/json` replaces the customer (omitted fields are
+    cleared); with `application/merge-patch+json` it merges (RFC 7396). `customers` are
+    in the tenant from the start. With `address_put_creates` false, a `PUT` of an address
+    the customer does not have answers 404 "Address ... not found" (the OpenAPI example)
+    instead of creating it.
     """
 
     tenant: str = "demo"
@@ -57,6 +79,8 @@ class EmporixEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     revoke_after_requests: int | None = None
     faults: FaultPlan = FaultPlan()
     version_conflict_rate: float = 0.0
+    customers: tuple[EmporixSeed, ...] = ()
+    address_put_creates: bool = True
 
     def __post_init__(self) -> None:
         if not _TENANT.fullmatch(self.tenant):
@@ -73,7 +97,8 @@ class EmporixEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
             f"EmporixEmulatorConfig(tenant={self.tenant!r}, client_id={self.client_id!r}, "
             f"scopes={self.scopes!r}, token_lifetime={self.token_lifetime}, "
             f"revoke_after_requests={self.revoke_after_requests}, faults={self.faults!r}, "
-            f"version_conflict_rate={self.version_conflict_rate})"
+            f"version_conflict_rate={self.version_conflict_rate}, "
+            f"customers={len(self.customers)}, address_put_creates={self.address_put_creates})"
         )
 
 
@@ -184,6 +209,8 @@ class _Service:
         body = await rules.json_object(request)
         if body is None:
             return rules.error_response(400, "bad_request", rules.NOT_AN_OBJECT)
+        if number is not None and request.content_type == rules.MERGE_PATCH:
+            body = rules.merge_patch(rules.patch_base(store.customers.get(number)), body)
         if number is None:
             number = body.get("id")
             if number is None:
@@ -280,7 +307,9 @@ class _Service:
         refused = await self.guard(request, allowed)
         if refused is None and number not in self.store.customers:
             refused = rules.not_found(f"Customer {number} not found.")
-        if refused is None and existing and address_id not in self.store.addresses[number]:
+        missing = refused is None and address_id not in self.store.addresses[number]
+        put_only_updates = request.method == "PUT" and not self.config.address_put_creates
+        if missing and (existing or put_only_updates):
             message = f"Address {address_id} of customer {number} not found."
             refused = rules.not_found(message)
         return number, address_id, refused
@@ -379,6 +408,10 @@ def create_emporix_app(
     app = web.Application()
     service = _Service(config, app)
     app[EMPORIX_STORE] = store if store is not None else EmporixStore()
+    for seed in config.customers:
+        body = {**seed.fields, "contactEmail": seed.contactEmail}
+        body |= {"firstName": seed.firstName, "lastName": seed.lastName}
+        app[EMPORIX_STORE].seed_customer(seed.number, body)
     app[EMPORIX_FAULTS] = FaultInjector(config.faults, error_body=rules.emporix_error_body)
     app[EMPORIX_COUNTS] = collections.Counter()
     customers = "/customer/{tenant}/customers"

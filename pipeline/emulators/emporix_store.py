@@ -19,6 +19,7 @@ __all__ = [
     "FLAGS",
     "ID_PATTERN",
     "INVALID_TOKEN",
+    "MERGE_PATCH",
     "NOT_AN_OBJECT",
     "EmporixStore",
     "Problems",
@@ -33,10 +34,12 @@ __all__ = [
     "invalid",
     "json_object",
     "matches",
+    "merge_patch",
     "metadata_of",
     "not_found",
     "oauth_error",
     "parse_query",
+    "patch_base",
     "positive_param",
     "sort_customers",
     "version_conflict",
@@ -146,6 +149,32 @@ async def json_object(request: web.Request) -> dict[str, Any] | None:
 
 
 NOT_AN_OBJECT = "The request body must be a JSON object."
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def patch_base(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """What a merge patch applies to: the stored writable fields and metadata mixins.
+
+    The stored version is left out: only a version the patch sends is checked.
+    """
+    if stored is None:
+        return {}
+    base = {k: v for k, v in stored.items() if k in _CUSTOMER_NAMES}
+    base["metadata"] = {"mixins": dict(stored["metadata"].get("mixins") or {})}
+    return base
 
 
 def positive_param(request: web.Request, name: str, default: int) -> int | None:

@@ -8,6 +8,7 @@ import math
 import random
 import secrets
 import time
+from typing import Literal
 
 import msgspec
 import orjson
@@ -46,7 +47,17 @@ class NorceEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     refilled at `token_per_minute` per 60 s; every request takes one, an empty bucket
     answers 429. Jobs spend `queue_delay` s Queued (StatusId 6), then `job_delay` s
     running (1), then finish. Job numbers in `fail_jobs` / `stuck_jobs` count from 1
-    in creation order across both import kinds (they equal the JobId).
+    in creation order across both import kinds (they equal the JobId); a stuck job
+    runs forever.
+
+    Behaviour variants (how the real service may differ): `failed_items_succeed` ends a
+    job with failed items as StatusId 2 with `Fail` > 0; `row_order` "alphabetical" echoes
+    `ImportedRow` with its keys sorted at every level (`Accounts` and their role `Code`s
+    before the customer's `Code`), `row_max_chars` truncates it; `job_paths` "api" serves
+    the jobs only under `api/Job/...` ("plain" only under `Job/...`);
+    `require_application_key` refuses companies and accounts without `ApplicationKey` (an
+    item error); `require_company_fields` refuses an ImportCustomers that sets `Companies`
+    without `CompanyFieldsThatAreSet` (400).
     """
 
     client_id: str = "demo-norce-client"
@@ -68,6 +79,12 @@ class NorceEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     failed_job_rate: float = 0.0
     fail_jobs: tuple[int, ...] = ()
     stuck_jobs: tuple[int, ...] = ()
+    failed_items_succeed: bool = False
+    row_order: Literal["sent", "alphabetical"] = "sent"
+    row_max_chars: int = 0
+    job_paths: Literal["both", "plain", "api"] = "both"
+    require_application_key: bool = False
+    require_company_fields: bool = False
 
     def __post_init__(self) -> None:
         if not self.environments:
@@ -81,6 +98,8 @@ class NorceEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
         for name in ("token_burst", "max_items", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.row_max_chars < 0:
+            raise ValueError("row_max_chars must not be negative")
         if not 0.0 <= self.failed_job_rate <= 1.0:
             raise ValueError("failed_job_rate must be between 0 and 1")
 
@@ -231,7 +250,10 @@ class _Service:
         config = self.config
         try:
             header = parse_header(
-                request.headers.get("X-StormConnect-Header"), kind, config.account_id
+                request.headers.get("X-StormConnect-Header"),
+                kind,
+                config.account_id,
+                require_company_fields=config.require_company_fields,
             )
         except HeaderError as error:
             return _message(error.status, error.message)
@@ -259,6 +281,10 @@ class _Service:
             job_delay=config.job_delay,
             forced_failure=failed or number in config.fail_jobs,
             stuck=number in config.stuck_jobs,
+            failed_items_succeed=config.failed_items_succeed,
+            row_order=config.row_order,
+            row_max_chars=config.row_max_chars,
+            require_application_key=config.require_application_key,
         )
         self.store.add_job(job)
         self.store.import_calls[kind] += 1
@@ -296,7 +322,7 @@ class _Service:
         return json_response(job.dto(time.monotonic()))
 
     async def job_log(self, request: web.Request) -> web.Response:
-        """GET Job/GetLog?id=: the JobLogDto lines so far."""
+        """GET Job/GetLog?id= (and api/Job/GetLog?id=): the JobLogDto lines so far."""
         job = await self._job(request)
         if isinstance(job, web.Response):
             return job
@@ -337,8 +363,9 @@ def create_norce_app(
     """Build the Norce emulator app; pass `store` to share state across apps.
 
     Routes: POST /identity/1.0/connect/token; under /commerce/connect/4.0:
-    POST Customer/ImportCustomers, POST Customer/ImportCompanies, GET Job/Get,
-    GET api/Job/Get, GET Job/GetLog, GET Job/Ping, each with the fault plan (body
+    POST Customer/ImportCustomers, POST Customer/ImportCompanies, GET Job/Get and
+    GET Job/GetLog (also under api/, as `config.job_paths` says; a path not served is a
+    404), GET Job/Ping, each with the fault plan (body
     faults hit 2xx answers after an import job was created); GET /_admin/store and
     GET /_admin/stats (no auth, no faults). `config.companies` are created in the store.
     """
@@ -353,14 +380,14 @@ def create_norce_app(
     def faulty(handler: Handler) -> Handler:
         return with_body_faults(NORCE_FAULTS, handler)
 
+    prefixes = {"both": ("", "api/"), "plain": ("",), "api": ("api/",)}[config.job_paths]
     app.router.add_routes(
         [
             web.post(TOKEN_PATH, service.token),
             web.post(f"{root}/Customer/ImportCustomers", faulty(service.import_customers)),
             web.post(f"{root}/Customer/ImportCompanies", faulty(service.import_companies)),
-            web.get(f"{root}/Job/Get", faulty(service.job_get)),
-            web.get(f"{root}/api/Job/Get", faulty(service.job_get)),
-            web.get(f"{root}/Job/GetLog", faulty(service.job_log)),
+            *(web.get(f"{root}/{p}Job/Get", faulty(service.job_get)) for p in prefixes),
+            *(web.get(f"{root}/{p}Job/GetLog", faulty(service.job_log)) for p in prefixes),
             web.get(f"{root}/Job/Ping", faulty(service.ping)),
             web.get("/_admin/store", service.admin_store),
             web.get("/_admin/stats", service.admin_stats),

@@ -75,8 +75,14 @@ def _enum_names(name: str, value: Any, table: tuple[str, ...]) -> frozenset[str]
     return frozenset(names)
 
 
-def parse_header(text: str | None, kind: ImportKind, account_id: int) -> ImportHeader:
-    """Parse and check an `X-StormConnect-Header`; HeaderError is 400, or 403 for the AccountId."""
+def parse_header(
+    text: str | None, kind: ImportKind, account_id: int, *, require_company_fields: bool = False
+) -> ImportHeader:
+    """Parse and check an `X-StormConnect-Header`; HeaderError is 400, or 403 for the AccountId.
+
+    `require_company_fields`: an ImportCustomers that sets `Companies` must also send
+    `CompanyFieldsThatAreSet` (the docs' wording).
+    """
     if text is None or not text.strip():
         raise HeaderError(400, "The X-StormConnect-Header header is required.")
     if "\n" in text or "\r" in text:
@@ -121,6 +127,9 @@ def parse_header(text: str | None, kind: ImportKind, account_id: int) -> ImportH
         if company is not None and "Companies" not in customer:
             message = "CompanyFieldsThatAreSet requires Companies in CustomerFieldsThatAreSet."
             raise HeaderError(400, message)
+        if require_company_fields and "Companies" in customer and not company:
+            message = "CompanyFieldsThatAreSet is required when Companies is set."
+            raise HeaderError(400, message)
     elif not company:
         raise HeaderError(400, "CompanyFieldsThatAreSet is required for ImportCompanies.")
     return ImportHeader(
@@ -147,8 +156,13 @@ class Job:
     """One import job: its payload and timing, and once applied its counts and log lines.
 
     Times are `time.monotonic()` values: queued until `started_at`, running until
-    `finished_at` (both infinite for a stuck job). The store applies the job at the
-    first request after `finished_at`; only then is it reported finished.
+    `finished_at` (infinite for a stuck job, which runs forever). The store applies the job
+    at the first request after `finished_at`; only then is it reported finished.
+
+    Variants: `failed_items_succeed` ends a job whose items failed with StatusId 2 (Fail
+    still counts them); `row_order` "alphabetical" writes ImportedRow with its keys sorted
+    at every level; `row_max_chars` truncates ImportedRow; `require_application_key` makes
+    ApplicationKey required on companies and accounts.
     """
 
     def __init__(
@@ -164,6 +178,10 @@ class Job:
         forced_failure: bool = False,
         stuck: bool = False,
         now: float | None = None,
+        failed_items_succeed: bool = False,
+        row_order: Literal["sent", "alphabetical"] = "sent",
+        row_max_chars: int = 0,
+        require_application_key: bool = False,
     ) -> None:
         self.number = number
         self.kind: ImportKind = kind
@@ -171,9 +189,13 @@ class Job:
         self.items = items
         self.roles = roles
         self.forced_failure = forced_failure
+        self.failed_items_succeed = failed_items_succeed
+        self.row_order: Literal["sent", "alphabetical"] = row_order
+        self.row_max_chars = row_max_chars
+        self.require_application_key = require_application_key
         self.created = time.monotonic() if now is None else now
-        self.started_at = math.inf if stuck else self.created + queue_delay
-        self.finished_at = self.started_at + job_delay
+        self.started_at = self.created + queue_delay
+        self.finished_at = math.inf if stuck else self.started_at + job_delay
         self._wall = dt.datetime.now(dt.UTC)
         self.applied = False
         self.inserts = self.updates = self.failures = 0
@@ -199,7 +221,9 @@ class Job:
 
     def status_id(self, now: float) -> int:
         if self.applied:
-            return _FAILED if self.failures or self.forced_failure else _SUCCEEDED
+            if self.forced_failure or (self.failures and not self.failed_items_succeed):
+                return _FAILED
+            return _SUCCEEDED
         return _QUEUED if now < self.started_at else _RUNNING
 
     def dto(self, now: float) -> dict[str, Any]:

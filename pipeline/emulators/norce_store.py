@@ -123,10 +123,10 @@ class NorceStore:
             return
         for index, raw in enumerate(job.items):
             if job.kind == "ImportCustomers":
-                outcome = self._customer(job.header, job.roles, index, raw)
+                outcome = self._customer(job, index, raw)
             else:
-                outcome = self._company(job.header, index, raw)
-            row = row_text(raw)
+                outcome = self._company(job, index, raw)
+            row = _row(job, raw)
             job.lines += [job.line(2, warning, at, row) for warning in outcome.warnings]
             if outcome.error is not None:
                 job.failures += 1
@@ -221,9 +221,8 @@ class NorceStore:
         self._index(entity, record, old_key)
         return record, target is None
 
-    def _customer(
-        self, header: ImportHeader, roles: frozenset[str], index: int, raw: Any
-    ) -> Outcome:
+    def _customer(self, job: Job, index: int, raw: Any) -> Outcome:
+        header, roles = job.header, job.roles
         label = item_label("Customer", index, raw)
         problems: list[str] = []
         item = bind_item(raw, CUSTOMER_SCHEMA, "", problems)
@@ -250,8 +249,15 @@ class NorceStore:
                 for j, a in enumerate(item.get("Accounts", ()))
                 if a.get("Status", 1) not in (1, 2)
             ]
+            keyless = [
+                j
+                for j, a in enumerate(item.get("Accounts", ()))
+                if job.require_application_key and not filled(a.get("ApplicationKey"))
+            ]
             if missing:
                 error = f"Accounts[{missing[0]}].LoginName is required"
+            elif keyless:
+                error = f"Accounts[{keyless[0]}].ApplicationKey is required"
             elif roles_missing:
                 error = "Accounts[{}].Roles[{}].Code is required".format(*roles_missing[0])
             elif bad_status:
@@ -304,7 +310,8 @@ class NorceStore:
             link["IsPrimary"] = link["IsPrimary"] or is_primary
         return list(links.values()), None
 
-    def _company(self, header: ImportHeader, index: int, raw: Any) -> Outcome:
+    def _company(self, job: Job, index: int, raw: Any) -> Outcome:
+        header = job.header
         label = item_label("Company", index, raw)
         problems: list[str] = []
         item = bind_item(raw, COMPANY_SCHEMA, "", problems)
@@ -317,6 +324,8 @@ class NorceStore:
             written, error = self._check("company", item, mask, target, COMPANY_WRITABLE)
         own = written.get("Code", target)
         parent = written.get("ParentCompanyCode")
+        if error is None and job.require_application_key and not filled(item.get("ApplicationKey")):
+            error = "ApplicationKey is required"
         if error is None and parent is not None and parent != own and parent not in self.companies:
             error = f"parent company '{parent}' does not exist"
         members: list[str] | None = None
@@ -365,6 +374,20 @@ class NorceStore:
             links = self.customers[code].setdefault("Companies", [])
             if all(link["Code"] != company for link in links):
                 links.append({"Code": company, "IsPrimary": False})
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
+
+
+def _row(job: Job, raw: Any) -> str:
+    """The ImportedRow of an item, in the job's key order, truncated when it says so."""
+    text = row_text(_sorted_keys(raw) if job.row_order == "alphabetical" else raw)
+    return text[: job.row_max_chars] if job.row_max_chars else text
 
 
 def _fold(key: str, entity: str) -> str:

@@ -1,10 +1,15 @@
 """The Emporix target: ``PUT`` each customer, then ``PUT`` its one address with a stable id.
 
-A record is confirmed only when both writes went through. The hash has a customer half and an
-address half, so a record whose address alone changed costs one address write. Per record:
+The customer ``PUT`` is a JSON merge patch (``application/merge-patch+json``): only the fields
+the pipeline owns change, so ``preferredLanguage``, ``b2b``, ``restriction`` and other mixins
+are never wiped. A record is confirmed only when both writes went through. The hash has a
+customer half and an address half, so a record whose address alone changed costs one address
+write. Per record:
 
-* ``409 conflict_resource`` (the email belongs to another customer): the holder is looked up
-  and the record dead-lettered with its id, never retried;
+* ``409 conflict_resource`` (the email belongs to another customer): the holder is looked up;
+  with ``adopt_existing`` that customer is adopted (its number becomes the confirmation's
+  ``ref`` and is written from then on), otherwise the record is dead-lettered with its id;
+* ``404`` "Address ... not found" on the address ``PUT``: the address is added by ``POST``;
 * ``409`` version conflict: the current ``metadata.version`` is read and the write repeated;
 * ``400``: dead-lettered with the fields Emporix named; an id Emporix cannot take never leaves;
 * ``401`` "expired": the shared token is renewed once and the call repeated;
@@ -14,6 +19,7 @@ address half, so a record whose address alone changed costs one address write. P
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -24,6 +30,7 @@ from pipeline.errors import AuthError, PipelineError, TransientHTTPError
 from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
+from pipeline.state.store import StateStore
 from pipeline.transform.emporix import (
     EmxMetadata,
     EmxPayload,
@@ -32,17 +39,14 @@ from pipeline.transform.emporix import (
     customer_part_changed,
     had_address,
     map_customer,
+    merge_patch,
     valid_customer_number,
 )
 
 __all__ = ["EmporixTarget"]
 
 EXPIRED = b"access_token_expired"
-# Fields of a customer read that a write does not take back.
-_READ_ONLY = (
-    "id", "customerNumber", "addresses", "accounts", "defaultAddress", "businessModel",
-    "metadataCreatedAt", "lastLogin", "email", "b2b",
-)  # fmt: skip
+MERGE_PATCH = "application/merge-patch+json"
 VERSION_RETRIES = 6
 _ACCEPT = frozenset({400, 401, 404, 409})
 
@@ -104,8 +108,9 @@ class EmporixTarget(HttpTarget):
 
     name = "emporix"
 
-    def __init__(self, settings: EmporixSettings) -> None:
+    def __init__(self, settings: EmporixSettings, store: StateStore | None = None) -> None:
         self.settings = settings
+        self._store = store  # adopted customers' numbers (confirmed.ref); None: found again
         base = settings.url.rstrip("/")
         self._customers = f"{base}/customer/{settings.tenant}/customers"
         super().__init__(settings, {"Accept": "application/json"})
@@ -118,23 +123,32 @@ class EmporixTarget(HttpTarget):
         )
 
     async def prepare(self, customers: Sequence[Customer]) -> list[Item]:
+        refs: dict[str, str | None] = {}
+        if self._store is not None and self.settings.adopt_existing:
+            refs = await self._store.refs(self.name, [c.customer_id for c in customers])
         items = []
         for customer in customers:
             payload = map_customer(customer, self.settings)
-            items.append(Item(customer.customer_id, payload.hash(), payload))
+            ref = refs.get(customer.customer_id)
+            items.append(Item(customer.customer_id, payload.hash(), payload, ref=ref))
         return items
 
     # Calls -----------------------------------------------------------------------------
 
     async def _call(
-        self, method: str, url: str, body: bytes | None = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
     ) -> Response:
         """One API call with the shared token; an expired token is renewed once."""
         for renewed in (False, True):
             token = await self.tokens.token()
             headers = {"Authorization": f"Bearer {token}"}
             if body is not None:
-                headers["Content-Type"] = "application/json"
+                headers["Content-Type"] = content_type
             response = await self._http.request(
                 method, url, params=params, body=body, headers=headers, accept=_ACCEPT
             )
@@ -168,53 +182,83 @@ class EmporixTarget(HttpTarget):
             return None
         return metadata.version if metadata is not None else None
 
-    async def _put_customer(self, payload: EmxPayload) -> None:
-        url = f"{self._customers}/{quote(payload.customer_number, safe='')}"
+    def _customer_url(self, number: str) -> str:
+        return f"{self._customers}/{quote(number, safe='')}"
+
+    async def _patch(self, number: str, patch: dict[str, Any]) -> Response:
+        """Merge ``patch`` into the customer (created when absent)."""
         params = {"sendPasswordResetNotifications": "false"}
-        body = payload.customer
+        url = self._customer_url(number)
+        return await self._call("PUT", url, _encoder.encode(patch), params, MERGE_PATCH)
+
+    async def _put_customer(self, payload: EmxPayload, number: str) -> str:
+        """Write the customer under ``number``; the number written (an adopted one, maybe)."""
+        patch = merge_patch(payload.customer)
+        adopted = False
         for _ in range(VERSION_RETRIES):
-            response = await self._call("PUT", url, _encoder.encode(body), params)
+            response = await self._patch(number, patch)
             if response.status in (200, 201, 204):
-                return
+                return number
             problem = _problem(response)
             duplicate = (problem.message or "").startswith("Duplicate account")
             if response.status == 409 and problem.type == "conflict_resource" and duplicate:
                 owner = await self._email_owner(payload.customer.contactEmail)
-                holder = f"customer {owner}" if owner else "another customer"
-                raise _Refused(f"duplicate email: already held by {holder} in Emporix")
+                if owner is not None and owner != number and not adopted:
+                    if self.settings.adopt_existing:
+                        number, adopted = owner, True
+                        continue
+                    raise _Refused(
+                        f"duplicate email: already held by customer {owner} in Emporix; "
+                        "set targets.emporix.adopt_existing = true to adopt that customer"
+                    )
+                raise _Refused("duplicate email: already held by another customer in Emporix")
             if response.status != 409 or problem.type != "optimistic_lock":
                 raise _refusal("customer", response)
             # A version conflict: someone wrote between our read and our write. Re-read.
-            version = await self._current_version(url)
-            metadata = EmxMetadata(
-                mixins=body.metadata.mixins if body.metadata else {}, version=version
-            )
-            body = msgspec.structs.replace(body, metadata=metadata)
+            version = await self._current_version(self._customer_url(number))
+            patch["metadata"] = {**(patch.get("metadata") or {}), "version": version}
         raise _Refused("customer: version conflict persisted after re-reads")
 
-    def _address_url(self, payload: EmxPayload) -> str:
-        number = payload.customer_number
-        return f"{self._customers}/{quote(number, safe='')}/addresses/{quote(address_id(number))}"
+    def _address_url(self, number: str, customer_id: str) -> str:
+        base = f"{self._customer_url(number)}/addresses"
+        return f"{base}/{quote(address_id(customer_id))}"
 
-    async def _put_address(self, payload: EmxPayload) -> bool:
+    async def _put_address(self, payload: EmxPayload, number: str) -> bool:
         """Upsert the address; False when the customer does not exist in Emporix."""
         assert payload.address is not None
-        url = self._address_url(payload)
+        url = self._address_url(number, payload.customer_number)
         body = payload.address
         for _ in range(VERSION_RETRIES):
             response = await self._call("PUT", url, _encoder.encode(body))
             if response.status in (200, 201, 204):
                 return True
             if response.status == 404:
-                return False  # a PUT upserts the address: only the customer can be missing
+                if not (_problem(response).message or "").startswith("Address"):
+                    return False  # the customer is missing
+                # "Address ... not found": this PUT does not create; add it under our id.
+                if await self._post_address(payload, number):
+                    return True
+                continue
             if response.status != 409 or _problem(response).type != "optimistic_lock":
                 raise _refusal("address", response)
             version = await self._current_version(url)
             body = msgspec.structs.replace(body, metadata=EmxMetadata(version=version))
         raise _Refused("address: version conflict persisted after re-reads")
 
-    async def _delete_address(self, payload: EmxPayload) -> None:
-        response = await self._call("DELETE", self._address_url(payload))
+    async def _post_address(self, payload: EmxPayload, number: str) -> bool:
+        """Add the address with its stable id; False when it exists already (added meanwhile)."""
+        body: dict[str, Any] = msgspec.to_builtins(payload.address)
+        body["id"] = address_id(payload.customer_number)
+        url = f"{self._customer_url(number)}/addresses"
+        response = await self._call("POST", url, _encoder.encode(body))
+        if response.status in (200, 201, 204):
+            return True
+        if response.status == 409 and _problem(response).type == "conflict_resource":
+            return False
+        raise _refusal("address", response)
+
+    async def _delete_address(self, payload: EmxPayload, number: str) -> None:
+        response = await self._call("DELETE", self._address_url(number, payload.customer_number))
         if response.status not in (200, 202, 204, 404):
             raise _refusal("address delete", response)
 
@@ -225,49 +269,43 @@ class EmporixTarget(HttpTarget):
         if not valid_customer_number(item.customer_id):
             reason = "customer_id cannot be an Emporix customer number (1-66 of A-Z a-z 0-9 _ -)"
             return dead(self.name, item, reason)
+        number = item.ref or item.customer_id
         try:
             if customer_part_changed(item.previous, item.hash):
-                await self._put_customer(payload)
+                number = await self._put_customer(payload, number)
             if payload.address is None:
                 if had_address(item.previous):
-                    await self._delete_address(payload)
+                    await self._delete_address(payload, number)
             elif address_part_changed(item.previous, item.hash) and not await self._put_address(
-                payload
+                payload, number
             ):
-                await self._put_customer(payload)
-                if not await self._put_address(payload):
+                number = await self._put_customer(payload, number)
+                if not await self._put_address(payload, number):
                     raise _Refused("address refused with 404: customer not found")
         except _Refused as refused:
             return dead(self.name, item, str(refused))
         except TransientHTTPError as exc:
             return dead(self.name, item, f"request failed: {exc}")
+        item.ref = number if number != item.customer_id else None
         return confirmed(self.name, item)
 
-    async def _deactivate_one(self, customer_id: str) -> bool:
-        """Read the customer and write it back with ``active`` false (a PUT replaces all)."""
-        url = f"{self._customers}/{quote(customer_id, safe='')}"
+    async def _deactivate_one(self, number: str) -> bool:
+        """Merge ``active: false`` into the customer; every other field stays as it is."""
+        url = self._customer_url(number)
         for _ in range(VERSION_RETRIES):
-            read = await self._call("GET", url, params={"expand": "mixin:*"})
+            read = await self._call("GET", url)
             if read.status == 404:
                 return True  # gone already: nothing left to deactivate
             if read.status != 200:
                 return False
             try:
-                body = msgspec.json.decode(read.body)
-            except msgspec.DecodeError:
+                metadata = _version.decode(read.body).metadata
+            except (msgspec.ValidationError, msgspec.DecodeError):
                 return False
-            if not isinstance(body, dict):
-                return False
-            metadata = body.get("metadata") or {}
-            for key in _READ_ONLY:
-                body.pop(key, None)
-            body["active"] = False
-            body["metadata"] = {
-                "version": metadata.get("version"),
-                "mixins": metadata.get("mixins") or {},
-            }
-            params = {"sendPasswordResetNotifications": "false"}
-            response = await self._call("PUT", url, _encoder.encode(body), params)
+            # The version read makes the patch fail, not recreate, if the customer went away.
+            version = metadata.version if metadata is not None else None
+            patch = {"active": False, "metadata": {"version": version}}
+            response = await self._patch(number, patch)
             if response.status in (200, 201, 204):
                 return True
             if response.status != 409 or _problem(response).type != "optimistic_lock":
@@ -277,10 +315,13 @@ class EmporixTarget(HttpTarget):
     async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
         """Set ``active`` false on each customer gone from the source."""
         done: list[str] = []
+        refs: dict[str, str | None] = {}
+        if self._store is not None:
+            refs = await self._store.refs(self.name, customer_ids)
 
         async def one(customer_id: str) -> None:
             try:
-                if await self._deactivate_one(customer_id):
+                if await self._deactivate_one(refs.get(customer_id) or customer_id):
                     done.append(customer_id)
             except TransientHTTPError:
                 pass  # tried again after the next complete pass

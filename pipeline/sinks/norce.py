@@ -1,20 +1,28 @@
 """The Norce target: batches to ``Customer/ImportCustomers``, asynchronous jobs polled to
 their end, and each failed log line traced back to its record's ``Code``.
 
-* a succeeded job confirms its batch;
-* a job whose log names items with severity 3 dead-letters those items with the log message
-  (their ``ImportedRow`` holds personal data and is never kept) and confirms the rest;
-* a job that failed without naming any item is retried once as two halves (a batch of one is
-  retried once as is) before its records are dead-lettered;
-* a job that does not finish within ``job_timeout_seconds`` fails its batch with that reason;
-  its records have no confirmed hash, so the next pass sends them again.
+* a job that succeeded with ``Fail`` 0 confirms its batch;
+* the log (``Job/GetLog``) is read whenever the job failed or ``Fail`` is above 0, also when
+  it ended ``StatusId`` 2: items it names with severity 3 are dead-lettered with the log
+  message (their ``ImportedRow`` holds personal data and is never kept), the rest confirmed;
+* a log line belongs to the item whose top-level ``Code`` its ``ImportedRow`` holds (parsed as
+  JSON, or XML); a row that does not parse (it may be truncated) is matched against the batch;
+* a job that failed, or counted failures, without naming any item of the batch is retried
+  once as two halves (a batch of one is retried once as is) before its records are
+  dead-lettered;
+* the job is read at ``Job/Get`` (``Job/GetLog``), and at ``api/Job/Get`` (``api/Job/GetLog``)
+  when that answers 404; the path that worked is kept for the rest of the pass;
+* a job that does not finish within ``job_timeout_seconds`` of leaving the queue fails its
+  batch with that reason (time spent queued, ``StatusId`` 6, does not count); its records
+  have no confirmed hash, so the next pass sends them again.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+from xml.etree import ElementTree
 
 import anyio
 import msgspec
@@ -47,7 +55,8 @@ __all__ = ["JobTimeoutError", "NorceTarget"]
 T = TypeVar("T")
 SUCCEEDED = 2
 ERROR = 3
-_CODE_IN_ROW = re.compile(rb'"Code"\s*:\s*"((?:[^"\\]|\\.)*)"')
+QUEUED = 6
+_JOB_PREFIXES = ("", "api/")
 
 
 class _JobResponse(msgspec.Struct):
@@ -58,6 +67,12 @@ class _Job(msgspec.Struct):
     JobId: int
     StatusId: int
     IsFinished: bool = False
+    Fail: int | None = None
+
+    @property
+    def needs_log(self) -> bool:
+        """The job failed, or says some of its items did."""
+        return self.StatusId != SUCCEEDED or bool(self.Fail)
 
 
 class _LogLine(msgspec.Struct):
@@ -75,22 +90,60 @@ _encoder = msgspec.json.Encoder()
 class JobTimeoutError(SinkError):
     """A Norce job did not finish within the configured bound."""
 
-    def __init__(self, job_id: str, seconds: float) -> None:
-        super().__init__("norce", f"job {job_id} did not finish within {seconds:g} s")
+    def __init__(self, job_id: str, seconds: float, *, queued: bool = False) -> None:
+        what = "was still queued after" if queued else "did not finish within"
+        super().__init__("norce", f"job {job_id} {what} {seconds:g} s")
 
 
-def _code_of(row: str | None) -> str | None:
-    """The ``Code`` of a log line's ``ImportedRow`` (JSON, possibly truncated)."""
+def _top_level_code(row: str) -> str | None:
+    """The top-level ``Code`` of a whole JSON or XML row; None when it does not parse."""
+    text = row.strip()
+    if text.startswith("{"):
+        try:
+            parsed: Any = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            return None
+        if isinstance(parsed, dict):
+            code = next((v for k, v in parsed.items() if k.casefold() == "code"), None)
+            return code if isinstance(code, str) and code else None
+        return None
+    if text.startswith("<"):
+        try:
+            root = ElementTree.fromstring(text)
+        except ElementTree.ParseError:
+            return None
+        for child in root:
+            if child.tag.rpartition("}")[2].casefold() == "code" and child.text:
+                return child.text.strip() or None
+    return None
+
+
+def _in_row(value: str, row: str) -> bool:
+    return bool(value) and (msgspec.json.encode(value).decode() in row or f">{value}<" in row)
+
+
+def _code_of(row: str | None, batch: Mapping[str, Sequence[str]]) -> str | None:
+    """The ``Code`` of the batch item a log line's ``ImportedRow`` stands for.
+
+    ``batch`` maps each Code sent to other values that tell its item apart (the e-mail).
+    A row that parses gives its own top-level ``Code``. A row that does not (it may be
+    truncated) is matched against the batch: the one item whose Code appears there as a
+    ``Code`` value, else the one whose other values appear; otherwise no item.
+    """
     if not row:
         return None
-    match = _CODE_IN_ROW.search(row.encode())
-    if match is None:
-        return None
-    try:
-        code: str = msgspec.json.decode(b'"' + match.group(1) + b'"')
-    except msgspec.DecodeError:
-        return None
-    return code
+    code = _top_level_code(row)
+    if code is not None:
+        return code
+    as_json = re.sub(r"\s+", "", row)
+    found = [
+        c
+        for c in batch
+        if f'"Code":{msgspec.json.encode(c).decode()}' in as_json or f"<Code>{c}</Code>" in row
+    ]
+    if not found:
+        found = [c for c, values in batch.items() if any(_in_row(v, row) for v in values)]
+    return found[0] if len(found) == 1 else None
 
 
 class NorceTarget(HttpTarget):
@@ -115,6 +168,7 @@ class NorceTarget(HttpTarget):
         self._units: dict[str, str] = {}  # company code -> business unit
         self._companies_ready: set[str] = set()
         self._companies_lock = anyio.Lock()
+        self._job_prefix: str | None = None  # "" or "api/" once a job read worked
 
     async def prepare(self, customers: Sequence[Customer]) -> list[Item]:
         items = []
@@ -182,26 +236,52 @@ class NorceTarget(HttpTarget):
         except DecodeError as exc:
             raise SinkError(self.name, f"{path} answered unreadably") from exc
 
+    async def _job_read(self, name: str, job_id: str, decoder: msgspec.json.Decoder[T]) -> T:
+        """``Job/{name}``, or ``api/Job/{name}`` when the first answers 404 (once a pass)."""
+        prefixes = _JOB_PREFIXES if self._job_prefix is None else (self._job_prefix,)
+        for prefix in prefixes:
+            try:
+                answer = await self._read(
+                    "GET", f"{prefix}Job/{name}", decoder, params={"id": job_id}
+                )
+            except HTTPStatusError as exc:
+                if exc.status != 404 or prefix == prefixes[-1] or isinstance(exc, AuthError):
+                    raise
+                continue
+            self._job_prefix = prefix
+            return answer
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _run_job(self, path: str, header: str, body: bytes) -> _Job:
         answer = await self._read("POST", path, _job_response, body=body, header=header)
         job_id = str(answer.JobId)
-        deadline = anyio.current_time() + self.settings.job_timeout_seconds
+        deadline: float | None = None  # set when the job leaves the queue
+        queue_limit = self.settings.job_queue_timeout_seconds
+        queued_until = anyio.current_time() + queue_limit
         delay = self.settings.poll_initial_seconds
         while True:
-            job = await self._read("GET", "Job/Get", _job, params={"id": job_id})
+            job = await self._job_read("Get", job_id, _job)
             if job.IsFinished:
                 return job
-            if anyio.current_time() + delay > deadline:
+            now = anyio.current_time()
+            if deadline is None and job.StatusId != QUEUED:
+                deadline = now + self.settings.job_timeout_seconds
+            if deadline is not None and now + delay > deadline:
                 raise JobTimeoutError(job_id, self.settings.job_timeout_seconds)
+            if deadline is None and now + delay > queued_until:  # Norce runs no jobs
+                raise JobTimeoutError(job_id, queue_limit, queued=True)
             await anyio.sleep(delay)
             delay = min(delay * 2, self.settings.poll_max_seconds)
 
-    async def _failures(self, job: _Job) -> dict[str, str]:
-        """Code -> log message of every item the job's log says was not imported."""
-        lines = await self._read("GET", "Job/GetLog", _log, params={"id": str(job.JobId)})
+    async def _failures(self, job: _Job, batch: Mapping[str, Sequence[str]]) -> dict[str, str]:
+        """Code -> log message of every item the job's log says was not imported; nothing to
+        read when the job succeeded and counted no failure."""
+        if not job.needs_log:
+            return {}
+        lines = await self._job_read("GetLog", str(job.JobId), _log)
         failures: dict[str, str] = {}
         for line in lines:
-            code = _code_of(line.ImportedRow) if line.SeverityId >= ERROR else None
+            code = _code_of(line.ImportedRow, batch) if line.SeverityId >= ERROR else None
             if code is not None:
                 failures.setdefault(code, redact(line.Message or "item not imported"))
         return failures
@@ -219,8 +299,8 @@ class NorceTarget(HttpTarget):
                 company_header(self.settings),
                 _encoder.encode(companies),
             )
-            failed = await self._failures(job) if job.StatusId != SUCCEEDED else {}
-            if job.StatusId != SUCCEEDED and not failed:
+            failed = await self._failures(job, {c.Code: (c.OrganizationNo,) for c in companies})
+            if job.needs_log and not failed.keys() & set(missing):
                 return  # no company is known to exist: the customer log will say so per item
             self._companies_ready.update(c for c in missing if c not in failed)
 
@@ -251,12 +331,12 @@ class NorceTarget(HttpTarget):
             body = _encoder.encode([NcActivity(Code=code, IsActive=False) for code in chunk])
             try:
                 job = await self._run_job("Customer/ImportCustomers", header, body)
-                failures = await self._failures(job) if job.StatusId != SUCCEEDED else {}
+                failures = await self._failures(job, dict.fromkeys(chunk, ()))
             except AuthError:
                 raise
             except (TransientHTTPError, HTTPStatusError, SinkError):
                 continue  # tried again after the next complete pass
-            if job.StatusId != SUCCEEDED and not failures:
+            if job.needs_log and not failures.keys() & set(chunk):
                 continue
             done.extend(code for code in chunk if code not in failures)
         return done
@@ -267,12 +347,13 @@ class NorceTarget(HttpTarget):
             job = await self._run_job(
                 "Customer/ImportCustomers", self._customer_header, _encoder.encode(customers)
             )
-            failures = await self._failures(job) if job.StatusId != SUCCEEDED else {}
+            batch = {c.Code: (c.EmailAddress,) for c in customers}
+            failures = await self._failures(job, batch)
         except AuthError:
             raise
         except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
             return [dead(self.name, i, f"import failed: {exc}") for i in items]
-        if job.StatusId != SUCCEEDED and not failures.keys() & {i.customer_id for i in items}:
+        if job.needs_log and not failures.keys() & {i.customer_id for i in items}:
             if may_split:
                 if len(items) == 1:
                     return await self._import(items, may_split=False)

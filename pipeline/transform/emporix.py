@@ -2,12 +2,15 @@
 
 Spec §9 and DESIGN §5: the MAN ``customer_id`` is the Emporix customer number (a custom id),
 so ``PUT`` is an idempotent upsert; the one MAN address gets the stable id
-``<customer_id>-default``; ``role`` and ``businessUnit`` go into a mixin.
+``<customer_id>-default``; ``role`` and ``businessUnit`` go into a mixin when mixins are on.
+The customer is sent as a JSON merge patch (RFC 7396): fields the pipeline does not own
+(``preferredLanguage``, ``b2b``, other mixins...) stay as Emporix holds them.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import msgspec
 
@@ -26,11 +29,14 @@ __all__ = [
     "customer_part_changed",
     "had_address",
     "map_customer",
+    "merge_patch",
     "title_of",
     "valid_customer_number",
 ]
 
 ADDRESS_SUFFIX = "-default"
+# Customer fields the pipeline owns that it may leave empty: a merge patch sends them as null.
+_CLEARABLE = ("title", "contactPhone", "company")
 _NUMBER = re.compile(r"^[A-Za-z0-9_-]{1,66}$")
 _TITLES = {
     "mr": "MR",
@@ -115,6 +121,14 @@ def valid_customer_number(customer_id: str) -> bool:
     return _NUMBER.match(customer_id) is not None
 
 
+def merge_patch(customer: EmxCustomer) -> dict[str, Any]:
+    """The customer as a merge patch: owned fields left empty are sent null (removed)."""
+    patch: dict[str, Any] = msgspec.to_builtins(customer)
+    for name in _CLEARABLE:
+        patch.setdefault(name, None)
+    return patch
+
+
 def address_id(customer_id: str) -> str:
     """The stable id of the customer's one address: re-runs update it instead of adding one."""
     return customer_id + ADDRESS_SUFFIX
@@ -144,11 +158,11 @@ def map_customer(customer: Customer, settings: EmporixSettings) -> EmxPayload:
         contactPhone=phone,
         company=_or_none(customer.business_unit),
         active=True,
-        mixins={
-            settings.mixin_name: {"role": customer.role, "businessUnit": customer.business_unit}
-        },
-        metadata=EmxMetadata(mixins={settings.mixin_name: settings.mixin_schema_url}),
     )
+    if settings.mixins and settings.mixin_schema_url:
+        mixin = {"role": customer.role, "businessUnit": customer.business_unit}
+        body.mixins = {settings.mixin_name: mixin}
+        body.metadata = EmxMetadata(mixins={settings.mixin_name: settings.mixin_schema_url})
     emx_address = None
     if address is not None:
         tags = [

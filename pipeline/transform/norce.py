@@ -112,6 +112,8 @@ def customer_header(settings: NorceSettings) -> str:
         "CustomerFieldsThatAreSet": fields,
         "SerializationType": "JSON",
     }
+    if "Companies" in fields:
+        header["CompanyFieldsThatAreSet"] = ["Code"]  # the links name companies by Code
     if settings.accounts:
         header["AccountFieldsThatAreSet"] = ["StatusCreateOnly", "Roles"]
     return msgspec.json.encode(header).decode()

@@ -18,6 +18,7 @@ from pipeline.emulators.emporix import (
     EMPORIX_FAULTS,
     EMPORIX_STORE,
     EmporixEmulatorConfig,
+    EmporixSeed,
     EmporixStore,
     create_emporix_app,
 )
@@ -85,7 +86,7 @@ async def _call(
         sent["Authorization"] = f"Bearer {token}"
     data = None if body is None else body if isinstance(body, bytes) else orjson.dumps(body)
     if data is not None:
-        sent["Content-Type"] = "application/json"
+        sent.setdefault("Content-Type", "application/json")
     async with client.request(method, path, data=data, params=params, headers=sent) as response:
         raw = await response.read()
         return Reply(response.status, orjson.loads(raw) if raw else None, response.headers)
@@ -706,3 +707,92 @@ def test_store_seed_and_snapshot_are_sorted() -> None:
     assert snapshot[1]["metadata"]["version"] == 7 and snapshot[0]["metadata"]["version"] == 1
     assert store.email_owner("z@EXAMPLE.com") == "z"
     assert store.customer_writes == {}
+
+
+# -- variants: merge patch, seeded customers, address PUT that does not create -----
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+SEED = EmporixSeed(
+    number="13869000",
+    contactEmail="ada@example.com",
+    firstName="Ada",
+    lastName="Lovelace",
+    fields={
+        "preferredLanguage": "de_AT",
+        "b2b": {"legalEntity": {"id": "LE-1"}, "note": "keep"},
+        "mixins": {"loyalty": {"tier": "gold"}},
+        "metadata": {"mixins": {"loyalty": "https://x.example/loyalty.json"}},
+    },
+)
+
+
+async def test_customer_merge_patch_merges_and_null_removes() -> None:
+    async with _client(customers=(SEED,)) as client:
+        token = await _token(client)
+        patch = {
+            "lastName": "King",
+            "company": None,
+            "b2b": {"note": None},
+            "mixins": {"man": {"role": "buyer"}},
+            "metadata": {"mixins": {"man": "https://x.example/man.json"}},
+        }
+        put = await _call(
+            client, "PUT", f"{BASE}/13869000", token, patch, params=NO_MAIL, headers=MERGE
+        )
+        reply = await _call(client, "GET", f"{BASE}/13869000", token, params={"expand": "mixin:*"})
+    assert put.status == 204
+    body = reply.body
+    assert (body["firstName"], body["lastName"], body["preferredLanguage"]) == (
+        "Ada",
+        "King",
+        "de_AT",
+    )
+    assert body["b2b"] == {"legalEntity": {"id": "LE-1"}}
+    assert body["mixins"] == {"loyalty": {"tier": "gold"}, "man": {"role": "buyer"}}
+    assert set(body["metadata"]["mixins"]) == {"loyalty", "man"}
+    assert body["metadata"]["version"] == 2
+
+
+async def test_customer_json_put_still_replaces_a_seeded_customer() -> None:
+    async with _client(customers=(SEED,)) as client:
+        token = await _token(client)
+        body = _customer("ada@example.com")
+        await _call(client, "PUT", f"{BASE}/13869000", token, body, params=NO_MAIL)
+        reply = await _call(client, "GET", f"{BASE}/13869000", token, params={"expand": "mixin:*"})
+    assert reply.body["preferredLanguage"] == "en_US"
+    assert "b2b" not in reply.body and reply.body["mixins"] == {}
+
+
+async def test_customer_merge_patch_checks_a_sent_version_and_creates_when_absent() -> None:
+    async with _client(customers=(SEED,)) as client:
+        token = await _token(client)
+        stale = {"active": False, "metadata": {"version": 7}}
+        conflict = await _call(
+            client, "PUT", f"{BASE}/13869000", token, stale, params=NO_MAIL, headers=MERGE
+        )
+        new = _customer("bob@example.com", title=None)
+        created = await _call(
+            client, "PUT", f"{BASE}/c9", token, new, params=NO_MAIL, headers=MERGE
+        )
+    assert (conflict.status, conflict.body) == (409, VERSION_CONFLICT)
+    assert created.status == 201
+
+
+async def test_address_put_variant_answers_address_not_found_and_post_adds_it() -> None:
+    async with _client(address_put_creates=False) as client:
+        token = await _token(client)
+        await _call(client, "PUT", f"{BASE}/c1", token, _customer("a@b.cd"), params=NO_MAIL)
+        missing = await _call(client, "PUT", f"{BASE}/c1/addresses/c1-default", token, _address())
+        posted = await _call(
+            client, "POST", f"{BASE}/c1/addresses", token, _address(id="c1-default")
+        )
+        updated = await _call(
+            client, "PUT", f"{BASE}/c1/addresses/c1-default", token, _address(city="Linz")
+        )
+        no_customer = await _call(
+            client, "PUT", f"{BASE}/c2/addresses/c2-default", token, _address()
+        )
+    assert missing.status == 404
+    assert missing.body["message"] == "Address c1-default of customer c1 not found."
+    assert (posted.status, updated.status) == (201, 204)
+    assert no_customer.body["message"] == "Customer c2 not found."

@@ -619,8 +619,8 @@ async def test_fault_stuck_jobs_never_finish() -> None:
         await asyncio.sleep(0.1)
         stuck_job, other_job = await norce.job(stuck), await norce.job(other)
         stuck_log = await norce.log(stuck)
-    assert (stuck_job["StatusId"], stuck_job["IsFinished"]) == (6, False)
-    assert stuck_log == []
+    assert (stuck_job["StatusId"], stuck_job["IsFinished"]) == (1, False)  # runs forever
+    assert [line["Message"] for line in stuck_log] == ["Starting import."]
     assert other_job["StatusId"] == 2
     assert set(norce.store.customers) == {"C2"}
 
@@ -702,3 +702,45 @@ def test_config_repr_hides_secret_and_validates() -> None:
         NorceEmulatorConfig(failed_job_rate=2.0)
     with pytest.raises(ValueError, match="token_burst"):
         NorceEmulatorConfig(token_burst=0)
+
+
+# -- behaviour variants (issue 11) ------------------------------------------------------
+
+
+async def test_variant_failed_items_succeed_ends_status_2_with_fail() -> None:
+    async with _norce(companies=("U1",), failed_items_succeed=True) as norce:
+        bad = _customer("C1", Companies=[{"Code": "Ghost", "IsPrimary": True}])
+        job_id = await norce.run([bad, _customer("C2")])
+        job, log = await norce.job(job_id), await norce.log(job_id)
+    assert (job["StatusId"], job["Fail"]) == (2, 1)
+    assert [line["SeverityId"] for line in log] == [1, 3, 1]
+
+
+async def test_variant_alphabetical_truncated_rows_and_api_only_paths() -> None:
+    config: dict[str, Any] = {"row_order": "alphabetical", "row_max_chars": 30}
+    async with _norce(companies=("U1",), job_paths="api", **config) as norce:
+        bad = _customer("C1", Companies=[{"Code": "Ghost", "IsPrimary": True}])
+        job_id = await norce.run([bad])
+        plain = []
+        for path in ("Job/Get", "Job/GetLog"):
+            url = f"{norce.url}{CONNECT_ROOT}/{path}?id={job_id}"
+            async with norce.session.get(url, headers=norce.auth()) as response:
+                plain.append(response.status)
+        status, _, log = await norce.call("GET", f"api/Job/GetLog?id={job_id}")
+    assert (plain, status) == ([404, 404], 200)
+    assert log[1]["ImportedRow"] == orjson.dumps(dict(sorted(bad.items()))).decode()[:30]
+
+
+async def test_variant_application_key_and_company_fields_required() -> None:
+    async with _norce(require_application_key=True, require_company_fields=True) as norce:
+        header = _header(CustomerFieldsThatAreSet=["Code", "Companies"])
+        status, _ = await norce.post_import([_customer("C1")], header)
+        job_id = await norce.run(
+            [{"Code": "U9", "Name": "U9", "OrganizationNo": "U9"}],
+            COMPANIES_HEADER,
+            "ImportCompanies",
+        )
+        job, log = await norce.job(job_id), await norce.log(job_id)
+    assert status == 400
+    assert job["Fail"] == 1
+    assert log[1]["Message"] == "Company 'U9': ApplicationKey is required."

@@ -34,6 +34,7 @@ def settings(url: str, **overrides: Any) -> SyncBatchSettings:
     data: dict[str, Any] = {
         "url": url,
         "token_env": "SYNCBATCH_TOKEN",
+        "profile_url": "https://shop.example.com/users/{customer_id}",
         "batch_size": 100,
         "retry": FAST_RETRY,
     }

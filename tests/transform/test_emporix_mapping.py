@@ -13,6 +13,7 @@ from pipeline.transform.emporix import (
     customer_part_changed,
     had_address,
     map_customer,
+    merge_patch,
     title_of,
     valid_customer_number,
 )
@@ -22,6 +23,7 @@ SETTINGS = EmporixSettings(
     tenant="demo",
     client_id_env="A",
     client_secret_env="B",
+    mixins=True,
     mixin_name="man",
     mixin_schema_url="https://schemas.test/man.json",
 )
@@ -157,3 +159,25 @@ def test_hash_halves_tell_which_part_changed() -> None:
     assert customer_part_changed(None, before) and address_part_changed(None, before)
     assert had_address(before) and not had_address(None)
     assert map_customer(CUSTOMER, SETTINGS).hash() == before
+
+
+def test_mixins_are_left_out_unless_turned_on() -> None:
+    plain = msgspec.structs.replace(SETTINGS, mixins=False)
+    body = msgspec.json.decode(msgspec.json.encode(map_customer(CUSTOMER, plain).customer))
+    assert "mixins" not in body and "metadata" not in body
+
+
+def test_merge_patch_clears_owned_fields_left_empty_and_names_no_foreign_field() -> None:
+    bare = msgspec.structs.replace(CUSTOMER, salutation="", business_unit="", address=None)
+    patch = merge_patch(
+        map_customer(bare, msgspec.structs.replace(SETTINGS, mixins=False)).customer
+    )
+    assert patch == {
+        "contactEmail": "j.mueller@example.com",
+        "firstName": "Jürgen",
+        "lastName": "Müller",
+        "title": None,
+        "contactPhone": None,
+        "company": None,
+        "active": True,
+    }

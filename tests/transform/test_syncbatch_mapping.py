@@ -12,7 +12,8 @@ from pipeline.records import Address, Customer
 from pipeline.transform.hashing import HASH_SIZE, payload_hash
 from pipeline.transform.syncbatch import SbAccount, map_account
 
-SETTINGS = SyncBatchSettings(url="http://x")
+PROFILE = "https://shop.example.com/users/{customer_id}"
+SETTINGS = SyncBatchSettings(url="http://x", profile_url=PROFILE)
 
 ADDRESS = Address(
     line1="Dachauer Str. 667",
@@ -258,14 +259,18 @@ def test_map_account_profile_url_from_template(template: str, expected: str) -> 
     [(), ("CanBuy",), ("CanBuy", "CanView", "CanApprove")],
 )
 def test_map_account_permissions_from_settings(permissions: tuple[str, ...]) -> None:
-    settings = SyncBatchSettings(url="http://x", permissions=permissions)
+    settings = SyncBatchSettings(
+        url="http://x",
+        permissions=permissions,
+        profile_url="https://shop.example.com/users/{customer_id}",
+    )
     account = map_account(FULL, 1, 1, settings)
     assert account.permissions == list(permissions)
     assert encoded(account)["permissions"] == list(permissions)
 
 
 def test_map_account_permissions_are_a_fresh_list() -> None:
-    settings = SyncBatchSettings(url="http://x", permissions=("CanBuy",))
+    settings = SyncBatchSettings(url="http://x", profile_url=PROFILE, permissions=("CanBuy",))
     first = map_account(FULL, 1, 1, settings)
     first.permissions.append("Mutated")
     assert map_account(FULL, 2, 1, settings).permissions == ["CanBuy"]
@@ -375,7 +380,7 @@ def test_payload_hash_changes_with_one_field(customer: Customer) -> None:
     [
         (18, 3, SETTINGS),
         (17, 4, SETTINGS),
-        (17, 3, SyncBatchSettings(url="http://x", permissions=("CanBuy",))),
+        (17, 3, SyncBatchSettings(url="http://x", profile_url=PROFILE, permissions=("CanBuy",))),
         (17, 3, SyncBatchSettings(url="http://x", profile_url="https://other/{customer_id}")),
     ],
     ids=["account-id", "organisation-id", "permissions", "profile-url"],
@@ -391,6 +396,11 @@ def test_payload_hash_changes_with_ids_and_settings(
 
 
 def test_payload_hash_ignores_connection_settings() -> None:
-    other = SyncBatchSettings(url="http://elsewhere", batch_size=7, max_in_flight=1)
+    other = SyncBatchSettings(
+        url="http://elsewhere",
+        batch_size=7,
+        max_in_flight=1,
+        profile_url="https://shop.example.com/users/{customer_id}",
+    )
     base = payload_hash(msgspec.json.encode(map_account(FULL, 17, 3, SETTINGS)))
     assert payload_hash(msgspec.json.encode(map_account(FULL, 17, 3, other))) == base
