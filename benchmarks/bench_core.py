@@ -39,7 +39,9 @@ def build_pages(customers: int) -> list[Page]:
 def run(customers: int, endpoints: Endpoints | None) -> Measured:
     """Time transform, mapping and hashing of ``customers`` records."""
     pages = build_pages(customers)
-    settings = SyncBatchSettings(url="http://x")
+    settings = SyncBatchSettings(
+        url="http://x", profile_url="https://shop.example.com/u/{customer_id}"
+    )
     encode = msgspec.json.encode
     organisations: dict[str, int] = {}
     dedupe = PassDedupe()
