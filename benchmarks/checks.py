@@ -90,9 +90,22 @@ def _memory_check(results: Results, limit: float, name: str) -> Verdict:
     return Verdict(name, ratio <= limit, message)
 
 
+PEERS = frozenset({"dlt"})
+"""Scenarios of other tools: their optional extras may be missing, so their errors do not fail."""
+
+
+def _ran_check(results: Results) -> Verdict:
+    """Every scenario of the pipeline itself ran: a benchmark that errors measures nothing."""
+    broken = sorted(n for n, r in results.items() if "error" in r and n not in PEERS)
+    if broken:
+        return Verdict("every scenario ran", False, f"errored: {', '.join(broken)}")
+    return Verdict("every scenario ran", True, f"{len(results)} scenarios")
+
+
 def ci_checks(results: Results) -> list[Verdict]:
     """The checks that fail a run (``--quick`` in CI, and a full run alike)."""
     return [
+        _ran_check(results),
         _floor_check(results),
         _memory_check(results, MAX_MEMORY_RATIO, f"memory ratio <= {MAX_MEMORY_RATIO:g}"),
     ]
