@@ -390,6 +390,7 @@ def settings_from_mapping(
         raise ConfigError(message, path=path) from exc
     _check_source(settings.source)
     _check_deactivation(settings)
+    _check_syncbatch(settings.targets.syncbatch)
     _check_emporix(settings.targets.emporix)
     _check_norce(settings.targets.norce)
     return settings
@@ -447,6 +448,20 @@ def _check_deactivation(settings: Settings) -> None:
             f"must be at least 1 while targets.{deactivating[0]}.deactivate_missing is true: "
             "without it, a deletion at the source during a pass skips a live customer",
             path="source.overlap",
+        )
+
+
+def _check_syncbatch(syncbatch: SyncBatchSettings | None) -> None:
+    """``profile_url`` must be a whole http(s) URL that places the customer id."""
+    if syncbatch is None:
+        return
+    url = syncbatch.profile_url
+    parts = urlsplit(url.replace("{customer_id}", "id"))
+    if parts.scheme not in ("http", "https") or not parts.netloc or "{customer_id}" not in url:
+        raise ConfigError(
+            "must be an http(s) URL holding {customer_id} "
+            "(https://shop.example.com/users/{customer_id})",
+            path="targets.syncbatch.profile_url",
         )
 
 

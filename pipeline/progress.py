@@ -100,14 +100,23 @@ def render_summary(report: PassReport, console: Console) -> None:
         console.print(
             f"[yellow]deactivation skipped[/yellow]: {report.deactivation_held}", highlight=False
         )
-    sent = sum(t.created + t.updated for t in report.targets.values())
+    attempted = sum(t.sent for t in report.targets.values())  # writes tried, confirmed or not
     if report.dry_run:
         would = sum(t.would_send for t in report.targets.values())
         console.print(f"dry run: {would:,} records would be sent; nothing was written")
-    elif sent == 0 and report.status != "aborted":
-        console.print(
-            "nothing to send: every valid record is unchanged since its last confirmed write"
-        )
+    elif report.status != "aborted" and not any(
+        t.created or t.updated for t in report.targets.values()
+    ):
+        if attempted == 0:
+            console.print(
+                "nothing to send: every valid record is unchanged since its last confirmed write"
+            )
+        else:
+            console.print(
+                f"nothing written: the {attempted:,} records tried were refused "
+                "(see pipeline dlq list); every other valid record is unchanged",
+                highlight=False,
+            )
     for name, t in report.targets.items():
         if t.deactivated:
             console.print(f"{name}: {t.deactivated:,} customers gone from the source deactivated")

@@ -319,7 +319,13 @@ def test_settings_positive_bounds_accepted(key: str, value: int) -> None:
 def test_settings_batch_size_upper_bound_accepted() -> None:
     data = {
         "source": {"url": "u"},
-        "targets": {"syncbatch": {"url": "x", "profile_url": "p", "batch_size": 1000}},
+        "targets": {
+            "syncbatch": {
+                "url": "x",
+                "profile_url": "https://shop.example.com/u/{customer_id}",
+                "batch_size": 1000,
+            }
+        },
     }
     settings = settings_from_mapping(data, environ={})
     assert settings.targets.syncbatch is not None
@@ -384,7 +390,12 @@ def test_env_override_nested_section() -> None:
 
 
 def test_env_override_toml_array() -> None:
-    data = {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "profile_url": "p"}}}
+    data = {
+        "source": {"url": "u"},
+        "targets": {
+            "syncbatch": {"url": "x", "profile_url": "https://shop.example.com/u/{customer_id}"}
+        },
+    }
     environ = {"PIPELINE__TARGETS__SYNCBATCH__PERMISSIONS": '["CanBuy", "CanView"]'}
     settings = settings_from_mapping(data, environ=environ)
     assert settings.targets.syncbatch is not None
@@ -584,3 +595,17 @@ def test_emporix_mixins_with_an_https_schema_url_load() -> None:
     data = _emporix(mixins=True, mixin_schema_url="https://schemas.man.example/c.json")
     emporix = settings_from_mapping(data, environ={}).targets.emporix
     assert emporix is not None and emporix.mixins
+
+
+@pytest.mark.parametrize(
+    "profile_url",
+    ["", "https://shop.example.com/users", "users/{customer_id}", "ftp://x/{customer_id}"],
+)
+def test_a_profile_url_that_cannot_place_the_customer_is_refused(profile_url: str) -> None:
+    data = {
+        "source": {"url": "http://127.0.0.1:1/c"},
+        "targets": {"syncbatch": {"url": "http://x", "profile_url": profile_url}},
+    }
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(data, environ={})
+    assert info.value.path == "targets.syncbatch.profile_url"
