@@ -251,14 +251,16 @@ async def test_job_succeeding_with_failed_items_dead_letters_them(env: Env) -> N
     assert set(env.nc_store.customer_writes.values()) == {1}
 
 
-@pytest.mark.parametrize("row_max_chars", [0, 120])
+@pytest.mark.parametrize(
+    ("row_order", "row_max_chars"), [("alphabetical", 0), ("alphabetical", 120), ("object", 0)]
+)
 async def test_log_lines_attributed_by_the_rows_own_code_in_any_key_order(
-    env: Env, row_max_chars: int
+    env: Env, row_order: str, row_max_chars: int
 ) -> None:
     # Item 5: accounts on, ImportedRow with sorted keys (role Codes come before the
-    # customer's Code), whole or truncated before the customer's Code.
+    # customer's Code), whole or truncated before the customer's Code, or sent as an object.
     dataset = Dataset(1_000, seed=5)
-    await env.start(dataset, **norce(row_order="alphabetical", row_max_chars=row_max_chars))
+    await env.start(dataset, **norce(row_order=row_order, row_max_chars=row_max_chars))
     report, _ = await run_pass(
         env, targets__norce__accounts=True, targets__norce__application_key="app-key"
     )

@@ -53,7 +53,8 @@ class NorceEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     Behaviour variants (how the real service may differ): `failed_items_succeed` ends a
     job with failed items as StatusId 2 with `Fail` > 0; `row_order` "alphabetical" echoes
     `ImportedRow` with its keys sorted at every level (`Accounts` and their role `Code`s
-    before the customer's `Code`), `row_max_chars` truncates it; `job_paths` "api" serves
+    before the customer's `Code`), "object" sends it as a JSON object rather than a string,
+    `row_max_chars` truncates it; `job_paths` "api" serves
     the jobs only under `api/Job/...` ("plain" only under `Job/...`);
     `require_application_key` refuses companies and accounts without `ApplicationKey` (an
     item error); `require_company_fields` refuses an ImportCustomers that sets `Companies`
@@ -80,7 +81,7 @@ class NorceEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     fail_jobs: tuple[int, ...] = ()
     stuck_jobs: tuple[int, ...] = ()
     failed_items_succeed: bool = False
-    row_order: Literal["sent", "alphabetical"] = "sent"
+    row_order: Literal["sent", "alphabetical", "object"] = "sent"
     row_max_chars: int = 0
     job_paths: Literal["both", "plain", "api"] = "both"
     require_application_key: bool = False

@@ -26,7 +26,7 @@ import anyio
 import msgspec
 
 from pipeline.config import EmporixSettings
-from pipeline.errors import AuthError, PipelineError, TransientHTTPError
+from pipeline.errors import AuthError, HTTPStatusError, PipelineError, TransientHTTPError
 from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
@@ -149,9 +149,21 @@ class EmporixTarget(HttpTarget):
             headers = {"Authorization": f"Bearer {token}"}
             if body is not None:
                 headers["Content-Type"] = content_type
-            response = await self._http.request(
-                method, url, params=params, body=body, headers=headers, accept=_ACCEPT
-            )
+            try:
+                response = await self._http.request(
+                    method, url, params=params, body=body, headers=headers, accept=_ACCEPT
+                )
+            except HTTPStatusError as exc:
+                if exc.status == 415 and content_type == MERGE_PATCH:
+                    # Never fall back to a replacing PUT: it would wipe fields we do not own.
+                    raise HTTPStatusError(
+                        exc.method,
+                        exc.url,
+                        415,
+                        "this tenant refuses application/merge-patch+json updates; "
+                        "a replacing PUT would wipe fields the pipeline does not own",
+                    ) from exc
+                raise
             if response.status != 401:
                 return response
             if EXPIRED in response.body and not renewed:

@@ -78,7 +78,9 @@ class _Job(msgspec.Struct):
 class _LogLine(msgspec.Struct):
     SeverityId: int
     Message: str | None = None
-    ImportedRow: str | None = None
+    ImportedRow: str | dict[str, Any] | None = None
+    """The row as Norce received it: a JSON or XML string, or (seen from some hosts) the
+    object itself."""
 
 
 _job_response = msgspec.json.Decoder(_JobResponse)
@@ -280,7 +282,10 @@ class NorceTarget(HttpTarget):
         lines = await self._job_read("GetLog", str(job.JobId), _log)
         failures: dict[str, str] = {}
         for line in lines:
-            code = _code_of(line.ImportedRow, batch) if line.SeverityId >= ERROR else None
+            row = line.ImportedRow
+            if isinstance(row, dict):
+                row = msgspec.json.encode(row).decode()
+            code = _code_of(row, batch) if line.SeverityId >= ERROR else None
             if code is not None:
                 failures.setdefault(code, redact(line.Message or "item not imported"))
         return failures

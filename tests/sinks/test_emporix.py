@@ -7,6 +7,8 @@ from typing import Any
 
 import anyio
 import msgspec
+import pytest
+from aiohttp import web
 
 from pipeline.config import EmporixSettings
 from pipeline.emulators import (
@@ -17,6 +19,7 @@ from pipeline.emulators import (
     create_emporix_app,
     serve_app,
 )
+from pipeline.errors import HTTPStatusError
 from pipeline.records import Ack, Page
 from pipeline.sinks.emporix import EmporixTarget
 from pipeline.transform.dedupe import PassDedupe
@@ -64,3 +67,22 @@ async def test_rate_per_second_holds_the_pace(tmp_path: Path) -> None:
     assert len(acks) == 75
     assert target.stats.requests >= 140
     assert seconds >= 0.45
+
+
+async def test_a_tenant_refusing_merge_patch_stops_the_target_naming_it(tmp_path: Path) -> None:
+    @web.middleware
+    async def refuse_merge_patch(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "PUT" and request.content_type == "application/merge-patch+json":
+            return web.json_response({"message": "Unsupported Media Type"}, status=415)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    store = EmporixStore()
+    app = create_emporix_app(EmporixEmulatorConfig(), store)
+    app.middlewares.append(refuse_merge_patch)
+    async with serve_app(app) as url:
+        with pytest.raises(HTTPStatusError) as info:
+            await write(url, 3)
+    assert info.value.status == 415
+    assert "refuses application/merge-patch+json" in str(info.value)
+    assert store.snapshot() == []  # never a replacing PUT instead
