@@ -48,8 +48,11 @@ __all__ = [
 ENV_PREFIX = "PIPELINE__"
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+FOREVER = 1e9
+"""No duration, rate or share in the settings is this large (about 31 years): ``inf`` and its
+like are refused rather than taken as "never"."""
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0, lt=FOREVER)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, lt=FOREVER)]
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -223,7 +226,7 @@ class EmporixSettings(_Section, frozen=True):
     """Customers handed to one writer at a time (each is still its own requests)."""
     mixins: bool = False
     """Write ``role`` and ``businessUnit`` into a mixin (its schema must be hosted)."""
-    mixin_name: str = "manCustomer"
+    mixin_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")] = "manCustomer"
     """Mixin holding ``role`` and ``businessUnit``."""
     mixin_schema_url: str | None = None
     """https URL of the hosted mixin schema; required when ``mixins`` is true."""
@@ -479,7 +482,8 @@ def _check_emporix(emporix: EmporixSettings | None) -> None:
 
 def _check_norce(norce: NorceSettings | None) -> None:
     """Norce requires an ``ApplicationKey`` on every company and account it creates."""
-    if norce is None or norce.application_key or not (norce.create_companies or norce.accounts):
+    key = (norce.application_key or "").strip() if norce is not None else ""
+    if norce is None or key or not (norce.create_companies or norce.accounts):
         return
     option = "create_companies" if norce.create_companies else "accounts"
     raise ConfigError(

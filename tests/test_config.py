@@ -554,6 +554,10 @@ def test_norce_companies_or_accounts_without_application_key_are_refused(option:
     with pytest.raises(ConfigError) as info:
         settings_from_mapping(data, environ={})
     assert info.value.path == "targets.norce.application_key"
+    norce["application_key"] = "   "  # blank is no key
+    with pytest.raises(ConfigError) as blank:
+        settings_from_mapping(data, environ={})
+    assert blank.value.path == "targets.norce.application_key"
     norce["application_key"] = "app-key"
     assert settings_from_mapping(data, environ={}).targets.norce is not None
 
@@ -609,3 +613,21 @@ def test_a_profile_url_that_cannot_place_the_customer_is_refused(profile_url: st
     with pytest.raises(ConfigError) as info:
         settings_from_mapping(data, environ={})
     assert info.value.path == "targets.syncbatch.profile_url"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("source", "timeout_seconds", float("inf")),
+        ("serve", "interval_seconds", 1e300),
+        ("serve", "grace_seconds", float("inf")),
+    ],
+)
+def test_an_endless_duration_is_refused_naming_the_key(
+    section: str, key: str, value: float
+) -> None:
+    data: dict[str, Any] = {"source": {"url": "http://127.0.0.1:1/c"}}
+    data.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(data, environ={})
+    assert info.value.path == f"{section}.{key}"
