@@ -146,16 +146,7 @@ class Pass:
     @property
     def complete(self) -> bool:
         """The source was read from its start to its end, nothing stopped or failed."""
-        return (
-            self.source.complete
-            and self.shortfall == 0
-            and self.source.progress.gaps == 0
-            and self.transform.duplicates == 0  # a record read twice: the source moved
-            and self.source.start_offset == 0
-            and not self._stopping
-            and self.replay is None
-            and not any(c.error for c in self.counters.values())
-        )
+        return self._why_incomplete() is None
 
     # Stopping --------------------------------------------------------------------------
 
@@ -386,8 +377,8 @@ class Pass:
                 tg.start_soon(self._settle, acks_rx)
             if self.dry_run or not any(t.deactivate_missing for t in self.targets):
                 return
-            if not self.complete:
-                self.deactivation_held = self._why_incomplete()
+            self.deactivation_held = self._why_incomplete()
+            if self.deactivation_held is not None:
                 log.warning("deactivation skipped", extra={"reason": self.deactivation_held})
                 return
             for target in self.targets:
@@ -395,8 +386,9 @@ class Pass:
                     counters = self.counters[target.name]
                     await deactivate_missing(target, counters, self.store, self.dedupe)
 
-    def _why_incomplete(self) -> str:
-        """Why this pass cannot tell which customers are gone from the source."""
+    def _why_incomplete(self) -> str | None:
+        """Why this pass cannot tell which customers are gone from the source; None when it can
+        (the one place that decides it: :attr:`complete` and the report both ask here)."""
         progress = self.source.progress
         if not self.source.complete or self._stopping or self.replay is not None:
             return "the source was not read to its end"
@@ -411,7 +403,9 @@ class Pass:
             return (
                 f"{self.transform.duplicates:,} records were read twice: the source's order moved"
             )
-        return "a target stopped"
+        if any(c.error for c in self.counters.values()):
+            return "a target stopped"
+        return None
 
     def _status(self, error: str | None) -> PassStatus:
         if error is not None or any(c.error for c in self.counters.values()):

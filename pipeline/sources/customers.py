@@ -13,9 +13,9 @@ from pipeline.config import SourceSettings, secret
 from pipeline.errors import SourceError
 from pipeline.http import HttpClient, tls_context
 from pipeline.records import Page
-from pipeline.sources.envelope import Answer, EnvelopeDecoder, SourceProgress
+from pipeline.sources.envelope import Answer, EnvelopeDecoder
 from pipeline.sources.paging import Paging
-from pipeline.sources.reader import READ_ERRORS, Key, Reader
+from pipeline.sources.reader import READ_ERRORS, Key, Reader, SourceProgress
 
 __all__ = ["CustomerSource", "SourceProgress", "record_key"]
 

@@ -13,24 +13,7 @@ import msgspec
 
 from pipeline.errors import ConfigError, DecodeError
 
-__all__ = ["Answer", "EnvelopeDecoder", "SourceProgress"]
-
-
-class SourceProgress(msgspec.Struct):
-    """What the source has done in this pass."""
-
-    pages: int = 0
-    records: int = 0
-    """Records sent on (re-reads of the page before not counted)."""
-    next_offset: int = 0
-    total: int | None = None
-    """Records the source last announced (``total``), unless it proved too small."""
-    page_size: int = 0
-    """Records per page the server honours."""
-    gaps: int = 0
-    """Pages that did not begin with the records the page before ended with: more records
-    than ``overlap`` moved between two requests, and some may have been skipped."""
-    error: str | None = None
+__all__ = ["Answer", "EnvelopeDecoder"]
 
 
 class Answer(msgspec.Struct, frozen=True):

@@ -26,10 +26,10 @@ from pipeline.errors import (
     TransientHTTPError,
 )
 from pipeline.records import Page
-from pipeline.sources.envelope import Answer, SourceProgress
+from pipeline.sources.envelope import Answer
 from pipeline.sources.paging import MAX_REOPEN, Paging, Verdict
 
-__all__ = ["END_STATUSES", "READ_ERRORS", "Reader"]
+__all__ = ["END_STATUSES", "READ_ERRORS", "Reader", "SourceProgress"]
 
 log = logging.getLogger("pipeline.source")
 
@@ -58,6 +58,23 @@ Fetch = Callable[[int], Awaitable[Answer | None]]
 
 Key = str | bytes
 """What tells two records apart: the customer id, or the bytes when it cannot be read."""
+
+
+class SourceProgress(msgspec.Struct):
+    """What the source has done in this pass."""
+
+    pages: int = 0
+    records: int = 0
+    """Records sent on (re-reads of the page before not counted)."""
+    next_offset: int = 0
+    total: int | None = None
+    """Records the source last announced (``total``), unless it proved too small."""
+    page_size: int = 0
+    """Records per page the server honours."""
+    gaps: int = 0
+    """Pages that did not begin with the records the page before ended with: more records
+    than ``overlap`` moved between two requests, and some may have been skipped."""
+    error: str | None = None
 
 
 class _Slot:

@@ -9,9 +9,9 @@ import pytest
 from pipeline.errors import HTTPStatusError, SourceError
 from pipeline.records import Page
 from pipeline.sources.customers import CustomerSource, record_key
-from pipeline.sources.envelope import Answer, SourceProgress
+from pipeline.sources.envelope import Answer
 from pipeline.sources.paging import Paging
-from pipeline.sources.reader import Fetch, Reader
+from pipeline.sources.reader import Fetch, Reader, SourceProgress
 from tests.sources.test_customers import source_settings
 
 
