@@ -40,7 +40,10 @@ def run(customers: int, endpoints: Endpoints | None) -> Measured:
     """Time transform, mapping and hashing of ``customers`` records."""
     pages = build_pages(customers)
     settings = SyncBatchSettings(
-        url="http://x", profile_url="https://shop.example.com/u/{customer_id}"
+        url="http://x",
+        profile_url="https://shop.example.com/u/{customer_id}",
+        account_ids="customer_id",
+        organisation_id_range=(1, 1000),
     )
     encode = msgspec.json.encode
     organisations: dict[str, int] = {}

@@ -25,6 +25,10 @@ TARGET_SETTINGS: dict[str, dict[str, Any]] = {
     "syncbatch": {
         "token_env": "SYNCBATCH_TOKEN",
         "profile_url": "https://shop.example.com/users/{customer_id}",
+        "account_ids": "customer_id",
+        "customer_id_prefix": "C",
+        "account_id_offset": 1_000_000,
+        "organisation_id_range": [1, 1000],
         "batch_size": 1000,
         "max_in_flight": 4,
     },

@@ -53,6 +53,9 @@ FOREVER = 1e9
 like are refused rather than taken as "never"."""
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0, lt=FOREVER)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, lt=FOREVER)]
+MAX_ID = 2_147_483_647
+"""The largest id a ServiceStack ``int`` holds."""
+TargetId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -190,6 +193,11 @@ class SyncBatchSettings(_Section, frozen=True):
     profile_url: str
     """The account's profile page in the shop, ``{customer_id}`` filled in per customer
     (``https://shop.example.com/users/{customer_id}``); required: an example host is no URL."""
+    account_ids: Literal["customer_id", "range"]
+    """How accounts get their integer ``id`` (required: there is no safe default, an id
+    another feed uses is overwritten). ``customer_id``: the number in the customer id, after
+    ``customer_id_prefix``, plus ``account_id_offset``; ``range``: allocated once per customer
+    from ``account_id_range`` and kept in the state file."""
     token_env: str | None = None
     batch_size: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 100
     """Accounts (MAN customers) per request."""
@@ -206,6 +214,16 @@ class SyncBatchSettings(_Section, frozen=True):
     ca_bundle: str | None = None
     """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
+    customer_id_prefix: str = ""
+    """Stripped from the customer id before its number is read (``C`` for ``C0001234``)."""
+    account_id_offset: Annotated[int, msgspec.Meta(ge=0, lt=MAX_ID)] = 0
+    """Added to the number read from the customer id, to keep two feeds' ids apart."""
+    account_id_range: tuple[TargetId, TargetId] | None = None
+    """``[first, last]`` ids this feed may allocate, with ``account_ids = "range"``."""
+    organisation_ids: dict[str, int] = {}
+    """Business unit -> organisation id, for the units named."""
+    organisation_id_range: tuple[TargetId, TargetId] | None = None
+    """``[first, last]`` ids for the business units ``organisation_ids`` does not name."""
 
 
 class EmporixSettings(_Section, frozen=True):
@@ -454,10 +472,64 @@ def _check_deactivation(settings: Settings) -> None:
         )
 
 
+def _check_range(span: tuple[int, int] | None, key: str) -> None:
+    if span is not None and span[0] > span[1]:
+        raise ConfigError("must be [first, last] with first <= last", path=key)
+
+
+def _check_ids(syncbatch: SyncBatchSettings) -> None:
+    """Ids come from a rule or a range named on purpose, never from a default."""
+    key = "targets.syncbatch"
+    _check_range(syncbatch.account_id_range, f"{key}.account_id_range")
+    _check_range(syncbatch.organisation_id_range, f"{key}.organisation_id_range")
+    if syncbatch.account_ids == "range":
+        if syncbatch.account_id_range is None:
+            raise ConfigError(
+                'is required with account_ids = "range": the ids this feed alone may use, '
+                "such as [1000000, 1999999]",
+                path=f"{key}.account_id_range",
+            )
+        for name in ("customer_id_prefix", "account_id_offset"):
+            if getattr(syncbatch, name):
+                raise ConfigError(
+                    'applies to account_ids = "customer_id" only', path=f"{key}.{name}"
+                )
+    elif syncbatch.account_id_range is not None:
+        raise ConfigError('applies to account_ids = "range" only', path=f"{key}.account_id_range")
+    if not syncbatch.organisation_ids and syncbatch.organisation_id_range is None:
+        raise ConfigError(
+            "name the organisation id of each business unit here, or set "
+            "organisation_id_range (or both): ids are never counted from 1",
+            path=f"{key}.organisation_ids",
+        )
+    owners: dict[int, str] = {}
+    span = syncbatch.organisation_id_range
+    for unit, number in syncbatch.organisation_ids.items():
+        if not 1 <= number <= MAX_ID:
+            raise ConfigError(
+                f"must be an id within 1..{MAX_ID}, got {number}",
+                path=f"{key}.organisation_ids.{unit}",
+            )
+        if number in owners:
+            raise ConfigError(
+                f"{owners[number]!r} and {unit!r} have the same id {number}",
+                path=f"{key}.organisation_ids",
+            )
+        owners[number] = unit
+        if span is not None and span[0] <= number <= span[1]:
+            raise ConfigError(
+                f"id {number} of {unit!r} lies in organisation_id_range: the range is for the "
+                "units the map does not name",
+                path=f"{key}.organisation_ids",
+            )
+
+
 def _check_syncbatch(syncbatch: SyncBatchSettings | None) -> None:
-    """``profile_url`` must be a whole http(s) URL that places the customer id."""
+    """``profile_url`` must be a whole http(s) URL that places the customer id; ids come from
+    a rule or a named range."""
     if syncbatch is None:
         return
+    _check_ids(syncbatch)
     url = syncbatch.profile_url
     parts = urlsplit(url.replace("{customer_id}", "id"))
     if parts.scheme not in ("http", "https") or not parts.netloc or "{customer_id}" not in url:

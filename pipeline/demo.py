@@ -43,6 +43,14 @@ __all__ = [
 DEMO_STATE = ".pipeline-demo/state.sqlite3"
 DEMO_PAGE_SIZE = 500
 DEMO_PROFILE_URL = "https://shop.example.com/users/{customer_id}"
+DEMO_IDS: dict[str, object] = {
+    "account_ids": "customer_id",
+    "customer_id_prefix": "C",
+    "account_id_offset": 1_000_000,
+    "organisation_id_range": [1000, 1999],
+}
+"""Sync-batch ids of the demo: 1,000,000 + the number in "C0001234" (the emulator's first
+customer is C0000000, and 0 is no id), organisations from a range."""
 """The demo shop's profile page of an account (the emulator does not follow it)."""
 _EMPORIX = EmporixEmulatorConfig()
 # Norce knows the companies of MAN's company feed; "Ghost Unit" customers show the item error.
@@ -185,6 +193,7 @@ def demo_config(
                 "url": urls.syncbatch,
                 "token_env": f"{env_prefix}SYNCBATCH_TOKEN",
                 "profile_url": DEMO_PROFILE_URL,
+                **DEMO_IDS,
                 "batch_size": min(100, plan.syncbatch.max_batch),
                 "max_in_flight": 4,
                 **rate,
@@ -228,6 +237,12 @@ path = "pipeline-state.sqlite3"
 url = "{urls.syncbatch}"
 token_env = "SYNCBATCH_TOKEN"
 profile_url = "{DEMO_PROFILE_URL}"
+# Account ids: 1,000,000 + the number in the customer id ("C0001234" is 1001234), the same
+# in every state file, so no feed overwrites another's customers. See README, "Sync-batch ids".
+account_ids = "customer_id"
+customer_id_prefix = "C"
+account_id_offset = 1000000
+organisation_id_range = [1000, 1999]
 batch_size = 100
 rate_per_second = 50
 max_in_flight = 4

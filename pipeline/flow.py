@@ -26,7 +26,7 @@ from pipeline.deactivation import deactivate_missing
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.records import Ack, Customer, Item, Outcome, Page, RecordBatch, Settled
 from pipeline.report import PassReport, PassStatus, SourceReport, TargetCounters, TargetReport
-from pipeline.sinks.base import Target
+from pipeline.sinks.base import Target, dead
 from pipeline.sinks.emporix import EmporixTarget
 from pipeline.sinks.norce import NorceTarget
 from pipeline.sinks.syncbatch import SyncBatchTarget
@@ -183,7 +183,7 @@ class Pass:
         customers = [c for c in batch.customers if self._wanted(target, c.customer_id)]
         rejected = [r for r in batch.rejected if self._wanted(target, r.customer_id)]
         ignored = len(batch.customers) + len(batch.rejected) - len(customers) - len(rejected)
-        dead = [
+        rejections = [
             Ack(target, r.customer_id, "dead", reason=r.reason, offset=batch.offset)
             for r in rejected
         ]
@@ -192,7 +192,7 @@ class Pass:
             (batch.offset, "ignored", ignored),
         ]
         opens = (batch.offset, batch.offset + batch.size, batch.size)
-        return customers, Outcome(target, dead, counts, opens)
+        return customers, Outcome(target, rejections, counts, opens)
 
     async def _diff(
         self,
@@ -217,15 +217,18 @@ class Pass:
                 items = await target.prepare(customers)
                 stored = await self.store.hashes(target.name, [i.customer_id for i in items])
                 unchanged = 0
+                refused: list[Ack] = []
                 for item in items:
                     previous = stored.get(item.customer_id)
-                    if previous == item.hash:
+                    if item.refused is not None:
+                        refused.append(dead(target.name, item, item.refused, batch.offset))
+                    elif previous == item.hash:
                         unchanged += 1
                     else:
                         item.previous = previous
                         item.offset = batch.offset
                         buffer.append(item)
-                await outcomes.send(_add(opened, [(batch.offset, "unchanged", unchanged)]))
+                await outcomes.send(_add(opened, [(batch.offset, "unchanged", unchanged)], refused))
                 while len(buffer) >= target.batch_size:
                     await self._emit(target, buffer[: target.batch_size], out, outcomes)
                     del buffer[: target.batch_size]
@@ -486,8 +489,12 @@ def _by_page(items: Sequence[Item], how: Settled) -> list[tuple[int, Settled, in
     return [(offset, how, n) for offset, n in Counter(i.offset for i in items).items()]
 
 
-def _add(outcome: Outcome, counts: list[tuple[int, Settled, int]]) -> Outcome:
-    return msgspec.structs.replace(outcome, counts=[*outcome.counts, *counts])
+def _add(
+    outcome: Outcome, counts: list[tuple[int, Settled, int]], acks: Sequence[Ack] = ()
+) -> Outcome:
+    return msgspec.structs.replace(
+        outcome, counts=[*outcome.counts, *counts], acks=[*outcome.acks, *acks]
+    )
 
 
 def _summary(report: PassReport) -> dict[str, object]:

@@ -94,6 +94,9 @@ class Item(msgspec.Struct, gc=False):
     """Source offset of the record's page (for the checkpoint)."""
     ref: str | None = None
     """What the target needs kept to reach the record later without the source (deactivation)."""
+    refused: str | None = None
+    """Why the target cannot take this record at all (no payload): it is dead-lettered with this
+    reason, never sent."""
 
     @property
     def known(self) -> bool:

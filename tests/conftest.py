@@ -31,6 +31,12 @@ from pipeline.emulators import (
 
 MAN_TOKEN = "test-man-token"
 SB_TOKEN = "test-syncbatch-token"
+SB_IDS = {
+    "account_ids": "range",
+    "account_id_range": [1, 1_000_000],
+    "organisation_id_range": [1, 1000],
+}
+"""Sync-batch ids of the test feeds: a range, which takes any customer id (inserted ones too)."""
 
 
 @pytest.fixture(autouse=True)
@@ -105,6 +111,7 @@ class Env:
                 "url": self.sb_url,
                 "token_env": "SYNCBATCH_TOKEN",
                 "profile_url": "https://shop.example.com/users/{customer_id}",
+                **SB_IDS,
                 "batch_size": 50,
                 "max_in_flight": 4,
                 "retry": fast,

@@ -45,6 +45,14 @@ def free_port_range(count: int = 4) -> int:
     raise RuntimeError("no free port range")
 
 
+SYNCBATCH_IDS_TOML = """\
+account_ids = "range"
+account_id_range = [1, 1000000]
+organisation_id_range = [1, 1000]
+"""
+"""The sync-batch id keys of a test feed (in a ``[targets.syncbatch]`` table)."""
+
+
 @contextmanager
 def emulate(customers: int, tmp_path: Path, plan: str = "") -> Iterator[dict[str, str]]:
     """``pipeline emulate`` in a subprocess; yields the URLs it prints."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from tests.processes import emulate, free_port_range
+from tests.processes import SYNCBATCH_IDS_TOML, emulate, free_port_range
 
 PYTHON = sys.executable
 
@@ -39,7 +39,7 @@ path = "{state}"
 url = "{urls["syncbatch"]}"
 token_env = "SYNCBATCH_TOKEN"
 profile_url = "https://shop.example.com/users/{{customer_id}}"
-batch_size = 100
+{SYNCBATCH_IDS_TOML}batch_size = 100
 {extra}
 """
     )

@@ -53,6 +53,9 @@ batch_size = 100
 rate_per_second = 50
 max_in_flight = 4
 profile_url = "https://shop.example.com/users/{customer_id}"
+account_ids = "customer_id"
+customer_id_prefix = "C"
+organisation_id_range = [1000, 1999]
 """
 
 EXPECTED_SAMPLE = Settings(
@@ -74,11 +77,16 @@ EXPECTED_SAMPLE = Settings(
             rate_per_second=50.0,
             max_in_flight=4,
             profile_url="https://shop.example.com/users/{customer_id}",
+            account_ids="customer_id",
+            customer_id_prefix="C",
+            organisation_id_range=(1000, 1999),
         )
     ),
 )
 
 MINIMAL: dict[str, Any] = {"source": {"url": "http://man/customer-users"}}
+IDS: dict[str, Any] = {"account_ids": "customer_id", "organisation_id_range": [1, 1000]}
+"""The sync-batch id keys a configuration must have."""
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -323,6 +331,7 @@ def test_settings_batch_size_upper_bound_accepted() -> None:
             "syncbatch": {
                 "url": "x",
                 "profile_url": "https://shop.example.com/u/{customer_id}",
+                **IDS,
                 "batch_size": 1000,
             }
         },
@@ -393,7 +402,11 @@ def test_env_override_toml_array() -> None:
     data = {
         "source": {"url": "u"},
         "targets": {
-            "syncbatch": {"url": "x", "profile_url": "https://shop.example.com/u/{customer_id}"}
+            "syncbatch": {
+                "url": "x",
+                "profile_url": "https://shop.example.com/u/{customer_id}",
+                **IDS,
+            }
         },
     }
     environ = {"PIPELINE__TARGETS__SYNCBATCH__PERMISSIONS": '["CanBuy", "CanView"]'}
@@ -406,10 +419,15 @@ def test_env_override_can_enable_a_target() -> None:
     environ = {
         "PIPELINE__TARGETS__SYNCBATCH__URL": "http://sb",
         "PIPELINE__TARGETS__SYNCBATCH__PROFILE_URL": "https://shop.example.com/users/{customer_id}",
+        "PIPELINE__TARGETS__SYNCBATCH__ACCOUNT_IDS": "customer_id",
+        "PIPELINE__TARGETS__SYNCBATCH__ORGANISATION_ID_RANGE": "[1, 1000]",
     }
     settings = settings_from_mapping(MINIMAL, environ=environ)
     assert settings.targets.syncbatch == SyncBatchSettings(
-        url="http://sb", profile_url="https://shop.example.com/users/{customer_id}"
+        url="http://sb",
+        profile_url="https://shop.example.com/users/{customer_id}",
+        account_ids="customer_id",
+        organisation_id_range=(1, 1000),
     )
 
 
@@ -492,7 +510,10 @@ def test_secret_unset_variable_names_the_key(
         (
             TargetsSettings(
                 syncbatch=SyncBatchSettings(
-                    url="http://x", profile_url="https://shop.example.com/users/{customer_id}"
+                    url="http://x",
+                    profile_url="https://shop.example.com/users/{customer_id}",
+                    account_ids="customer_id",
+                    organisation_id_range=(1, 1000),
                 )
             ),
             ["syncbatch"],
@@ -522,6 +543,7 @@ def test_deactivation_without_overlap_is_refused_naming_the_key() -> None:
             "syncbatch": {
                 "url": "http://127.0.0.1:2",
                 "profile_url": "https://shop.example.com/u/{customer_id}",
+                **IDS,
                 "deactivate_missing": True,
             },
         },
@@ -608,7 +630,7 @@ def test_emporix_mixins_with_an_https_schema_url_load() -> None:
 def test_a_profile_url_that_cannot_place_the_customer_is_refused(profile_url: str) -> None:
     data = {
         "source": {"url": "http://127.0.0.1:1/c"},
-        "targets": {"syncbatch": {"url": "http://x", "profile_url": profile_url}},
+        "targets": {"syncbatch": {"url": "http://x", "profile_url": profile_url, **IDS}},
     }
     with pytest.raises(ConfigError) as info:
         settings_from_mapping(data, environ={})
@@ -631,3 +653,110 @@ def test_an_endless_duration_is_refused_naming_the_key(
     with pytest.raises(ConfigError) as info:
         settings_from_mapping(data, environ={})
     assert info.value.path == f"{section}.{key}"
+
+
+# Sync-batch ids (issue 11) ------------------------------------------------------------------
+
+SB_BASE: dict[str, Any] = {
+    "url": "http://x",
+    "profile_url": "https://shop.example.com/u/{customer_id}",
+}
+
+
+@pytest.mark.parametrize(
+    ("keys", "path", "message"),
+    [
+        ({}, "targets.syncbatch.account_ids", "missing required field"),
+        ({"account_ids": "count"}, "targets.syncbatch.account_ids", "Invalid enum value 'count'"),
+        (
+            {"account_ids": "range", "organisation_id_range": [1, 9]},
+            "targets.syncbatch.account_id_range",
+            'is required with account_ids = "range"',
+        ),
+        (
+            {"account_ids": "range", "account_id_range": [9, 1], "organisation_id_range": [1, 9]},
+            "targets.syncbatch.account_id_range",
+            "first <= last",
+        ),
+        (
+            {"account_ids": "range", "account_id_range": [0, 9], "organisation_id_range": [1, 9]},
+            "targets.syncbatch.account_id_range[0]",
+            ">= 1",
+        ),
+        (
+            {
+                "account_ids": "range",
+                "account_id_range": [1, 2147483648],
+                "organisation_id_range": [1, 9],
+            },
+            "targets.syncbatch.account_id_range[1]",
+            "<= 2147483647",
+        ),
+        (
+            {
+                "account_ids": "range",
+                "account_id_range": [1, 9],
+                "customer_id_prefix": "C",
+                "organisation_id_range": [1, 9],
+            },
+            "targets.syncbatch.customer_id_prefix",
+            'applies to account_ids = "customer_id" only',
+        ),
+        (
+            {
+                "account_ids": "customer_id",
+                "account_id_range": [1, 9],
+                "organisation_id_range": [1, 9],
+            },
+            "targets.syncbatch.account_id_range",
+            'applies to account_ids = "range" only',
+        ),
+        (
+            {"account_ids": "customer_id"},
+            "targets.syncbatch.organisation_ids",
+            "ids are never counted from 1",
+        ),
+        (
+            {"account_ids": "customer_id", "organisation_ids": {"Retail": 3, "Online": 3}},
+            "targets.syncbatch.organisation_ids",
+            "'Retail' and 'Online' have the same id 3",
+        ),
+        (
+            {
+                "account_ids": "customer_id",
+                "organisation_ids": {"Retail": 3},
+                "organisation_id_range": [1, 9],
+            },
+            "targets.syncbatch.organisation_ids",
+            "id 3 of 'Retail' lies in organisation_id_range",
+        ),
+        (
+            {"account_ids": "customer_id", "organisation_ids": {"Retail": 0}},
+            "targets.syncbatch.organisation_ids.Retail",
+            "must be an id within 1..2147483647, got 0",
+        ),
+    ],
+)
+def test_sync_batch_ids_are_refused_naming_the_key(
+    keys: dict[str, Any], path: str, message: str
+) -> None:
+    data = {"source": {"url": "http://man"}, "targets": {"syncbatch": {**SB_BASE, **keys}}}
+    error = config_error(data)
+    assert error.path == path
+    assert message in str(error)
+
+
+def test_sync_batch_ids_from_the_customer_id_or_a_range_load() -> None:
+    rule = {"account_ids": "customer_id", "customer_id_prefix": "C-", "account_id_offset": 5}
+    ranged = {"account_ids": "range", "account_id_range": [10, 19]}
+    orgs = {"organisation_ids": {"Retail": 1}, "organisation_id_range": [2, 9]}
+    for keys in (rule, ranged):
+        data = {
+            "source": {"url": "http://man"},
+            "targets": {"syncbatch": {**SB_BASE, **keys, **orgs}},
+        }
+        syncbatch = settings_from_mapping(data, environ={}).targets.syncbatch
+        assert syncbatch is not None
+        assert syncbatch.organisation_ids == {"Retail": 1}
+        assert syncbatch.organisation_id_range == (2, 9)
+    assert syncbatch.account_id_range == (10, 19)

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.emulators import Dataset
 from pipeline.emulators.dataset import BUSINESS_UNITS
-from tests.processes import emulate, get_json, pipeline, query, wait_for
+from tests.processes import SYNCBATCH_IDS_TOML, emulate, get_json, pipeline, query, wait_for
 
 CUSTOMERS = 2_000
 # More kill points with CRASH_SEEDS=1,2,...,20 in the environment.
@@ -44,7 +44,7 @@ path = "{state}"
 url = "{urls["syncbatch"]}"
 token_env = "SYNCBATCH_TOKEN"
 profile_url = "https://shop.example.com/users/{{customer_id}}"
-batch_size = 20
+{SYNCBATCH_IDS_TOML}batch_size = 20
 max_in_flight = 2
 
 [targets.norce]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.emulators import Dataset
-from tests.processes import emulate, get_json, pipeline, query, wait_for
+from tests.processes import SYNCBATCH_IDS_TOML, emulate, get_json, pipeline, query, wait_for
 
 CUSTOMERS = 3_000
 PAGE = 100
@@ -42,7 +42,7 @@ grace_seconds = 20
 url = "{urls["syncbatch"]}"
 token_env = "SYNCBATCH_TOKEN"
 profile_url = "https://shop.example.com/users/{{customer_id}}"
-batch_size = 25
+{SYNCBATCH_IDS_TOML}batch_size = 25
 max_in_flight = 2
 """
     )

@@ -59,6 +59,10 @@ class SyncBatchEmulatorConfig(
     ``responseStatus`` are not sent."""
     empty_error_code: bool = False
     """A successful item carries ``responseStatus: {"errorCode": ""}`` instead of none."""
+    id_clash: Literal["overwrite", "keep", "refuse"] = "overwrite"
+    """An account sent under an id that holds another user name: "overwrite" replaces that
+    user (upsert by id, silently); "keep" keeps the user and echoes it in the answer, as
+    stored, with no error; "refuse" answers the item with a ``Conflict`` error."""
 
     def __repr__(self) -> str:  # the principals' keys are tokens: never show them
         return (
@@ -87,10 +91,22 @@ class SyncBatchStore:
             claimed[key] = account["id"]
         return None
 
-    def upsert(self, customer: dict[str, Any]) -> None:
-        """Replace the customer's fields and write each of its accounts."""
+    def clashes(self, accounts: list[dict[str, Any]]) -> list[int]:
+        """Positions of the accounts whose id holds another user name."""
+        return [
+            position
+            for position, account in enumerate(accounts)
+            if (held := self.accounts.get(account["id"])) is not None
+            and held["userName"].casefold() != account["userName"].casefold()
+        ]
+
+    def upsert(self, customer: dict[str, Any], keep: frozenset[int] = frozenset()) -> None:
+        """Replace the customer's fields and write each of its accounts but those at the
+        positions in ``keep``."""
         self.customers[customer["id"]] = {k: v for k, v in customer.items() if k != "accounts"}
-        for account in customer["accounts"]:
+        for position, account in enumerate(customer["accounts"]):
+            if position in keep:
+                continue
             previous = self.accounts.get(account["id"])
             if previous is not None:
                 self._owners.pop(previous["userName"].casefold(), None)
@@ -350,7 +366,15 @@ class _Service:
         if clash is not None:
             message = "'User Name' is already used by another account."
             return _item_error("UserNameAlreadyExists", message, i, clash)
-        store.upsert(customer)
+        taken = store.clashes(accounts) if self.config.id_clash != "overwrite" else []
+        if taken and self.config.id_clash == "refuse":
+            message = "'Id' belongs to another user."
+            return _item_error("Conflict", message, i, taken[0], field="Id")
+        if taken:  # "keep": the stored user stays, and the answer shows it
+            customer["accounts"] = [
+                store.accounts[a["id"]] if j in taken else a for j, a in enumerate(accounts)
+            ]
+        store.upsert(customer, keep=frozenset(taken))
         return None
 
     async def admin_store(self, request: web.Request) -> web.Response:
@@ -370,8 +394,10 @@ class _Service:
         )
 
 
-def _item_error(code: str, message: str, i: int, j: int) -> dict[str, Any]:
-    field = f"Customers[{i}].Accounts[{j}].UserName"
+def _item_error(
+    code: str, message: str, i: int, j: int, field: str = "UserName"
+) -> dict[str, Any]:
+    field = f"Customers[{i}].Accounts[{j}].{field}"
     return {
         "errorCode": code,
         "message": message,

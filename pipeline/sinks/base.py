@@ -39,9 +39,10 @@ def confirmed(target: str, item: Item) -> Ack:
     return Ack(target, item.customer_id, kind, hash=item.hash, offset=item.offset, ref=item.ref)
 
 
-def dead(target: str, item: Item, reason: str) -> Ack:
+def dead(target: str, item: Item, reason: str, offset: int | None = None) -> Ack:
     """The ack of an item the target refused for good, or could not be written this pass."""
-    return Ack(target, item.customer_id, "dead", reason=reason, offset=item.offset)
+    where = item.offset if offset is None else offset
+    return Ack(target, item.customer_id, "dead", reason=reason, offset=where)
 
 
 class HttpTargetSettings(Protocol):

@@ -19,6 +19,7 @@ from pipeline.config import SyncBatchSettings, secret
 from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
 from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import HttpTarget, confirmed, dead, redact
+from pipeline.sinks.syncbatch_ids import IdPolicy
 from pipeline.state.store import StateStore
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.syncbatch import (
@@ -39,7 +40,10 @@ PATH = "/sync/customers/batch"
 TRANSIENT_ITEM_CODES = frozenset(
     {"TimeoutException", "ServiceUnavailable", "TooManyRequests", "DeadlockException"}
 )
-_ACCOUNT_REF = re.compile(r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\]", re.IGNORECASE)
+_ACCOUNT_REF = re.compile(
+    r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\](\.id\b)?", re.IGNORECASE
+)
+"""A field error's account ("Customers[0].Accounts[2].UserName"), and whether it is the id."""
 
 _encoder = msgspec.json.Encoder()
 
@@ -55,6 +59,21 @@ def _slot_of(result: SbResult, ids: list[int]) -> int | None:
         return index if in_range else None
     matches = [i for i, known in enumerate(ids) if known == echoed]
     return matches[0] if len(matches) == 1 else None
+
+
+def _held_by_others(result: SbResult, members: list[Item]) -> set[str]:
+    """The customers whose account id the answer echoes with another ``userName``: the
+    service holds someone else there (it kept them, or it was theirs before ours)."""
+    if result.customer is None or not result.customer.accounts:
+        return set()
+    held = {a.id: a.user_name for a in result.customer.accounts if a.user_name is not None}
+    others = set()
+    for item in members:
+        account: SbAccount = item.payload
+        name = held.get(account.id)
+        if name is not None and name.casefold() != account.user_name.casefold():
+            others.add(item.customer_id)
+    return others
 
 
 def _reason(status: SbResponseStatus | None, fallback: str) -> str:
@@ -88,28 +107,27 @@ class SyncBatchTarget(HttpTarget):
         if token is not None:
             headers["Authorization"] = f"Bearer {token.reveal()}"
         super().__init__(settings, headers)
-        self._organisations: dict[str, int] = {}
+        self._ids = IdPolicy(settings, store)
 
     # Mapping ---------------------------------------------------------------------------
 
     async def prepare(self, customers: Sequence[Customer]) -> list[Item]:
-        """Map and hash; ids of new accounts and organisations are committed before use."""
-        units = [c.business_unit for c in customers if c.business_unit not in self._organisations]
-        if units:
-            self._organisations.update(await self._store.ids("organisation", units))
-        accounts = await self._store.ids("account", [c.customer_id for c in customers])
+        """Map and hash; new ids are committed before use, and a customer that can get no id
+        is refused with the reason."""
+        ids = await self._ids.assign(customers)
         items = []
         for customer in customers:
-            account = map_account(
-                customer,
-                accounts[customer.customer_id],
-                self._organisations[customer.business_unit],
-                self.settings,
-            )
+            cid = customer.customer_id
+            reason = ids.refused.get(cid)
+            if reason is not None:
+                items.append(Item(cid, b"", None, refused=reason))
+                continue
+            organisation = ids.organisations[customer.business_unit]
+            account = map_account(customer, ids.accounts[cid], organisation, self.settings)
             digest = payload_hash(_encoder.encode(account))
             # Deactivation later needs the organisation and the user name without the source.
             ref = f"{account.ref_id}\t{account.user_name}"
-            items.append(Item(customer.customer_id, digest, account, ref=ref))
+            items.append(Item(cid, digest, account, ref=ref))
         return items
 
     # Writing ---------------------------------------------------------------------------
@@ -143,14 +161,19 @@ class SyncBatchTarget(HttpTarget):
 
     @staticmethod
     def _named_accounts(
-        status: SbResponseStatus | None, slots: list[list[Item]], index: int | None
+        status: SbResponseStatus | None,
+        slots: list[list[Item]],
+        index: int | None,
+        *,
+        ids_only: bool = False,
     ) -> list[Item]:
+        """The accounts the field errors name (only by their ``Id`` field, with ``ids_only``)."""
         if status is None:
             return []
         named = []
         for error in status.errors:
             match = _ACCOUNT_REF.search(error.field_name or "")
-            if match is None:
+            if match is None or (ids_only and match.group(3) is None):
                 continue
             slot = int(match.group(1)) if match.group(1) is not None else index
             position = int(match.group(2))
@@ -172,9 +195,9 @@ class SyncBatchTarget(HttpTarget):
         acks: list[Ack] = []
         pending = list(items)
         alone: set[str] = set()
-        attempt = 0
+        stalled = 0  # rounds that settled nothing: only these count against max_attempts
         while pending:
-            attempt += 1
+            settled = len(acks)
             body, slots = self._build(pending, alone)
             try:
                 response = await self._http.request(
@@ -185,6 +208,7 @@ class SyncBatchTarget(HttpTarget):
             except (TransientHTTPError, HTTPStatusError) as exc:
                 acks.extend(self._ack(i, f"request failed: {exc}") for i in pending)
                 break
+            # -- a 400 names the accounts it refuses; the rest goes again at once
             retry: list[Item] = []
             if response.status == 400:
                 status = self._decode_error(response.body)
@@ -193,16 +217,26 @@ class SyncBatchTarget(HttpTarget):
                 if not named:
                     named = pending
                 acks.extend(self._ack(i, reason) for i in named)
-                dead = {id(i) for i in named}
-                retry = [i for i in pending if id(i) not in dead]
-            else:
-                retry = self._settle(response.body, slots, alone, acks)
-            if retry and attempt >= self.settings.retry.max_attempts:
-                reason = "transient item errors persisted after retries"
-                acks.extend(self._ack(i, reason) for i in retry)
-                break
-            if retry and response.status != 400:
-                await self._pause(attempt)
+                refused = {id(i) for i in named}
+                retry = [i for i in pending if id(i) not in refused]
+                pending = retry
+                continue
+            # -- a 200 answers per item: settle each, keep what must go again
+            conflicts: list[Item] = []
+            retry = self._settle(response.body, slots, alone, acks, conflicts)
+            if conflicts:
+                reasons = await self._ids.conflicted(
+                    {i.customer_id: i.payload.id for i in conflicts}
+                )
+                acks.extend(self._ack(i, reasons[i.customer_id]) for i in conflicts)
+            if retry:
+                if len(acks) == settled:
+                    stalled += 1
+                    if stalled >= self.settings.retry.max_attempts:
+                        reason = "transient item errors persisted after retries"
+                        acks.extend(self._ack(i, reason) for i in retry)
+                        break
+                await self._pause(max(stalled, 1))
             pending = retry
         return acks
 
@@ -213,9 +247,16 @@ class SyncBatchTarget(HttpTarget):
             return None
 
     def _settle(
-        self, body: bytes, slots: list[list[Item]], alone: set[str], acks: list[Ack]
+        self,
+        body: bytes,
+        slots: list[list[Item]],
+        alone: set[str],
+        acks: list[Ack],
+        conflicts: list[Item],
     ) -> list[Item]:
-        """Read the per-item results; return what must be sent again."""
+        """Read the per-item results; return what must be sent again. An item the service
+        stored but whose echo shows another user under one of its account ids goes to
+        ``conflicts``, never counted as confirmed."""
         try:
             results = read_answer(body, list[SbResult])
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -233,9 +274,15 @@ class SyncBatchTarget(HttpTarget):
             members = slots[index]
             status = result.response_status
             if status is None or not status.failed:
-                acks.extend(self._ack(i) for i in members)
+                others = _held_by_others(result, members)
+                conflicts.extend(i for i in members if i.customer_id in others)
+                acks.extend(self._ack(i) for i in members if i.customer_id not in others)
             elif status.error_code in TRANSIENT_ITEM_CODES:
                 retry.extend(members)
+            elif clashed := self._named_accounts(status, slots, index, ids_only=True):
+                # The service refused an account's id: it holds someone else there.
+                conflicts.extend(clashed)
+                retry.extend(i for i in members if i not in clashed)
             else:
                 named = self._named_accounts(status, slots, index)
                 if len(members) == 1 or named:
@@ -256,11 +303,15 @@ class SyncBatchTarget(HttpTarget):
         refs = await self._store.refs(self.name, customer_ids)
         # A confirmation keeps "<organisation id>\t<user name>" (see prepare).
         known = {cid: _parse_ref(ref) for cid, ref in refs.items() if ref}
-        accounts = await self._store.ids("account", sorted(known))
-        names = await self._store.keys("organisation", sorted({r[0] for r in known.values()}))
+        accounts = await self._ids.accounts(sorted(known))
+        names = await self._ids.organisation_names(sorted({r[0] for r in known.values()}))
         locked = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         items = []
+        # An id that proved to be someone else's was forgotten: nothing of ours is there to lock.
+        done = [cid for cid in known if cid not in accounts]
         for cid, (ref_id, user_name) in sorted(known.items()):
+            if cid not in accounts:
+                continue
             account = SbAccount(
                 id=accounts[cid],
                 index=0,
@@ -281,7 +332,6 @@ class SyncBatchTarget(HttpTarget):
                 meta={"customerId": cid, "deactivated": "true"},
             )
             items.append(Item(cid, b"", account))
-        done: list[str] = []
         for start in range(0, len(items), self.batch_size):
             acks = await self.write(items[start : start + self.batch_size])
             done.extend(a.customer_id for a in acks if a.kind != "dead")

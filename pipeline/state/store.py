@@ -4,7 +4,7 @@ Tables:
 
 * ``confirmed`` (target, customer_id) -> hash of the payload the target last confirmed;
 * ``dead_letters`` (target, customer_id) -> reason, first and last seen, attempts;
-* ``ids`` (kind, key) -> a stable integer id, handed out once and never reused;
+* ``ids`` (kind, key) -> the integer id a target knows the key by, each id held by one key;
 * ``passes``: when each pass ran, where its read started, how far every target had settled
   everything (the checkpoint a killed pass resumes from), how it ended, its report.
 """
@@ -15,7 +15,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -90,7 +90,6 @@ class StateStore:
         self.path = str(path)
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.CapacityLimiter(1)
-        self._next_id: dict[str, int] = {}
 
     # Opening and closing ---------------------------------------------------------------
 
@@ -238,29 +237,108 @@ class StateStore:
                     f"SELECT key, id FROM ids WHERE kind=? AND key IN ({marks})", (kind, *chunk)
                 )
             )
-        missing = [key for key in dict.fromkeys(keys) if key not in found]
-        if missing:
-            if kind not in self._next_id:
-                row = conn.execute("SELECT MAX(id) FROM ids WHERE kind=?", (kind,)).fetchone()
-                self._next_id[kind] = (row[0] or 0) + 1
-            start = self._next_id[kind]
-            new = {key: start + i for i, key in enumerate(missing)}
-            conn.execute("BEGIN")
-            try:
-                conn.executemany(
-                    "INSERT INTO ids VALUES (?, ?, ?)", [(kind, k, v) for k, v in new.items()]
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            self._next_id[kind] = start + len(new)
-            found.update(new)
         return found
 
     async def ids(self, kind: str, keys: Sequence[str]) -> dict[str, int]:
-        """A stable integer id for each key of ``kind``, allocated and committed when new."""
+        """The ids the registry holds for those keys of ``kind`` (keys without one are left
+        out)."""
         return await self._run(lambda: self.ids_sync(kind, keys))
+
+    def claim_ids_sync(self, kind: str, wanted: Mapping[str, int]) -> dict[str, str]:
+        held = self.ids_sync(kind, list(wanted))
+        changed = {key: id_ for key, id_ in wanted.items() if held.get(key) != id_}
+        if not changed:
+            return {}
+        taken = self.keys_sync(kind, list(changed.values()))
+        refused: dict[str, str] = {}
+        rows = []
+        for key, id_ in changed.items():
+            holder = taken.get(id_)
+            if holder is not None and holder != key:
+                refused[key] = holder
+                continue
+            old = held.get(key)
+            if old is not None and taken.get(old) == key:
+                del taken[old]  # moved: a later key may take it, as the rows apply in order
+            taken[id_] = key
+            rows.append((kind, key, id_))
+        self._upsert_ids(rows)
+        return refused
+
+    async def claim_ids(self, kind: str, wanted: Mapping[str, int]) -> dict[str, str]:
+        """Record each key's id, unless another key holds that id already: those keys are
+        returned with the key that holds their id, and nothing is recorded for them."""
+        return await self._run(lambda: self.claim_ids_sync(kind, wanted))
+
+    def allocate_ids_sync(
+        self, kind: str, keys: Sequence[str], span: tuple[int, int]
+    ) -> dict[str, int]:
+        first, last = span
+        conn = self.conn
+        row = conn.execute(
+            "SELECT MAX(id) FROM ids WHERE kind=? AND id BETWEEN ? AND ?", (kind, first, last)
+        ).fetchone()
+        mark = self.meta_sync(f"next_id:{kind}")
+        after = int(mark) if mark is not None and first <= int(mark) <= last + 1 else first
+        start = max(first, (row[0] or 0) + 1, after)
+        new = dict(zip(dict.fromkeys(keys), range(start, last + 1), strict=False))
+        if new:
+            self._upsert_ids(
+                [(kind, key, id_) for key, id_ in new.items()],
+                mark=(f"next_id:{kind}", str(start + len(new))),
+            )
+        return new
+
+    async def allocate_ids(
+        self, kind: str, keys: Sequence[str], span: tuple[int, int]
+    ) -> dict[str, int]:
+        """Give each key a new id of ``span`` ``[first, last]``, above every id the span gave
+        before (a forgotten id is never given again); keys beyond the span's end get none."""
+        return await self._run(lambda: self.allocate_ids_sync(kind, keys, span))
+
+    def forget_ids_sync(self, kind: str, keys: Sequence[str]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN")
+        conn.executemany("DELETE FROM ids WHERE kind=? AND key=?", [(kind, k) for k in keys])
+        conn.execute("COMMIT")
+
+    async def forget_ids(self, kind: str, keys: Sequence[str]) -> None:
+        """Drop the ids of those keys (an id found to belong to someone else in a target)."""
+        await self._run(lambda: self.forget_ids_sync(kind, keys))
+
+    def _upsert_ids(
+        self, rows: Sequence[tuple[str, str, int]], mark: tuple[str, str] | None = None
+    ) -> None:
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                "INSERT INTO ids VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET id=excluded.id",
+                rows,
+            )
+            if mark is not None:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", mark)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def meta_sync(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def meta(self, key: str) -> str | None:
+        """A value the product keeps beside the data (``schema_version``, id marks)."""
+        return await self._run(lambda: self.meta_sync(key))
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` (committed at once)."""
+
+        def put() -> None:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+        await self._run(put)
 
     # Passes and dead letters -----------------------------------------------------------
 

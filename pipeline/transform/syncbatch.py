@@ -1,8 +1,9 @@
 """Mapping for the sync-batch target (pure): a Customer becomes an Account of its organisation.
 
 DESIGN §5: one organisation (a ServiceStack "Customer") per business unit, each MAN customer a
-user account of it; integer ids for both come from the id registry; ``profileUrl`` from a
-template; ``roles`` = [role]; ``permissions`` from configuration.
+user account of it; integer ids for both come from the configured rule or range
+(:mod:`pipeline.sinks.syncbatch_ids`); ``profileUrl`` from a template; ``roles`` = [role];
+``permissions`` from configuration.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "SbRequest",
     "SbResponseStatus",
     "SbResult",
+    "SbResultAccount",
     "SbResultCustomer",
     "map_account",
     "profile_url",
@@ -105,8 +107,16 @@ class SbResponseStatus(_Answer):
         return bool(self.error_code)
 
 
+class SbResultAccount(_Answer):
+    id: int | None = None
+    user_name: str | None = None
+
+
 class SbResultCustomer(_Answer):
     id: int | None = None
+    accounts: list[SbResultAccount] = []
+    """The accounts as the service holds them, when it echoes them: an account whose
+    ``userName`` is not the one sent under its id is someone else's (an id conflict)."""
 
 
 class SbResult(_Answer):

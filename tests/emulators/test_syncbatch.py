@@ -345,3 +345,31 @@ async def test_a_pascal_case_host_that_leaves_out_defaults_answers_so() -> None:
     assert answer[0]["Customer"]["Id"] == 1
     assert bad == 400
     assert error["ResponseStatus"]["Errors"][0]["FieldName"].startswith("Customers[0]")
+
+
+@pytest.mark.parametrize("clash", ["overwrite", "keep", "refuse"])
+async def test_an_id_holding_another_user_is_overwritten_kept_or_refused(clash: str) -> None:
+    store = SyncBatchStore()
+    async with _client(store, id_clash=clash) as client:
+        await _post(client, {"customers": [_customer(1, _account(5, 1, "alice@x.io"))]})
+        status, body = await _post(
+            client,
+            {"customers": [_customer(1, _account(6, 1, "carl@x.io"), _account(5, 1, "bob@x.io"))]},
+        )
+    assert status == 200
+    (result,) = body
+    echoed = [a["userName"] for a in result["customer"]["accounts"]]
+    held = {a["id"]: a["userName"] for a in store.accounts.values()}
+    if clash == "overwrite":
+        assert result["responseStatus"] is None
+        assert echoed == ["carl@x.io", "bob@x.io"]
+        assert held == {5: "bob@x.io", 6: "carl@x.io"}
+    elif clash == "keep":
+        assert result["responseStatus"] is None
+        assert echoed == ["carl@x.io", "alice@x.io"]  # the answer shows who holds id 5
+        assert held == {5: "alice@x.io", 6: "carl@x.io"}
+    else:
+        error = result["responseStatus"]
+        assert error["errorCode"] == "Conflict"
+        assert error["errors"][0]["fieldName"] == "Customers[0].Accounts[1].Id"
+        assert held == {5: "alice@x.io"}  # the item is not stored at all

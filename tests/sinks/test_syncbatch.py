@@ -19,7 +19,7 @@ from pipeline.sinks.syncbatch import SyncBatchTarget
 from pipeline.state.store import StateStore
 from pipeline.transform.dedupe import PassDedupe
 from pipeline.transform.stage import transform_page
-from tests.conftest import SB_TOKEN, sb_config
+from tests.conftest import SB_IDS, SB_TOKEN, sb_config
 
 FAST_RETRY = {"initial_seconds": 0.001, "max_seconds": 0.02, "max_attempts": 8}
 
@@ -35,6 +35,7 @@ def settings(url: str, **overrides: Any) -> SyncBatchSettings:
         "url": url,
         "token_env": "SYNCBATCH_TOKEN",
         "profile_url": "https://shop.example.com/users/{customer_id}",
+        **SB_IDS,
         "batch_size": 100,
         "retry": FAST_RETRY,
     }

@@ -209,93 +209,97 @@ async def test_apply_failure_rolls_back_the_group(store: StateStore) -> None:
         assert await store.hashes("syncbatch", ["c3"]) == {"c3": b"h3"}
 
 
-# Stable ids -----------------------------------------------------------------------------
+# Ids ------------------------------------------------------------------------------------
 
 
-async def test_ids_new_keys_numbered_from_one_in_order(store: StateStore) -> None:
+async def test_allocate_gives_ids_from_the_span_in_order_once_per_key(store: StateStore) -> None:
     with anyio.fail_after(DEADLINE):
-        assert await store.ids("org", ["BU-A", "BU-B", "BU-C"]) == {
-            "BU-A": 1,
-            "BU-B": 2,
-            "BU-C": 3,
-        }
+        first = await store.allocate_ids("account", ["a", "b", "a", "c"], (100, 199))
+        looked_up = await store.ids("account", ["c", "a", "b", "unknown"])
+    assert first == {"a": 100, "b": 101, "c": 102}
+    assert looked_up == first
 
 
-async def test_ids_stable_across_calls(store: StateStore) -> None:
+async def test_allocate_stops_at_the_end_of_the_span(store: StateStore) -> None:
     with anyio.fail_after(DEADLINE):
-        first = await store.ids("account", ["c1", "c2", "c3"])
-        again = await store.ids("account", ["c3", "c1", "c2"])
-        subset = await store.ids("account", ["c2"])
-    assert again == first == {"c1": 1, "c2": 2, "c3": 3}
-    assert subset == {"c2": 2}
+        assert await store.allocate_ids("account", ["a", "b"], (5, 6)) == {"a": 5, "b": 6}
+        assert await store.allocate_ids("account", ["c"], (5, 6)) == {}
+        assert await store.ids("account", ["c"]) == {}
 
 
-async def test_ids_stable_across_reopen_and_never_reused(db_path: Path) -> None:
+async def test_allocate_never_gives_a_forgotten_id_again(db_path: Path) -> None:
     with anyio.fail_after(DEADLINE):
-        async with StateStore(db_path) as first:
-            assert await first.ids("account", ["c1", "c2"]) == {"c1": 1, "c2": 2}
-        async with StateStore(db_path) as second:
-            assert await second.ids("account", ["c2", "new", "c1"]) == {
-                "c2": 2,
-                "new": 3,
-                "c1": 1,
-            }
-            assert await second.ids("account", ["newer"]) == {"newer": 4}
-        async with StateStore(db_path) as third:
-            found = await third.ids("account", ["c1", "c2", "new", "newer", "newest"])
-    assert found == {"c1": 1, "c2": 2, "new": 3, "newer": 4, "newest": 5}
+        async with StateStore(db_path) as store:
+            await store.allocate_ids("account", ["a", "b"], (10, 99))
+            await store.forget_ids("account", ["b"])  # 11, the highest, is someone else's
+        async with StateStore(db_path) as reopened:
+            assert await reopened.ids("account", ["a", "b"]) == {"a": 10}
+            assert await reopened.allocate_ids("account", ["b"], (10, 99)) == {"b": 12}
 
 
-async def test_ids_new_keys_get_fresh_ids(store: StateStore) -> None:
-    seen: dict[str, int] = {}
+async def test_allocate_moves_a_key_held_outside_the_span_into_it(store: StateStore) -> None:
     with anyio.fail_after(DEADLINE):
-        for round_ in range(5):
-            keys = [f"r{round_}-{i}" for i in range(7)] + list(seen)[:3]
-            seen.update(await store.ids("account", keys))
-    assert len(seen) == 35
-    assert sorted(seen.values()) == list(range(1, 36))
+        await store.allocate_ids("account", ["a"], (1, 9))
+        assert await store.allocate_ids("account", ["a"], (50, 59)) == {"a": 50}
+        assert await store.ids("account", ["a"]) == {"a": 50}
 
 
-async def test_ids_kinds_are_independent(store: StateStore) -> None:
+async def test_allocate_spans_and_kinds_are_apart(store: StateStore) -> None:
     with anyio.fail_after(DEADLINE):
-        orgs = await store.ids("org", ["x", "y"])
-        accounts = await store.ids("account", ["y", "z", "x"])
-        orgs_again = await store.ids("org", ["z"])
-    assert orgs == {"x": 1, "y": 2}
-    assert accounts == {"y": 1, "z": 2, "x": 3}
-    assert orgs_again == {"z": 3}
-
-
-async def test_ids_duplicates_in_input(store: StateStore) -> None:
-    with anyio.fail_after(DEADLINE):
-        first = await store.ids("account", ["a", "b", "a", "a", "c", "b"])
-        second = await store.ids("account", ["c", "c", "d", "d"])
-    assert first == {"a": 1, "b": 2, "c": 3}
-    assert second == {"c": 3, "d": 4}
-
-
-async def test_ids_empty_input(store: StateStore) -> None:
-    with anyio.fail_after(DEADLINE):
-        assert await store.ids("account", []) == {}
-        assert await store.ids("account", ["a"]) == {"a": 1}
+        assert await store.allocate_ids("organisation", ["x"], (1, 9)) == {"x": 1}
+        assert await store.allocate_ids("account", ["x"], (1, 9)) == {"x": 1}
+        assert await store.allocate_ids("account", ["y"], (1000, 1009)) == {"y": 1000}
+        assert await store.allocate_ids("account", ["z"], (1, 9)) == {"z": 2}
 
 
 @pytest.mark.parametrize("count", [500, 501, 1500])
 async def test_ids_large_inputs_are_chunked(store: StateStore, count: int) -> None:
     keys = [f"k{i:05d}" for i in range(count)]
     with anyio.fail_after(DEADLINE):
-        first = await store.ids("account", keys)
+        first = await store.allocate_ids("account", keys, (1, 10_000))
         second = await store.ids("account", [*reversed(keys), "extra"])
+        claimed = await store.claim_ids("other", {k: i + 1 for i, k in enumerate(keys)})
     assert first == {k: i + 1 for i, k in enumerate(keys)}
-    assert second == {**first, "extra": count + 1}
+    assert second == first
+    assert claimed == {}
 
 
-async def test_ids_survive_other_store_on_same_file(db_path: Path) -> None:
+async def test_claim_records_ids_and_names_the_holder_of_a_taken_one(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        assert await store.claim_ids("account", {"C0012": 12, "C0013": 13}) == {}
+        # "C12" gives 12 too: refused, naming who holds it; in one call as across calls.
+        assert await store.claim_ids("account", {"C12": 12, "C7": 7, "C007": 7}) == {
+            "C12": "C0012",
+            "C007": "C7",
+        }
+        held = await store.ids("account", ["C0012", "C0013", "C12", "C7", "C007"])
+    assert held == {"C0012": 12, "C0013": 13, "C7": 7}
+
+
+async def test_claim_moves_a_key_to_its_new_id(store: StateStore) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.claim_ids("account", {"a": 1})
+        assert await store.claim_ids("account", {"a": 2}) == {}
+        assert await store.claim_ids("account", {"b": 1}) == {}
+        assert await store.ids("account", ["a", "b"]) == {"a": 2, "b": 1}
+
+
+async def test_ids_are_shared_by_two_stores_on_one_file(db_path: Path) -> None:
     with anyio.fail_after(DEADLINE):
         async with StateStore(db_path) as a:
-            assert await a.ids("account", ["c1"]) == {"c1": 1}
+            assert await a.allocate_ids("account", ["c1"], (1, 9)) == {"c1": 1}
             async with StateStore(db_path) as b:
+                assert await b.allocate_ids("account", ["c2"], (1, 9)) == {"c2": 2}
                 assert await b.ids("account", ["c1", "c2"]) == {"c1": 1, "c2": 2}
+
+
+async def test_meta_round_trip(db_path: Path) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path) as store:
+            assert await store.meta("halted:account") is None
+            await store.set_meta("halted:account", "[1, 9]")
+        async with StateStore(db_path) as reopened:
+            assert await reopened.meta("halted:account") == "[1, 9]"
 
 
 # Passes ---------------------------------------------------------------------------------

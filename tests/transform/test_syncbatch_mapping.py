@@ -13,7 +13,7 @@ from pipeline.transform.hashing import HASH_SIZE, payload_hash
 from pipeline.transform.syncbatch import SbAccount, map_account
 
 PROFILE = "https://shop.example.com/users/{customer_id}"
-SETTINGS = SyncBatchSettings(url="http://x", profile_url=PROFILE)
+SETTINGS = SyncBatchSettings(url="http://x", account_ids="customer_id", profile_url=PROFILE)
 
 ADDRESS = Address(
     line1="Dachauer Str. 667",
@@ -249,7 +249,7 @@ def test_map_account_profile_url_quotes_customer_id(customer_id: str, expected: 
     ],
 )
 def test_map_account_profile_url_from_template(template: str, expected: str) -> None:
-    settings = SyncBatchSettings(url="http://x", profile_url=template)
+    settings = SyncBatchSettings(url="http://x", account_ids="customer_id", profile_url=template)
     customer = msgspec.structs.replace(FULL, customer_id="a/b")
     assert map_account(customer, 1, 1, settings).profile_url == expected
 
@@ -263,6 +263,7 @@ def test_map_account_permissions_from_settings(permissions: tuple[str, ...]) -> 
         url="http://x",
         permissions=permissions,
         profile_url="https://shop.example.com/users/{customer_id}",
+        account_ids="customer_id",
     )
     account = map_account(FULL, 1, 1, settings)
     assert account.permissions == list(permissions)
@@ -270,7 +271,9 @@ def test_map_account_permissions_from_settings(permissions: tuple[str, ...]) -> 
 
 
 def test_map_account_permissions_are_a_fresh_list() -> None:
-    settings = SyncBatchSettings(url="http://x", profile_url=PROFILE, permissions=("CanBuy",))
+    settings = SyncBatchSettings(
+        url="http://x", account_ids="customer_id", profile_url=PROFILE, permissions=("CanBuy",)
+    )
     first = map_account(FULL, 1, 1, settings)
     first.permissions.append("Mutated")
     assert map_account(FULL, 2, 1, settings).permissions == ["CanBuy"]
@@ -380,8 +383,23 @@ def test_payload_hash_changes_with_one_field(customer: Customer) -> None:
     [
         (18, 3, SETTINGS),
         (17, 4, SETTINGS),
-        (17, 3, SyncBatchSettings(url="http://x", profile_url=PROFILE, permissions=("CanBuy",))),
-        (17, 3, SyncBatchSettings(url="http://x", profile_url="https://other/{customer_id}")),
+        (
+            17,
+            3,
+            SyncBatchSettings(
+                url="http://x",
+                account_ids="customer_id",
+                profile_url=PROFILE,
+                permissions=("CanBuy",),
+            ),
+        ),
+        (
+            17,
+            3,
+            SyncBatchSettings(
+                url="http://x", account_ids="customer_id", profile_url="https://other/{customer_id}"
+            ),
+        ),
     ],
     ids=["account-id", "organisation-id", "permissions", "profile-url"],
 )
@@ -401,6 +419,7 @@ def test_payload_hash_ignores_connection_settings() -> None:
         batch_size=7,
         max_in_flight=1,
         profile_url="https://shop.example.com/users/{customer_id}",
+        account_ids="customer_id",
     )
     base = payload_hash(msgspec.json.encode(map_account(FULL, 17, 3, SETTINGS)))
     assert payload_hash(msgspec.json.encode(map_account(FULL, 17, 3, other))) == base
