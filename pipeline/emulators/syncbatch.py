@@ -394,9 +394,7 @@ class _Service:
         )
 
 
-def _item_error(
-    code: str, message: str, i: int, j: int, field: str = "UserName"
-) -> dict[str, Any]:
+def _item_error(code: str, message: str, i: int, j: int, field: str = "UserName") -> dict[str, Any]:
     field = f"Customers[{i}].Accounts[{j}].{field}"
     return {
         "errorCode": code,

@@ -40,9 +40,7 @@ PATH = "/sync/customers/batch"
 TRANSIENT_ITEM_CODES = frozenset(
     {"TimeoutException", "ServiceUnavailable", "TooManyRequests", "DeadlockException"}
 )
-_ACCOUNT_REF = re.compile(
-    r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\](\.id\b)?", re.IGNORECASE
-)
+_ACCOUNT_REF = re.compile(r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\](\.id\b)?", re.IGNORECASE)
 """A field error's account ("Customers[0].Accounts[2].UserName"), and whether it is the id."""
 
 _encoder = msgspec.json.Encoder()
