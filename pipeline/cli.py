@@ -27,6 +27,7 @@ from pipeline.flow import build_targets
 from pipeline.logs import configure as configure_logs
 from pipeline.report import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
 from pipeline.runner import run_once, serve
+from pipeline.sinks.syncbatch_ids import describe as describe_ids
 from pipeline.sources.customers import CustomerSource
 from pipeline.state.store import StateStore
 
@@ -209,6 +210,8 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: ok; targets: {names}")
     for line in source.describe():
         print(line)
+    if settings.targets.syncbatch is not None:
+        print(describe_ids(settings.targets.syncbatch))
     return EXIT_OK
 
 

@@ -154,6 +154,51 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     done = run_cli("check-config", str(config))
     assert done.returncode == 0, done.stderr
     assert "targets: syncbatch" in done.stdout
+    assert done.stdout.splitlines()[-1] == (
+        "syncbatch ids: accounts allocated from [1, 1000000]; "
+        "organisations allocated from [1, 1000]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "line"),
+    [
+        (
+            'account_ids = "customer_id"\ncustomer_id_prefix = "C"\naccount_id_offset = 500\n'
+            "[targets.syncbatch.organisation_ids]\nRetail = 1\nOnline = 2",
+            "syncbatch ids: accounts 500 + the number in customer_id after 'C'; "
+            "organisations 2 named",
+        ),
+        (
+            'account_ids = "customer_id"\norganisation_id_range = [5, 9]',
+            "syncbatch ids: accounts the number in customer_id; organisations allocated from "
+            "[5, 9]",
+        ),
+    ],
+)
+def test_check_config_says_where_sync_batch_ids_come_from(
+    tmp_path: Path, keys: str, line: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[source]\nurl = "http://127.0.0.1:1/c"\n[targets.syncbatch]\nurl = "http://127.0.0.1:2"\n'
+        f'profile_url = "https://shop.example.com/u/{{customer_id}}"\n{keys}\n'
+    )
+    done = run_cli("check-config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == line
+
+
+def test_check_config_without_sync_batch_ids_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[source]\nurl = "http://127.0.0.1:1/c"\n[targets.syncbatch]\nurl = "http://127.0.0.1:2"\n'
+        'profile_url = "https://shop.example.com/u/{customer_id}"\n'
+    )
+    done = run_cli("check-config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.startswith("configuration error: targets.syncbatch.account_ids")
+    assert "Traceback" not in done.stderr
 
 
 def test_check_config_prints_the_effective_source_shape(tmp_path: Path) -> None:
