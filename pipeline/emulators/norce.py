@@ -54,7 +54,8 @@ class NorceEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     job with failed items as StatusId 2 with `Fail` > 0; `row_order` "alphabetical" echoes
     `ImportedRow` with its keys sorted at every level (`Accounts` and their role `Code`s
     before the customer's `Code`), "object" sends it as a JSON object rather than a string,
-    `row_max_chars` truncates it; `job_paths` "api" serves
+    `row_max_chars` truncates it, `null_rows` sends it null (the docs allow it) for every
+    second failed item of a job, so the log names fewer items than `Fail` counts; `job_paths` "api" serves
     the jobs only under `api/Job/...` ("plain" only under `Job/...`);
     `require_application_key` refuses companies and accounts without `ApplicationKey` (an
     item error); `require_company_fields` refuses an ImportCustomers that sets `Companies`
@@ -83,6 +84,7 @@ class NorceEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     failed_items_succeed: bool = False
     row_order: Literal["sent", "alphabetical", "object"] = "sent"
     row_max_chars: int = 0
+    null_rows: bool = False
     job_paths: Literal["both", "plain", "api"] = "both"
     require_application_key: bool = False
     require_company_fields: bool = False
@@ -285,6 +287,7 @@ class _Service:
             failed_items_succeed=config.failed_items_succeed,
             row_order=config.row_order,
             row_max_chars=config.row_max_chars,
+            null_rows=config.null_rows,
             require_application_key=config.require_application_key,
         )
         self.store.add_job(job)

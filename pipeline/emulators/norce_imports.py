@@ -162,7 +162,7 @@ class Job:
     Variants: `failed_items_succeed` ends a job whose items failed with StatusId 2 (Fail
     still counts them); `row_order` "alphabetical" writes ImportedRow with its keys sorted
     at every level, "object" sends it as a JSON object, not a string; `row_max_chars`
-    truncates ImportedRow; `require_application_key` makes
+    truncates ImportedRow, `null_rows` leaves it null for every second failed item; `require_application_key` makes
     ApplicationKey required on companies and accounts.
     """
 
@@ -182,6 +182,7 @@ class Job:
         failed_items_succeed: bool = False,
         row_order: Literal["sent", "alphabetical", "object"] = "sent",
         row_max_chars: int = 0,
+        null_rows: bool = False,
         require_application_key: bool = False,
     ) -> None:
         self.number = number
@@ -193,6 +194,7 @@ class Job:
         self.failed_items_succeed = failed_items_succeed
         self.row_order: Literal["sent", "alphabetical", "object"] = row_order
         self.row_max_chars = row_max_chars
+        self.null_rows = null_rows
         self.require_application_key = require_application_key
         self.created = time.monotonic() if now is None else now
         self.started_at = self.created + queue_delay

@@ -7,9 +7,9 @@ their end, and each failed log line traced back to its record's ``Code``.
   message (their ``ImportedRow`` holds personal data and is never kept), the rest confirmed;
 * a log line belongs to the item whose top-level ``Code`` its ``ImportedRow`` holds (parsed as
   JSON, or XML); a row that does not parse (it may be truncated) is matched against the batch;
-* a job that failed, or counted failures, without naming any item of the batch is retried
-  once as two halves (a batch of one is retried once as is) before its records are
-  dead-lettered;
+* a job whose log names fewer items than it counts as failed (``Fail``; any, when it failed
+  without a count) leaves the other items unknown: they are retried once as two halves (one
+  item once as is) before they are dead-lettered, never confirmed;
 * the job is read at ``Job/Get`` (``Job/GetLog``), and at ``api/Job/Get`` (``api/Job/GetLog``)
   when that answers 404; the path that worked is kept for the rest of the pass;
 * a job that does not finish within ``job_timeout_seconds`` of leaving the queue fails its
@@ -73,6 +73,16 @@ class _Job(msgspec.Struct):
     def needs_log(self) -> bool:
         """The job failed, or says some of its items did."""
         return self.StatusId != SUCCEEDED or bool(self.Fail)
+
+    def explained_by(self, named: int) -> bool:
+        """Whether ``named`` items named in the log account for every failure of the job: all
+        of them when it counts its failures, else at least one. When they do not, the items
+        the log does not name may have failed too: none of them can be confirmed."""
+        if not self.needs_log:
+            return True
+        if self.Fail is not None and self.Fail > 0:
+            return named >= self.Fail
+        return named > 0
 
 
 class _LogLine(msgspec.Struct):
@@ -268,11 +278,13 @@ class NorceTarget(HttpTarget):
             now = anyio.current_time()
             if deadline is None and job.StatusId != QUEUED:
                 deadline = now + self.settings.job_timeout_seconds
-            if deadline is not None and now + delay > deadline:
+            if deadline is not None and now >= deadline:
                 raise JobTimeoutError(job_id, self.settings.job_timeout_seconds)
-            if deadline is None and now + delay > queued_until:  # Norce runs no jobs
+            if deadline is None and now >= queued_until:  # Norce runs no jobs
                 raise JobTimeoutError(job_id, queue_limit, queued=True)
-            await anyio.sleep(delay)
+            # The last look falls on the bound itself: a job is never given up early.
+            bound = queued_until if deadline is None else deadline
+            await anyio.sleep(min(delay, bound - now))
             delay = min(delay * 2, self.settings.poll_max_seconds)
 
     async def _failures(self, job: _Job, batch: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -304,7 +316,7 @@ class NorceTarget(HttpTarget):
                 _encoder.encode(companies),
             )
             failed = await self._failures(job, {c.Code: (c.OrganizationNo,) for c in companies})
-            if job.needs_log and not failed.keys() & set(missing):
+            if not job.explained_by(len(failed.keys() & set(missing))):
                 return  # no company is known to exist: the customer log will say so per item
             self._companies_ready.update(c for c in missing if c not in failed)
 
@@ -340,8 +352,8 @@ class NorceTarget(HttpTarget):
                 raise
             except (TransientHTTPError, HTTPStatusError, SinkError):
                 continue  # tried again after the next complete pass
-            if job.needs_log and not failures.keys() & set(chunk):
-                continue
+            if not job.explained_by(len(failures.keys() & set(chunk))):
+                continue  # which ones failed is not known: all are tried again
             done.extend(code for code in chunk if code not in failures)
         return done
 
@@ -357,15 +369,21 @@ class NorceTarget(HttpTarget):
             raise
         except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
             return [dead(self.name, i, f"import failed: {exc}") for i in items]
-        if job.needs_log and not failures.keys() & {i.customer_id for i in items}:
+        named = [i for i in items if i.customer_id in failures]
+        if not job.explained_by(len(named)):
+            # The log names fewer items than failed: the others are not known to be in.
+            acks = [dead(self.name, i, failures[i.customer_id]) for i in named]
+            rest = [i for i in items if i.customer_id not in failures]
             if may_split:
-                if len(items) == 1:
-                    return await self._import(items, may_split=False)
-                half = len(items) // 2
-                first = await self._import(items[:half], may_split=False)
-                return first + await self._import(items[half:], may_split=False)
-            reason = f"job {job.JobId} failed without naming an item, also when retried smaller"
-            return [dead(self.name, i, reason) for i in items]
+                if len(rest) == 1:
+                    return acks + await self._import(rest, may_split=False)
+                half = len(rest) // 2
+                acks += await self._import(rest[:half], may_split=False)
+                return acks + await self._import(rest[half:], may_split=False)
+            reason = (
+                f"job {job.JobId} failed without naming this item, also when retried smaller"
+            )
+            return acks + [dead(self.name, i, reason) for i in rest]
         return [
             dead(self.name, i, failures[i.customer_id])
             if i.customer_id in failures
