@@ -553,7 +553,14 @@ def _check_emporix(emporix: EmporixSettings | None) -> None:
 
 
 def _check_norce(norce: NorceSettings | None) -> None:
-    """Norce requires an ``ApplicationKey`` on every company and account it creates."""
+    """Norce requires an ``ApplicationKey`` on every company and account it creates; a
+    company code is never blank."""
+    for unit, code in (norce.company_codes if norce is not None else {}).items():
+        if not code.strip():
+            raise ConfigError(
+                "must not be blank: it is the company's code in Norce",
+                path=f"targets.norce.company_codes.{unit}",
+            )
     key = (norce.application_key or "").strip() if norce is not None else ""
     if norce is None or key or not (norce.create_companies or norce.accounts):
         return

@@ -760,3 +760,18 @@ def test_sync_batch_ids_from_the_customer_id_or_a_range_load() -> None:
         assert syncbatch.organisation_ids == {"Retail": 1}
         assert syncbatch.organisation_id_range == (2, 9)
     assert syncbatch.account_id_range == (10, 19)
+
+
+def test_a_blank_norce_company_code_is_refused_naming_the_key() -> None:
+    norce = {
+        "url": "http://n",
+        "application_id": 1,
+        "account_id": 1,
+        "scope": "stage",
+        "client_id_env": "A",
+        "client_secret_env": "B",
+        "company_codes": {"Retail": " "},
+    }
+    error = config_error({"source": {"url": "http://man"}, "targets": {"norce": norce}})
+    assert error.path == "targets.norce.company_codes.Retail"
+    assert "must not be blank" in str(error)

@@ -26,15 +26,28 @@ from tests.conftest import MAN_TOKEN, Env, sb_config
 from tests.test_flow import expected_account, run_pass
 
 N = 120
-RULE_A = {"account_ids": "customer_id", "customer_id_prefix": "C", "account_id_offset": 1_000_000}
-RULE_B = {**RULE_A, "account_id_offset": 2_000_000}
-RANGE_A = {"account_ids": "range", "account_id_range": [1, 999]}
-RANGE_B = {"account_ids": "range", "account_id_range": [1000, 1999]}
+ORGS_A = {"organisation_id_range": [1, 99]}
+ORGS_B = {"organisation_id_range": [100, 199]}
+RULE_A = {
+    "account_ids": "customer_id",
+    "customer_id_prefix": "C",
+    "account_id_offset": 1_000_000,
+    **ORGS_A,
+}
+RULE_B = {**RULE_A, "account_id_offset": 2_000_000, **ORGS_B}
+RANGE_A = {"account_ids": "range", "account_id_range": [1, 999], **ORGS_A}
+RANGE_B = {"account_ids": "range", "account_id_range": [1000, 1999], **ORGS_B}
 
 
 def overrides(ids: dict[str, Any]) -> dict[str, Any]:
     """The test settings' sync-batch id keys replaced by ``ids``."""
-    keys = {"account_id_range": None, "customer_id_prefix": "", "account_id_offset": 0}
+    keys = {
+        "account_id_range": None,
+        "customer_id_prefix": "",
+        "account_id_offset": 0,
+        "organisation_ids": {},
+        "organisation_id_range": None,
+    }
     return {f"targets__syncbatch__{key}": value for key, value in {**keys, **ids}.items()}
 
 
@@ -144,7 +157,8 @@ async def test_a_shared_range_is_an_id_conflict_dead_lettered_and_allocation_sto
     feeds = await two_feeds(env, clash)
     await feeds.run("a", RANGE_A)
     before = {k: dict(v) for k, v in env.store.accounts.items()}
-    shared = await feeds.run("b", RANGE_A)  # the operator's slip: feed B given A's range
+    # The operator's slip: feed B given A's account range (its organisations have their own).
+    shared = await feeds.run("b", {**RANGE_A, **ORGS_B})
 
     counters = shared.targets["syncbatch"]
     assert (counters.created, counters.updated, counters.dead_lettered) == (0, 0, N)
@@ -154,12 +168,12 @@ async def test_a_shared_range_is_an_id_conflict_dead_lettered_and_allocation_sto
         reasons = [d.reason for d in await store.dead_letters()]
         held = await store.ids("account", feeds.datasets["b"].ids())
     conflicts = [r for r in reasons if r.startswith("id conflict: ")]
-    halted = [r for r in reasons if r.startswith("no account id is taken")]
+    halted = [r for r in reasons if r.startswith("no id is taken from account_id_range")]
     assert conflicts and len(conflicts) + len(halted) == N
     assert "account_id_range [1, 999]" in conflicts[0]
     assert not held  # the ids proved someone else's: forgotten, never used again
 
-    again = await feeds.run("b", RANGE_A)  # still halted: nothing allocated, nothing written
+    again = await feeds.run("b", {**RANGE_A, **ORGS_B})  # still halted: nothing written
     assert again.targets["syncbatch"].dead_lettered == N
     assert env.store.accounts == before
 
@@ -195,6 +209,7 @@ async def test_two_customer_ids_giving_one_number_are_told_apart(tmp_path: Path)
             "profile_url": "https://x/{customer_id}",
             **RULE_A,
             "organisation_ids": {"Retail": 7},
+            "organisation_id_range": None,
         },
         SyncBatchSettings,
     )
@@ -213,7 +228,12 @@ async def test_two_customer_ids_giving_one_number_are_told_apart(tmp_path: Path)
 
 
 async def test_business_units_get_named_ids_or_ids_of_the_range(tmp_path: Path) -> None:
-    base = {"url": "http://127.0.0.1:1", "profile_url": "https://x/{customer_id}", **RULE_A}
+    base = {
+        "url": "http://127.0.0.1:1",
+        "profile_url": "https://x/{customer_id}",
+        "account_ids": "customer_id",
+        "customer_id_prefix": "C",
+    }
     named = msgspec.convert({**base, "organisation_ids": {"Retail": 7}}, SyncBatchSettings)
     ranged = msgspec.convert(
         {**base, "organisation_ids": {"Retail": 7}, "organisation_id_range": [100, 101]},
@@ -272,3 +292,100 @@ OUTSIDE = "the account id customer_id gives, {}, is not within 1..2147483647"
 )
 def test_account_number(customer_id: str, prefix: str, offset: int, expected: int | str) -> None:
     assert account_number(customer_id, prefix, offset) == expected
+
+
+@pytest.mark.parametrize("clash", ["keep", "refuse"])
+async def test_an_organisation_id_holding_another_organisation_is_an_id_conflict(
+    env: Env, clash: Literal["keep", "refuse"]
+) -> None:
+    feeds = await two_feeds(env, clash)
+    await feeds.run("a", RANGE_A)
+    async with StateStore(env.tmp_path / "state-a.sqlite3") as store:
+        units = list(dict.fromkeys(r["businessUnit"] for r in feeds.datasets["a"].records()))
+        held = await store.ids("organisation", units)
+    names = {number: unit for unit, number in held.items()}
+    # Feed B names its organisations with feed A's ids, each one another unit's.
+    order = sorted(held, key=held.__getitem__)
+    swapped = dict(zip(order, [held[u] for u in order[1:] + order[:1]], strict=True))
+    b = await feeds.run("b", {**RANGE_B, "organisation_ids": swapped})
+
+    assert all(env.store.customers[n]["name"] == unit for n, unit in names.items())
+    feeds.assert_present("a")
+    counters = b.targets["syncbatch"]
+    assert (counters.created, counters.dead_lettered) == (0, N)
+    async with StateStore(env.tmp_path / "state-b.sqlite3") as store:
+        reasons = {d.reason for d in await store.dead_letters()}
+    assert {r.split(";")[0] for r in reasons} == {
+        f"id conflict: the service holds another organisation under organisation id {n}"
+        for n in held.values()
+    }
+    assert all("organisation_ids names it for this business unit" in r for r in reasons)
+
+
+async def test_a_shared_organisation_range_halts_like_an_account_range(env: Env) -> None:
+    feeds = await two_feeds(env, "keep")
+    await feeds.run("a", RANGE_A)
+    before = {n: dict(c) for n, c in env.store.customers.items()}
+    # Feed B with its own account range but A's organisation range, its units in another
+    # order: its first new unit takes an id feed A's first unit holds.
+    b_units = list(dict.fromkeys(r["businessUnit"] for r in feeds.datasets["b"].records()))
+    async with StateStore(env.tmp_path / "state-b.sqlite3") as store:
+        await store.allocate_ids("organisation", b_units[::-1], (1, 99))
+    b = await feeds.run("b", {**RANGE_B, **ORGS_A})
+
+    assert env.store.customers == before  # no organisation of feed A renamed
+    assert b.targets["syncbatch"].created < N
+    async with StateStore(env.tmp_path / "state-b.sqlite3") as store:
+        reasons = [d.reason for d in await store.dead_letters()]
+        assert await store.meta("halted:organisation") == "[1, 99]"
+    assert any(
+        "another organisation" in r and "organisation_id_range [1, 99]" in r for r in reasons
+    )
+
+
+async def test_an_id_the_service_showed_taken_is_left_to_its_owner(tmp_path: Path) -> None:
+    # Rule mode, a fresh state: "C0012" (another person) claims 12 first; the service shows
+    # 12 holding someone else. "C12", whose id it is, must get it from then on.
+    settings = msgspec.convert(
+        {
+            "url": "http://127.0.0.1:1",
+            "profile_url": "https://x/{customer_id}",
+            "account_ids": "customer_id",
+            "customer_id_prefix": "C",
+            "organisation_ids": {"Retail": 7},
+        },
+        SyncBatchSettings,
+    )
+    async with StateStore(tmp_path / "state.sqlite3") as store:
+        ids = IdPolicy(settings, store)
+        first = await ids.assign([customer("C0012")])
+        reasons = await ids.conflicted(first.accounts)
+        later = await IdPolicy(settings, store).assign([customer("C0012"), customer("C12")])
+    assert first.accounts == {"C0012": 12}
+    assert reasons == {
+        "C0012": "id conflict: the service holds another user under account id 12; does "
+        "another feed take ids from the same numbers? set account_id_offset"
+    }
+    assert later.accounts == {"C12": 12}
+    assert later.refused == {
+        "C0012": "id conflict: the service holds another user under account id 12 (seen on an "
+        "earlier pass); does another feed take ids from the same numbers? set account_id_offset"
+    }
+
+
+async def test_feeds_taking_the_same_numbers_are_stopped_by_the_answer(env: Env) -> None:
+    feeds = await two_feeds(env, "keep")
+    await feeds.run("a", RULE_A)
+    before = {k: dict(v) for k, v in env.store.accounts.items()}
+    slip = await feeds.run("b", {**RULE_A, **ORGS_B})  # feed B forgot its own offset
+    writes = env.store.writes.total()
+    again = await feeds.run("b", {**RULE_A, **ORGS_B})
+
+    assert (slip.targets["syncbatch"].created, slip.targets["syncbatch"].dead_lettered) == (0, N)
+    assert again.targets["syncbatch"].dead_lettered == N
+    assert env.store.writes.total() == writes  # the second pass sent nothing of them
+    assert env.store.accounts == before
+    fixed = await feeds.run("b", RULE_B)
+    assert fixed.targets["syncbatch"].created == N
+    feeds.assert_present("a")
+    feeds.assert_present("b")

@@ -55,8 +55,9 @@ class NorceEmulatorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     `ImportedRow` with its keys sorted at every level (`Accounts` and their role `Code`s
     before the customer's `Code`), "object" sends it as a JSON object rather than a string,
     `row_max_chars` truncates it, `null_rows` sends it null (the docs allow it) for every
-    second failed item of a job, so the log names fewer items than `Fail` counts; `job_paths` "api" serves
-    the jobs only under `api/Job/...` ("plain" only under `Job/...`);
+    second failed item of a job, so the log names fewer items than `Fail` counts;
+    `job_paths` "api" serves the jobs only under `api/Job/...` ("plain" only under
+    `Job/...`);
     `require_application_key` refuses companies and accounts without `ApplicationKey` (an
     item error); `require_company_fields` refuses an ImportCustomers that sets `Companies`
     without `CompanyFieldsThatAreSet` (400).

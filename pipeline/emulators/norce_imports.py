@@ -162,8 +162,8 @@ class Job:
     Variants: `failed_items_succeed` ends a job whose items failed with StatusId 2 (Fail
     still counts them); `row_order` "alphabetical" writes ImportedRow with its keys sorted
     at every level, "object" sends it as a JSON object, not a string; `row_max_chars`
-    truncates ImportedRow, `null_rows` leaves it null for every second failed item; `require_application_key` makes
-    ApplicationKey required on companies and accounts.
+    truncates ImportedRow, `null_rows` leaves it null for every second failed item;
+    `require_application_key` makes ApplicationKey required on companies and accounts.
     """
 
     def __init__(

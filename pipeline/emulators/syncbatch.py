@@ -60,9 +60,11 @@ class SyncBatchEmulatorConfig(
     empty_error_code: bool = False
     """A successful item carries ``responseStatus: {"errorCode": ""}`` instead of none."""
     id_clash: Literal["overwrite", "keep", "refuse"] = "overwrite"
-    """An account sent under an id that holds another user name: "overwrite" replaces that
-    user (upsert by id, silently); "keep" keeps the user and echoes it in the answer, as
-    stored, with no error; "refuse" answers the item with a ``Conflict`` error."""
+    """An account sent under an id that holds another user name, or a customer under an id
+    that holds a customer of another name: "overwrite" replaces it (upsert by id, silently);
+    "keep" keeps it and echoes it in the answer, as stored, with no error (the other accounts
+    of the item are stored); "refuse" answers the item with a ``Conflict`` error on its
+    ``Id``."""
 
     def __repr__(self) -> str:  # the principals' keys are tokens: never show them
         return (
@@ -100,10 +102,23 @@ class SyncBatchStore:
             and held["userName"].casefold() != account["userName"].casefold()
         ]
 
-    def upsert(self, customer: dict[str, Any], keep: frozenset[int] = frozenset()) -> None:
-        """Replace the customer's fields and write each of its accounts but those at the
-        positions in ``keep``."""
-        self.customers[customer["id"]] = {k: v for k, v in customer.items() if k != "accounts"}
+    def other_customer(self, customer: dict[str, Any]) -> bool:
+        """Whether the customer's id holds a customer of another name."""
+        held = self.customers.get(customer["id"])
+        return held is not None and _name(held["name"]) != _name(customer["name"])
+
+    def upsert(
+        self,
+        customer: dict[str, Any],
+        keep: frozenset[int] = frozenset(),
+        *,
+        keep_customer: bool = False,
+    ) -> None:
+        """Replace the customer's fields (unless ``keep_customer``) and write each of its
+        accounts but those at the positions in ``keep``."""
+        if not keep_customer:
+            fields = {k: v for k, v in customer.items() if k != "accounts"}
+            self.customers[customer["id"]] = fields
         for position, account in enumerate(customer["accounts"]):
             if position in keep:
                 continue
@@ -124,6 +139,10 @@ class SyncBatchStore:
             {**self.customers[cid], "accounts": owned.get(cid, [])}
             for cid in sorted(self.customers)
         ]
+
+
+def _name(name: str) -> str:
+    return " ".join(name.split()).casefold()
 
 
 SYNCBATCH_STORE = web.AppKey("syncbatch_store", SyncBatchStore)
@@ -366,15 +385,25 @@ class _Service:
         if clash is not None:
             message = "'User Name' is already used by another account."
             return _item_error("UserNameAlreadyExists", message, i, clash)
-        taken = store.clashes(accounts) if self.config.id_clash != "overwrite" else []
-        if taken and self.config.id_clash == "refuse":
+        if self.config.id_clash == "overwrite":
+            store.upsert(customer)
+            return None
+        taken = store.clashes(accounts)
+        other = store.other_customer(customer)
+        if self.config.id_clash == "refuse" and other:
+            message = "'Id' belongs to another customer."
+            error = {"errorCode": "Conflict", "fieldName": f"Customers[{i}].Id", "message": message}
+            return {"errorCode": "Conflict", "message": message, "errors": [error]}
+        if self.config.id_clash == "refuse" and taken:
             message = "'Id' belongs to another user."
             return _item_error("Conflict", message, i, taken[0], field="Id")
-        if taken:  # "keep": the stored user stays, and the answer shows it
-            customer["accounts"] = [
-                store.accounts[a["id"]] if j in taken else a for j, a in enumerate(accounts)
-            ]
-        store.upsert(customer, keep=frozenset(taken))
+        # "keep": the stored customer and users stay, and the answer shows them.
+        if other:
+            customer["name"] = store.customers[customer["id"]]["name"]
+        customer["accounts"] = [
+            store.accounts[a["id"]] if j in taken else a for j, a in enumerate(accounts)
+        ]
+        store.upsert(customer, keep=frozenset(taken), keep_customer=other)
         return None
 
     async def admin_store(self, request: web.Request) -> web.Response:

@@ -380,9 +380,7 @@ class NorceTarget(HttpTarget):
                 half = len(rest) // 2
                 acks += await self._import(rest[:half], may_split=False)
                 return acks + await self._import(rest[half:], may_split=False)
-            reason = (
-                f"job {job.JobId} failed without naming this item, also when retried smaller"
-            )
+            reason = f"job {job.JobId} failed without naming this item, also when retried smaller"
             return acks + [dead(self.name, i, reason) for i in rest]
         return [
             dead(self.name, i, failures[i.customer_id])

@@ -59,6 +59,18 @@ def _slot_of(result: SbResult, ids: list[int]) -> int | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def _folded_name(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _other_organisation(result: SbResult, members: list[Item]) -> bool:
+    """Whether the answer echoes the item's organisation id with another organisation's name:
+    the service holds someone else's organisation there (it kept it)."""
+    echoed = result.customer.name if result.customer is not None else None
+    sent: SbAccount = members[0].payload
+    return echoed is not None and _folded_name(echoed) != _folded_name(sent.company)
+
+
 def _held_by_others(result: SbResult, members: list[Item]) -> set[str]:
     """The customers whose account id the answer echoes with another ``userName``: the
     service holds someone else there (it kept them, or it was theirs before ours)."""
@@ -72,6 +84,14 @@ def _held_by_others(result: SbResult, members: list[Item]) -> set[str]:
         if name is not None and name.casefold() != account.user_name.casefold():
             others.add(item.customer_id)
     return others
+
+
+_ORGANISATION_ID = re.compile(r"^customers\[\d+\]\.id$", re.IGNORECASE)
+
+
+def _names_organisation_id(status: SbResponseStatus) -> bool:
+    """An item error on the organisation's own ``Id`` ("Customers[0].Id")."""
+    return any(_ORGANISATION_ID.match(e.field_name or "") for e in status.errors)
 
 
 def _reason(status: SbResponseStatus | None, fallback: str) -> str:
@@ -221,12 +241,20 @@ class SyncBatchTarget(HttpTarget):
                 continue
             # -- a 200 answers per item: settle each, keep what must go again
             conflicts: list[Item] = []
-            retry = self._settle(response.body, slots, alone, acks, conflicts)
+            foreign: list[Item] = []
+            retry = self._settle(
+                response.body, slots, alone, acks, conflicts=conflicts, foreign=foreign
+            )
             if conflicts:
                 reasons = await self._ids.conflicted(
                     {i.customer_id: i.payload.id for i in conflicts}
                 )
                 acks.extend(self._ack(i, reasons[i.customer_id]) for i in conflicts)
+            if foreign:
+                units = await self._ids.organisation_conflicted(
+                    {i.payload.company: i.payload.ref_id for i in foreign}
+                )
+                acks.extend(self._ack(i, units[i.payload.company]) for i in foreign)
             if retry:
                 if len(acks) == settled:
                     stalled += 1
@@ -250,11 +278,13 @@ class SyncBatchTarget(HttpTarget):
         slots: list[list[Item]],
         alone: set[str],
         acks: list[Ack],
+        *,
         conflicts: list[Item],
+        foreign: list[Item],
     ) -> list[Item]:
-        """Read the per-item results; return what must be sent again. An item the service
-        stored but whose echo shows another user under one of its account ids goes to
-        ``conflicts``, never counted as confirmed."""
+        """Read the per-item results; return what must be sent again. An account whose id the
+        service shows holding another user goes to ``conflicts``; the accounts of an item whose
+        organisation id holds another organisation go to ``foreign``; neither is confirmed."""
         try:
             results = read_answer(body, list[SbResult])
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -272,11 +302,16 @@ class SyncBatchTarget(HttpTarget):
             members = slots[index]
             status = result.response_status
             if status is None or not status.failed:
+                if _other_organisation(result, members):
+                    foreign.extend(members)
+                    continue
                 others = _held_by_others(result, members)
                 conflicts.extend(i for i in members if i.customer_id in others)
                 acks.extend(self._ack(i) for i in members if i.customer_id not in others)
             elif status.error_code in TRANSIENT_ITEM_CODES:
                 retry.extend(members)
+            elif _names_organisation_id(status):
+                foreign.extend(members)  # the service refused the organisation's id
             elif clashed := self._named_accounts(status, slots, index, ids_only=True):
                 # The service refused an account's id: it holds someone else there.
                 conflicts.extend(clashed)

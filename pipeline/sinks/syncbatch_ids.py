@@ -25,6 +25,8 @@ __all__ = ["Assigned", "IdPolicy", "account_number", "describe"]
 
 ACCOUNT = "account"
 ORGANISATION = "organisation"
+DISPROVED = "account-disproved"
+"""Customer id -> an account id the service showed holding another user (rule mode)."""
 
 
 def account_number(customer_id: str, prefix: str, offset: int) -> int | str:
@@ -99,7 +101,8 @@ class IdPolicy:
         self._store = store
         self._organisations: dict[str, int] = dict(settings.organisation_ids)
         self._units = {number: unit for unit, number in settings.organisation_ids.items()}
-        self._halted: bool | None = None
+        self._halted: dict[str, bool] = {}
+        self._disproved: bool | None = None  # any account id found someone else's?
 
     # Assigning ---------------------------------------------------------------------------
 
@@ -125,6 +128,15 @@ class IdPolicy:
                 out.refused[customer_id] = number
             else:
                 wanted[customer_id] = number
+        # An id the service showed holding another user stays refused to that customer, and
+        # free for the customer whose id it may be.
+        if self._disproved is None:
+            self._disproved = await self._store.count_ids(DISPROVED) > 0
+        if self._disproved and wanted:
+            for customer_id, number in (await self._store.ids(DISPROVED, list(wanted))).items():
+                if wanted.get(customer_id) == number:
+                    del wanted[customer_id]
+                    out.refused[customer_id] = _conflict(number, _RULE_ADVICE, earlier=True)
         # Recorded, so that two customer ids giving one number ("C0012", "C12") are caught.
         clashes = await self._store.claim_ids(ACCOUNT, wanted)
         for customer_id, holder in clashes.items():
@@ -144,12 +156,8 @@ class IdPolicy:
         new = [cid for cid in customer_ids if cid not in kept]
         if not new:
             return
-        if await self._range_halted():
-            reason = (
-                f"no account id is taken from account_id_range {_span(span)} any more: an id of "
-                "it held another user in the service; name a range this feed alone uses"
-            )
-            out.refused.update(dict.fromkeys(new, reason))
+        if await self._range_halted(ACCOUNT, span):
+            out.refused.update(dict.fromkeys(new, _halted("account_id_range", span)))
             return
         allocated = await self._store.allocate_ids(ACCOUNT, new, span)
         out.accounts.update(allocated)
@@ -173,11 +181,13 @@ class IdPolicy:
                 if span[0] <= number <= span[1]:
                     self._organisations[unit] = number
             new = [u for u in missing if u not in self._organisations]
-            if new:
+            if new and await self._range_halted(ORGANISATION, span):
+                reasons.update(dict.fromkeys(new, _halted("organisation_id_range", span)))
+            elif new:
                 self._organisations.update(await self._store.allocate_ids(ORGANISATION, new, span))
-            for unit in new:
-                if unit not in self._organisations:
-                    reasons[unit] = f"organisation_id_range {_span(span)} is used up"
+                for unit in new:
+                    if unit not in self._organisations:
+                        reasons[unit] = f"organisation_id_range {_span(span)} is used up"
         for customer in customers:
             unit = customer.business_unit
             if unit in reasons:
@@ -185,12 +195,14 @@ class IdPolicy:
             else:
                 out.organisations[unit] = self._organisations[unit]
 
-    async def _range_halted(self) -> bool:
-        if self._halted is None:
-            span = self.settings.account_id_range
-            mark = await self._store.meta(f"halted:{ACCOUNT}")
-            self._halted = span is not None and mark == _span(span)
-        return self._halted
+    async def _range_halted(self, kind: str, span: tuple[int, int]) -> bool:
+        if kind not in self._halted:
+            self._halted[kind] = await self._store.meta(f"halted:{kind}") == _span(span)
+        return self._halted[kind]
+
+    async def _halt(self, kind: str, span: tuple[int, int]) -> None:
+        await self._store.set_meta(f"halted:{kind}", _span(span))
+        self._halted[kind] = True
 
     # Looking up ------------------------------------------------------------------------------
 
@@ -210,22 +222,57 @@ class IdPolicy:
 
     async def conflicted(self, accounts: dict[str, int]) -> dict[str, str]:
         """Record that these customers' account ids hold other users in the service; returns
-        the dead-letter reason of each."""
-        settings = self.settings
-        if settings.account_ids == "customer_id":
-            advice = "does another feed take ids from the same numbers? set account_id_offset"
+        the dead-letter reason of each. The ids are forgotten: never used for them again."""
+        await self._store.forget_ids(ACCOUNT, list(accounts))
+        if self.settings.account_ids == "customer_id":
+            # The number stays refused to that customer (another customer id may be its owner).
+            await self._store.note_ids(DISPROVED, accounts)
+            self._disproved = True
+            advice = _RULE_ADVICE
         else:
-            span = settings.account_id_range
+            span = self.settings.account_id_range
             assert span is not None
-            # The ids are someone else's: forget them, and allocate none from a shared range.
-            await self._store.forget_ids(ACCOUNT, list(accounts))
-            await self._store.set_meta(f"halted:{ACCOUNT}", _span(span))
-            self._halted = True
-            advice = (
-                f"no more ids are taken from account_id_range {_span(span)}: name a range "
-                "this feed alone uses"
+            await self._halt(ACCOUNT, span)
+            advice = f"no more ids are taken from account_id_range {_span(span)}: " + _OWN_RANGE
+        return {cid: _conflict(number, advice) for cid, number in accounts.items()}
+
+    async def organisation_conflicted(self, units: dict[str, int]) -> dict[str, str]:
+        """Record that these business units' organisation ids hold other organisations in the
+        service; returns the dead-letter reason for the accounts of each unit."""
+        reasons: dict[str, str] = {}
+        span = self.settings.organisation_id_range
+        allocated = [u for u in units if u not in self.settings.organisation_ids]
+        if allocated and span is not None:
+            await self._store.forget_ids(ORGANISATION, allocated)
+            await self._halt(ORGANISATION, span)
+            for unit in allocated:
+                self._organisations.pop(unit, None)
+        for unit, number in units.items():
+            if unit in self.settings.organisation_ids:
+                advice = "organisation_ids names it for this business unit: name a free id"
+            else:
+                advice = (
+                    f"no more ids are taken from organisation_id_range {_span(span or (0, 0))}: "
+                )
+                advice += _OWN_RANGE
+            reasons[unit] = (
+                f"id conflict: the service holds another organisation under organisation id "
+                f"{number}; {advice}"
             )
-        return {
-            cid: f"id conflict: the service holds another user under account id {number}; {advice}"
-            for cid, number in accounts.items()
-        }
+        return reasons
+
+
+_RULE_ADVICE = "does another feed take ids from the same numbers? set account_id_offset"
+_OWN_RANGE = "name a range this feed alone uses"
+
+
+def _conflict(number: int, advice: str, *, earlier: bool = False) -> str:
+    when = " (seen on an earlier pass)" if earlier else ""
+    return f"id conflict: the service holds another user under account id {number}{when}; {advice}"
+
+
+def _halted(key: str, span: tuple[int, int]) -> str:
+    return (
+        f"no id is taken from {key} {_span(span)} any more: an id of it held someone else in "
+        f"the service; {_OWN_RANGE}"
+    )

@@ -306,6 +306,27 @@ class StateStore:
         """Drop the ids of those keys (an id found to belong to someone else in a target)."""
         await self._run(lambda: self.forget_ids_sync(kind, keys))
 
+    def note_ids_sync(self, kind: str, pairs: Mapping[str, int]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT OR REPLACE INTO ids VALUES (?, ?, ?)", [(kind, k, v) for k, v in pairs.items()]
+        )
+        conn.execute("COMMIT")
+
+    async def note_ids(self, kind: str, pairs: Mapping[str, int]) -> None:
+        """Record each key's id, replacing whatever held the key or the id before."""
+        await self._run(lambda: self.note_ids_sync(kind, pairs))
+
+    async def count_ids(self, kind: str) -> int:
+        """How many keys of ``kind`` hold an id."""
+
+        def count() -> int:
+            row = self.conn.execute("SELECT COUNT(*) FROM ids WHERE kind=?", (kind,)).fetchone()
+            return int(row[0])
+
+        return await self._run(count)
+
     def _upsert_ids(
         self, rows: Sequence[tuple[str, str, int]], mark: tuple[str, str] | None = None
     ) -> None:

@@ -114,6 +114,7 @@ class SbResultAccount(_Answer):
 
 class SbResultCustomer(_Answer):
     id: int | None = None
+    name: str | None = None
     accounts: list[SbResultAccount] = []
     """The accounts as the service holds them, when it echoes them: an account whose
     ``userName`` is not the one sent under its id is someone else's (an id conflict)."""
