@@ -25,13 +25,13 @@ from pipeline.transform.hashing import payload_hash
 from pipeline.transform.syncbatch import (
     SbAccount,
     SbCustomer,
-    SbErrorResponse,
     SbRequest,
     SbResponseStatus,
     SbResult,
     map_account,
     profile_url,
-    read_answer,
+    read_error,
+    read_results,
 )
 
 __all__ = ["TRANSIENT_ITEM_CODES", "SyncBatchTarget"]
@@ -268,7 +268,7 @@ class SyncBatchTarget(HttpTarget):
 
     def _decode_error(self, body: bytes) -> SbResponseStatus | None:
         try:
-            return read_answer(body, SbErrorResponse).response_status
+            return read_error(body)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
 
@@ -286,7 +286,7 @@ class SyncBatchTarget(HttpTarget):
         service shows holding another user goes to ``conflicts``; the accounts of an item whose
         organisation id holds another organisation go to ``foreign``; neither is confirmed."""
         try:
-            results = read_answer(body, list[SbResult])
+            results = read_results(body)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return [
                 item for slot in slots for item in slot

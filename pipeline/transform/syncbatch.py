@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -30,10 +30,9 @@ __all__ = [
     "SbResultCustomer",
     "map_account",
     "profile_url",
-    "read_answer",
+    "read_error",
+    "read_results",
 ]
-
-T = TypeVar("T")
 
 
 class _Dto(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, gc=False):
@@ -80,14 +79,11 @@ class SbRequest(_Dto):
     customers: list[SbCustomer]
 
 
-def _folded(name: str) -> str:
-    return name.replace("_", "").lower()
-
-
-class _Answer(msgspec.Struct, kw_only=True, rename=_folded, gc=False):
-    """Base of what the service answers. ServiceStack writes camelCase on .NET Core and
-    PascalCase elsewhere: answers are read after :func:`read_answer` folds every key to lower
-    case, and these fields are named the folded way on the wire."""
+class _Answer(msgspec.Struct, kw_only=True, rename="camel", gc=False):
+    """Base of what the service answers: camelCase on the wire, as ServiceStack writes on .NET
+    Core. Its other hosts write PascalCase: :func:`read_results` and :func:`read_error` read
+    those too, by folding the keys (a slower path, taken only when the fast one finds no key
+    it knows)."""
 
 
 class SbFieldError(_Answer):
@@ -126,27 +122,67 @@ class SbResult(_Answer):
     customer: SbResultCustomer | None = None
     response_status: SbResponseStatus | None = None
 
+    @property
+    def blank(self) -> bool:
+        """Nothing known was read: the answer's keys are in another casing, or it is empty."""
+        return self.index is None and self.customer is None and self.response_status is None
+
 
 class SbErrorResponse(_Answer):
     response_status: SbResponseStatus | None = None
 
 
-def _fold(value: Any) -> Any:
+def _camel_names() -> dict[str, str]:
+    """Every answer field's key folded (lower case, no "_") -> its camelCase key."""
+    names: dict[str, str] = {}
+    for kind in (SbFieldError, SbResponseStatus, SbResultAccount, SbResultCustomer, SbResult):
+        for field in msgspec.structs.fields(kind):
+            names[field.encode_name.lower()] = field.encode_name
+    return names
+
+
+_CAMEL = _camel_names()
+
+
+def _camel(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k).replace("_", "").lower(): _fold(v) for k, v in value.items()}
+        return {_key(k): _camel(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fold(v) for v in value]
+        return [_camel(v) for v in value]
     return value
 
 
-def read_answer(body: bytes, kind: type[T]) -> T:
-    """Decode an answer of the service whatever the casing of its keys (per batch, not per
-    record: the answers are small).
+def _key(key: object) -> str:
+    folded = str(key).replace("_", "").lower()
+    return _CAMEL.get(folded, folded)
+
+
+_results = msgspec.json.Decoder(list[SbResult])
+_error = msgspec.json.Decoder(SbErrorResponse)
+
+
+def read_results(body: bytes) -> list[SbResult]:
+    """The per-item results of a 200, whatever the casing of their keys.
 
     Raises:
         msgspec.DecodeError, msgspec.ValidationError: not JSON, or not of that shape.
     """
-    return msgspec.convert(_fold(msgspec.json.decode(body)), kind)
+    results = _results.decode(body)
+    if any(r.blank for r in results):
+        results = msgspec.convert(_camel(msgspec.json.decode(body)), list[SbResult])
+    return results
+
+
+def read_error(body: bytes) -> SbResponseStatus | None:
+    """The ``responseStatus`` of an error answer, whatever the casing of its keys.
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: not JSON, or not of that shape.
+    """
+    status = _error.decode(body).response_status
+    if status is None:
+        status = msgspec.convert(_camel(msgspec.json.decode(body)), SbErrorResponse).response_status
+    return status
 
 
 def _or_none(text: str) -> str | None:

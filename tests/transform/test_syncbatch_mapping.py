@@ -1,7 +1,10 @@
-"""Tests of the sync-batch mapping (Customer to SbAccount) and of the payload hash."""
+"""Tests of the sync-batch mapping (Customer to SbAccount), of the payload hash and of reading
+the service's answers."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -10,7 +13,7 @@ import pytest
 from pipeline.config import SyncBatchSettings
 from pipeline.records import Address, Customer
 from pipeline.transform.hashing import HASH_SIZE, payload_hash
-from pipeline.transform.syncbatch import SbAccount, map_account
+from pipeline.transform.syncbatch import SbAccount, map_account, read_error, read_results
 
 PROFILE = "https://shop.example.com/users/{customer_id}"
 SETTINGS = SyncBatchSettings(url="http://x", account_ids="customer_id", profile_url=PROFILE)
@@ -423,3 +426,62 @@ def test_payload_hash_ignores_connection_settings() -> None:
     )
     base = payload_hash(msgspec.json.encode(map_account(FULL, 17, 3, SETTINGS)))
     assert payload_hash(msgspec.json.encode(map_account(FULL, 17, 3, other))) == base
+
+
+# Reading answers ------------------------------------------------------------------------
+
+ANSWER = {
+    "customer": {"id": 7, "name": "Retail", "accounts": [{"id": 12, "userName": "a@x.io"}]},
+    "index": 1,
+    "responseStatus": {
+        "errorCode": "Conflict",
+        "errors": [{"errorCode": "Conflict", "fieldName": "Customers[1].Accounts[0].Id"}],
+    },
+}
+
+
+def _recase(value: Any, case: Callable[[str], str]) -> Any:
+    if isinstance(value, dict):
+        return {case(k): _recase(v, case) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_recase(v, case) for v in value]
+    return value
+
+
+CASES: dict[str, Callable[[str], str]] = {
+    "camel": lambda k: k,
+    "Pascal": lambda k: k[:1].upper() + k[1:],
+    "snake": lambda k: re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(),
+    "upper": str.upper,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_results_are_read_in_any_casing(case: str) -> None:
+    body = msgspec.json.encode([{}, _recase(ANSWER, CASES[case])])
+    blank, result = read_results(body)
+    assert blank.blank
+    assert result.index == 1
+    assert result.customer is not None
+    assert (result.customer.id, result.customer.name) == (7, "Retail")
+    assert [(a.id, a.user_name) for a in result.customer.accounts] == [(12, "a@x.io")]
+    status = result.response_status
+    assert status is not None and status.failed
+    assert [e.field_name for e in status.errors] == ["Customers[1].Accounts[0].Id"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_error_answers_are_read_in_any_casing(case: str) -> None:
+    body = msgspec.json.encode(_recase({"responseStatus": ANSWER["responseStatus"]}, CASES[case]))
+    status = read_error(body)
+    assert status is not None
+    assert status.error_code == "Conflict"
+    assert status.errors[0].field_name == "Customers[1].Accounts[0].Id"
+
+
+def test_an_answer_of_another_shape_is_refused() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        read_results(b'[{"index": "one"}]')
+    with pytest.raises(msgspec.DecodeError):
+        read_results(b"[{")
+    assert read_error(b"{}") is None
