@@ -389,3 +389,39 @@ async def test_feeds_taking_the_same_numbers_are_stopped_by_the_answer(env: Env)
     assert fixed.targets["syncbatch"].created == N
     feeds.assert_present("a")
     feeds.assert_present("b")
+
+
+@pytest.mark.parametrize("clash", ["keep", "refuse", "overwrite"])
+@pytest.mark.parametrize("ids", [RULE_A, RANGE_A], ids=["rule", "range"])
+async def test_an_email_change_the_service_does_not_take_is_no_id_conflict(
+    env: Env, clash: Literal["keep", "refuse", "overwrite"], ids: dict[str, Any]
+) -> None:
+    feeds = await two_feeds(env, clash)
+    await feeds.run("a", ids)
+    dataset = feeds.datasets["a"]
+    changed = dataset.customer_id(3)
+    old = dataset.record(3)["email"]
+    dataset.update(changed, {"email": "new-" + old})
+    second = await feeds.run("a", ids)
+    dataset.update(changed, {"email": old})
+    third = await feeds.run("a", ids)
+
+    async with StateStore(env.tmp_path / "state-a.sqlite3") as store:
+        letters = {d.customer_id: d.reason for d in await store.dead_letters()}
+        assert await store.count_ids("account-disproved") == 0
+        assert await store.meta("halted:account") is None
+    if clash == "overwrite":  # the service takes the change, and the change back
+        assert second.targets["syncbatch"].updated == 1
+        assert third.targets["syncbatch"].updated == 1
+    else:
+        assert second.targets["syncbatch"].dead_lettered == 1
+        expected = (
+            "the service kept this customer's earlier user name under account id"
+            if clash == "keep"
+            else "Conflict: 'Id' belongs to another user."
+        )
+        assert expected in letters.get(changed, expected)
+        assert third.targets["syncbatch"].dead_lettered == 0
+    assert changed not in letters  # back to what the service holds: settled again
+    feeds.assert_present("a")
+    assert third.targets["syncbatch"].unchanged == N - 1 + (clash != "overwrite")

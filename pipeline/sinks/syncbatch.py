@@ -10,8 +10,10 @@ sends the rest again.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import msgspec
 
@@ -46,6 +48,15 @@ _ACCOUNT_REF = re.compile(r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\](\.id\b)?"
 _encoder = msgspec.json.Encoder()
 
 
+class _Conflict(NamedTuple):
+    """An account whose id the service showed holding another user: the ``userName`` its
+    answer echoed there (None when it refused the id, saying ``reason``)."""
+
+    item: Item
+    held: str | None
+    reason: str = ""
+
+
 def _slot_of(result: SbResult, ids: list[int]) -> int | None:
     """The request item a result answers: its ``index`` (absent means 0: a host that leaves
     out default values drops it), checked against the organisation id it echoes; when the
@@ -71,19 +82,23 @@ def _other_organisation(result: SbResult, members: list[Item]) -> bool:
     return echoed is not None and _folded_name(echoed) != _folded_name(sent.company)
 
 
-def _held_by_others(result: SbResult, members: list[Item]) -> set[str]:
-    """The customers whose account id the answer echoes with another ``userName``: the
-    service holds someone else there (it kept them, or it was theirs before ours)."""
+def _echoed_accounts(result: SbResult, members: list[Item]) -> dict[str, str | None]:
+    """What the answer's echo says of each account it disagrees with: the ``userName`` it holds
+    under the account's id when that is another one, None when a non-empty echo leaves the
+    account out. A result without an echo of accounts says nothing either way."""
     if result.customer is None or not result.customer.accounts:
-        return set()
-    held = {a.id: a.user_name for a in result.customer.accounts if a.user_name is not None}
-    others = set()
+        return {}
+    held = {a.id: a.user_name for a in result.customer.accounts}
+    odd: dict[str, str | None] = {}
     for item in members:
         account: SbAccount = item.payload
-        name = held.get(account.id)
+        if account.id not in held:
+            odd[item.customer_id] = None
+            continue
+        name = held[account.id]
         if name is not None and name.casefold() != account.user_name.casefold():
-            others.add(item.customer_id)
-    return others
+            odd[item.customer_id] = name
+    return odd
 
 
 _ORGANISATION_ID = re.compile(r"^customers\[\d+\]\.id$", re.IGNORECASE)
@@ -240,16 +255,13 @@ class SyncBatchTarget(HttpTarget):
                 pending = retry
                 continue
             # -- a 200 answers per item: settle each, keep what must go again
-            conflicts: list[Item] = []
+            conflicts: list[_Conflict] = []
             foreign: list[Item] = []
             retry = self._settle(
                 response.body, slots, alone, acks, conflicts=conflicts, foreign=foreign
             )
             if conflicts:
-                reasons = await self._ids.conflicted(
-                    {i.customer_id: i.payload.id for i in conflicts}
-                )
-                acks.extend(self._ack(i, reasons[i.customer_id]) for i in conflicts)
+                acks.extend(await self._conflicted(conflicts))
             if foreign:
                 units = await self._ids.organisation_conflicted(
                     {i.payload.company: i.payload.ref_id for i in foreign}
@@ -266,6 +278,34 @@ class SyncBatchTarget(HttpTarget):
             pending = retry
         return acks
 
+    async def _conflicted(self, conflicts: list[_Conflict]) -> list[Ack]:
+        """Dead-letter accounts whose id the service showed holding another user. When that
+        user is the customer's own earlier one (the user name last confirmed, or any confirmed
+        account when the service only refused the id), the service did not take a change of
+        the user name: a refusal like any other. Else the id is someone else's."""
+        refs = await self._store.refs(self.name, [c.item.customer_id for c in conflicts])
+        own: list[Ack] = []
+        foreign: dict[str, int] = {}
+        for conflict in conflicts:
+            item = conflict.item
+            ref = refs.get(item.customer_id)
+            earlier = _parse_ref(ref)[1] if ref else None
+            if conflict.held is None and earlier is not None:
+                own.append(self._ack(item, conflict.reason))
+            elif (
+                conflict.held is not None and conflict.held.casefold() == (earlier or "").casefold()
+            ):
+                reason = (
+                    f"the service kept this customer's earlier user name under account id "
+                    f"{item.payload.id} and did not take the new one"
+                )
+                own.append(self._ack(item, reason))
+            else:
+                foreign[item.customer_id] = item.payload.id
+        reasons = await self._ids.conflicted(foreign) if foreign else {}
+        others = [c.item for c in conflicts if c.item.customer_id in foreign]
+        return own + [self._ack(i, reasons[i.customer_id]) for i in others]
+
     def _decode_error(self, body: bytes) -> SbResponseStatus | None:
         try:
             return read_error(body)
@@ -279,7 +319,7 @@ class SyncBatchTarget(HttpTarget):
         alone: set[str],
         acks: list[Ack],
         *,
-        conflicts: list[Item],
+        conflicts: list[_Conflict],
         foreign: list[Item],
     ) -> list[Item]:
         """Read the per-item results; return what must be sent again. An account whose id the
@@ -292,11 +332,12 @@ class SyncBatchTarget(HttpTarget):
                 item for slot in slots for item in slot
             ]  # unreadable: resend, upserts are idempotent
         ids = [members[0].payload.ref_id for members in slots]
+        answered = [_slot_of(result, ids) for result in results]
+        twice = {i for i, n in Counter(answered).items() if n > 1}  # contradictory: resent
         seen: set[int] = set()
         retry: list[Item] = []
-        for result in results:
-            index = _slot_of(result, ids)
-            if index is None or index in seen:
+        for result, index in zip(results, answered, strict=True):
+            if index is None or index in twice:
                 continue
             seen.add(index)
             members = slots[index]
@@ -305,16 +346,23 @@ class SyncBatchTarget(HttpTarget):
                 if _other_organisation(result, members):
                     foreign.extend(members)
                     continue
-                others = _held_by_others(result, members)
-                conflicts.extend(i for i in members if i.customer_id in others)
-                acks.extend(self._ack(i) for i in members if i.customer_id not in others)
+                odd = _echoed_accounts(result, members)
+                for item in members:
+                    if item.customer_id not in odd:
+                        acks.append(self._ack(item))
+                    elif (held := odd[item.customer_id]) is not None:
+                        conflicts.append(_Conflict(item, held))
+                    else:
+                        reason = f"the answer does not hold account id {item.payload.id}"
+                        acks.append(self._ack(item, reason))
             elif status.error_code in TRANSIENT_ITEM_CODES:
                 retry.extend(members)
             elif _names_organisation_id(status):
                 foreign.extend(members)  # the service refused the organisation's id
             elif clashed := self._named_accounts(status, slots, index, ids_only=True):
                 # The service refused an account's id: it holds someone else there.
-                conflicts.extend(clashed)
+                refused = _reason(status, "id refused")
+                conflicts.extend(_Conflict(i, None, refused) for i in clashed)
                 retry.extend(i for i in members if i not in clashed)
             else:
                 named = self._named_accounts(status, slots, index)

@@ -189,10 +189,11 @@ class StateStore:
         acks: Iterable[Ack],
         now: float | None = None,
         checkpoint: tuple[int, int] | None = None,
+        settled: Iterable[tuple[str, str]] = (),
     ) -> None:
         stamp = time.time() if now is None else now
         confirmed = []
-        cleared = []
+        cleared = list(settled)
         dead = []
         for ack in acks:
             if ack.kind == "dead":
@@ -220,10 +221,16 @@ class StateStore:
             conn.execute("ROLLBACK")
             raise
 
-    async def apply(self, acks: Sequence[Ack], checkpoint: tuple[int, int] | None = None) -> None:
+    async def apply(
+        self,
+        acks: Sequence[Ack],
+        checkpoint: tuple[int, int] | None = None,
+        settled: Sequence[tuple[str, str]] = (),
+    ) -> None:
         """Write a group of acks in one transaction: hashes of confirmed records, dead letters,
-        and with them the pass's checkpoint ``(pass_id, offset)`` when given."""
-        await self._run(lambda: self.apply_sync(acks, checkpoint=checkpoint))
+        and with them the pass's checkpoint ``(pass_id, offset)`` when given. ``settled``
+        (target, customer id) pairs lose their dead letter: the target holds what they are."""
+        await self._run(lambda: self.apply_sync(acks, checkpoint=checkpoint, settled=settled))
 
     # Stable ids ------------------------------------------------------------------------
 
@@ -442,6 +449,17 @@ class StateStore:
 
     async def dead_letters(self, target: str | None = None) -> list[DeadLetter]:
         return await self._run(lambda: self.dead_letters_sync(target))
+
+    async def dead_lettered(self, target: str) -> set[str]:
+        """The customer ids with a dead letter in ``target``."""
+
+        def ids() -> set[str]:
+            rows = self.conn.execute(
+                "SELECT customer_id FROM dead_letters WHERE target=?", (target,)
+            )
+            return {row[0] for row in rows}
+
+        return await self._run(ids)
 
     def confirmed_ids_sync(self, target: str) -> list[str]:
         rows = self.conn.execute(

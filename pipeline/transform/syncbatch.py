@@ -99,8 +99,9 @@ class SbResponseStatus(_Answer):
 
     @property
     def failed(self) -> bool:
-        """An error code names a failure; none, or an empty one, is success."""
-        return bool(self.error_code)
+        """An error code names a failure; none, or an empty one, is success, unless field
+        errors come with it (a status that contradicts itself is not read as success)."""
+        return bool(self.error_code) or bool(self.errors)
 
 
 class SbResultAccount(_Answer):

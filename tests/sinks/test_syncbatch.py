@@ -243,3 +243,72 @@ async def test_results_are_matched_by_the_organisation_id_they_echo(tmp_path: Pa
     for ack in acks:
         unit = next(c.business_unit for c in records if c.customer_id == ack.customer_id)
         assert ack.kind == ("dead" if unit == last_unit else "created"), unit
+
+
+async def scripted_answers(
+    tmp_path: Path, answer: Any, records: list[Customer]
+) -> tuple[list[Ack], list[Any]]:
+    """``answer(sent customers, request number)`` gives the 200 body of each request."""
+    bodies: list[Any] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.json()
+        bodies.append(body)
+        return web.json_response(answer(body["customers"], len(bodies)))
+
+    app = web.Application()
+    app.router.add_post("/sync/customers/batch", handler)
+    async with serve_app(app) as url:
+        acks = await write_all(url, tmp_path, records)
+    return acks, bodies
+
+
+async def test_an_account_left_out_of_a_successful_echo_is_not_confirmed(tmp_path: Path) -> None:
+    records = customers(30)
+
+    def answer(sent: list[Any], _: int) -> list[Any]:
+        # Every organisation echoed with its first account only.
+        return [
+            {"customer": {**c, "accounts": c["accounts"][:1]}, "index": i}
+            for i, c in enumerate(sent)
+        ]
+
+    acks, bodies = await scripted_answers(tmp_path, answer, records)
+    first = {c["accounts"][0]["meta"]["customerId"] for c in bodies[0]["customers"]}
+    for ack in acks:
+        if ack.customer_id in first:
+            assert ack.kind == "created"
+        else:
+            assert ack.kind == "dead"
+            assert (ack.reason or "").startswith("the answer does not hold account id ")
+    assert len(first) < len(acks)
+
+
+async def test_an_item_answered_twice_is_sent_again_not_read_either_way(tmp_path: Path) -> None:
+    records = customers(30)
+    failed = {"errorCode": "InvalidOperationException", "message": "no"}
+
+    def answer(sent: list[Any], number: int) -> list[Any]:
+        results = [{"customer": c, "index": i} for i, c in enumerate(sent)]
+        if number == 1:  # item 0 answered twice, success then failure
+            results.append({"customer": sent[0], "index": 0, "responseStatus": failed})
+        return results
+
+    acks, bodies = await scripted_answers(tmp_path, answer, records)
+    assert [a.kind for a in acks] == ["created"] * len(records)
+    assert len(bodies) == 2
+    assert [c["id"] for c in bodies[1]["customers"]] == [bodies[0]["customers"][0]["id"]]
+
+
+async def test_field_errors_without_an_error_code_are_a_failure(tmp_path: Path) -> None:
+    records = customers(5)
+    status = {
+        "errorCode": None,
+        "errors": [{"errorCode": "NotEmpty", "fieldName": "Customers[0].Accounts[0].UserName"}],
+    }
+
+    def answer(sent: list[Any], _: int) -> list[Any]:
+        return [{"customer": c, "index": i, "responseStatus": status} for i, c in enumerate(sent)]
+
+    acks, _ = await scripted_answers(tmp_path, answer, records)
+    assert "created" not in {a.kind for a in acks}
