@@ -208,6 +208,8 @@ class Pass:
         """
         counters = self.counters[target.name]
         buffer: list[Item] = []
+        # A dead-lettered record is sent again even when it is back at what the target last
+        # confirmed: only the target's answer settles it (the target may no longer hold it).
         lettered = await self.store.dead_lettered(target.name)
         async with batches, out, outcomes:
             async for batch in batches:
@@ -219,21 +221,17 @@ class Pass:
                 stored = await self.store.hashes(target.name, [i.customer_id for i in items])
                 unchanged = 0
                 refused: list[Ack] = []
-                cleared: list[str] = []
                 for item in items:
                     previous = stored.get(item.customer_id)
                     if item.refused is not None:
                         refused.append(dead(target.name, item, item.refused, batch.offset))
-                    elif previous == item.hash:
+                    elif previous == item.hash and item.customer_id not in lettered:
                         unchanged += 1
-                        if item.customer_id in lettered:
-                            cleared.append(item.customer_id)
                     else:
                         item.previous = previous
                         item.offset = batch.offset
                         buffer.append(item)
-                opened = _add(opened, [(batch.offset, "unchanged", unchanged)], refused)
-                await outcomes.send(msgspec.structs.replace(opened, cleared=cleared))
+                await outcomes.send(_add(opened, [(batch.offset, "unchanged", unchanged)], refused))
                 while len(buffer) >= target.batch_size:
                     await self._emit(target, buffer[: target.batch_size], out, outcomes)
                     del buffer[: target.batch_size]
@@ -314,10 +312,8 @@ class Pass:
                 for outcome in group:
                     self._apply(outcome)
                 acks = [a for o in group for a in o.acks]
-                settled = [(o.target, c) for o in group for c in o.cleared]
                 if not self.dry_run:  # a dry run leaves the state as it found it
-                    checkpoint = (self.pass_id, self.checkpoint.offset)
-                    await self.store.apply(acks, checkpoint=checkpoint, settled=settled)
+                    await self.store.apply(acks, checkpoint=(self.pass_id, self.checkpoint.offset))
                 if debug:  # the extra dict is per record: only when it is logged
                     for ack in acks:
                         if ack.kind == "dead":

@@ -140,5 +140,3 @@ class Outcome(msgspec.Struct, frozen=True, gc=False):
     counts: list[tuple[int, Settled, int]] = []
     """(page offset, how, records) settled without a write."""
     opens: tuple[int, int, int] | None = None
-    cleared: list[str] = []
-    """Customers the target already holds as they are, whose dead letter is now stale."""

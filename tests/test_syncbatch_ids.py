@@ -422,6 +422,56 @@ async def test_an_email_change_the_service_does_not_take_is_no_id_conflict(
         )
         assert expected in letters.get(changed, expected)
         assert third.targets["syncbatch"].dead_lettered == 0
-    assert changed not in letters  # back to what the service holds: settled again
+    assert changed not in letters  # back to what the service holds: sent, and settled again
     feeds.assert_present("a")
-    assert third.targets["syncbatch"].unchanged == N - 1 + (clash != "overwrite")
+    counts = third.targets["syncbatch"]
+    assert (counts.updated, counts.unchanged, counts.dead_lettered) == (1, N - 1, 0)
+
+
+async def test_an_email_change_after_a_lost_state_file_is_no_id_conflict(env: Env) -> None:
+    # The new state file does not know the account; the echo shows it was written for this
+    # very customer id in this organisation: the customer's own, not someone else's.
+    feeds = await two_feeds(env, "keep")
+    await feeds.run("a", RULE_A)
+    (env.tmp_path / "state-a.sqlite3").unlink()
+    dataset = feeds.datasets["a"]
+    changed, old = dataset.customer_id(3), dataset.record(3)["email"]
+    dataset.update(changed, {"email": "new-" + old})
+    second = await feeds.run("a", RULE_A)
+    dataset.update(changed, {"email": old})
+    third = await feeds.run("a", RULE_A)
+
+    assert second.targets["syncbatch"].dead_lettered == 1
+    assert third.targets["syncbatch"].dead_lettered == 0
+    async with StateStore(env.tmp_path / "state-a.sqlite3") as store:
+        assert await store.count_ids("account-disproved") == 0
+        assert await store.dead_letters() == []
+    feeds.assert_present("a")
+
+
+async def test_a_foreign_account_holding_our_earlier_user_name_is_still_an_id_conflict(
+    env: Env,
+) -> None:
+    # Another system put its own account (same user name, its organisation, its customer)
+    # under our id. An email change then shows it: that is someone else's, never ours.
+    feeds = await two_feeds(env, "keep")
+    await feeds.run("a", RULE_A)
+    dataset = feeds.datasets["a"]
+    changed, old = dataset.customer_id(3), dataset.record(3)["email"]
+    number = 1_000_003
+    theirs = {**env.store.accounts[number], "refId": 999, "meta": {"customerId": "X-9"}}
+    env.store.accounts[number] = theirs
+    dataset.update(changed, {"email": "new-" + old})
+    second = await feeds.run("a", RULE_A)
+    dataset.update(changed, {"email": old})
+    third = await feeds.run("a", RULE_A)
+
+    async with StateStore(env.tmp_path / "state-a.sqlite3") as store:
+        (letter,) = await store.dead_letters()
+    assert letter.customer_id == changed
+    assert letter.reason.startswith(
+        f"id conflict: the service holds another user under account id {number}"
+    )
+    assert second.targets["syncbatch"].dead_lettered == 1
+    assert third.targets["syncbatch"].dead_lettered == 1  # never called ours again
+    assert env.store.accounts[number] == theirs

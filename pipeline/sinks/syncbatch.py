@@ -30,6 +30,7 @@ from pipeline.transform.syncbatch import (
     SbRequest,
     SbResponseStatus,
     SbResult,
+    SbResultAccount,
     map_account,
     profile_url,
     read_error,
@@ -49,11 +50,11 @@ _encoder = msgspec.json.Encoder()
 
 
 class _Conflict(NamedTuple):
-    """An account whose id the service showed holding another user: the ``userName`` its
-    answer echoed there (None when it refused the id, saying ``reason``)."""
+    """An account whose id the service showed holding another user: the account its answer
+    echoed there (None when it refused the id, saying ``reason``)."""
 
     item: Item
-    held: str | None
+    held: SbResultAccount | None
     reason: str = ""
 
 
@@ -82,23 +83,40 @@ def _other_organisation(result: SbResult, members: list[Item]) -> bool:
     return echoed is not None and _folded_name(echoed) != _folded_name(sent.company)
 
 
-def _echoed_accounts(result: SbResult, members: list[Item]) -> dict[str, str | None]:
-    """What the answer's echo says of each account it disagrees with: the ``userName`` it holds
-    under the account's id when that is another one, None when a non-empty echo leaves the
-    account out. A result without an echo of accounts says nothing either way."""
+def _echoed_accounts(result: SbResult, members: list[Item]) -> dict[str, SbResultAccount | None]:
+    """What the answer's echo says of each account it disagrees with: the account it holds
+    under the account's id when that has another ``userName``, None when a non-empty echo
+    leaves the account out. A result without an echo of accounts says nothing either way."""
     if result.customer is None or not result.customer.accounts:
         return {}
-    held = {a.id: a.user_name for a in result.customer.accounts}
-    odd: dict[str, str | None] = {}
+    held = {a.id: a for a in result.customer.accounts}
+    odd: dict[str, SbResultAccount | None] = {}
     for item in members:
         account: SbAccount = item.payload
         if account.id not in held:
             odd[item.customer_id] = None
             continue
-        name = held[account.id]
+        echoed = held[account.id]
+        name = echoed.user_name
         if name is not None and name.casefold() != account.user_name.casefold():
-            odd[item.customer_id] = name
+            odd[item.customer_id] = echoed
     return odd
+
+
+def _own_earlier(item: Item, held: SbResultAccount, ref: str | None) -> bool:
+    """Whether the account the service holds under this item's id is this customer's own
+    earlier version (a user name change it did not take), not someone else's. The echo says
+    so by the customer id the account was written for and its organisation; without those,
+    the user name and organisation this state file last confirmed for the customer do."""
+    sent: SbAccount = item.payload
+    written_for = held.customer_id()
+    if written_for is not None:
+        return written_for == item.customer_id and held.ref_id in (None, sent.ref_id)
+    if not ref:
+        return False
+    organisation, user_name = _parse_ref(ref)
+    same_name = (held.user_name or "").casefold() == user_name.casefold()
+    return same_name and held.ref_id in (None, organisation)
 
 
 _ORGANISATION_ID = re.compile(r"^customers\[\d+\]\.id$", re.IGNORECASE)
@@ -280,21 +298,19 @@ class SyncBatchTarget(HttpTarget):
 
     async def _conflicted(self, conflicts: list[_Conflict]) -> list[Ack]:
         """Dead-letter accounts whose id the service showed holding another user. When that
-        user is the customer's own earlier one (the user name last confirmed, or any confirmed
-        account when the service only refused the id), the service did not take a change of
-        the user name: a refusal like any other. Else the id is someone else's."""
+        is the customer's own earlier account (see :func:`_own_earlier`; when the service only
+        refused the id: any account this state file confirmed for the customer), the service
+        did not take a change of the user name: a refusal like any other. Else the id is
+        someone else's: an id conflict."""
         refs = await self._store.refs(self.name, [c.item.customer_id for c in conflicts])
         own: list[Ack] = []
         foreign: dict[str, int] = {}
         for conflict in conflicts:
             item = conflict.item
             ref = refs.get(item.customer_id)
-            earlier = _parse_ref(ref)[1] if ref else None
-            if conflict.held is None and earlier is not None:
+            if conflict.held is None and ref:
                 own.append(self._ack(item, conflict.reason))
-            elif (
-                conflict.held is not None and conflict.held.casefold() == (earlier or "").casefold()
-            ):
+            elif conflict.held is not None and _own_earlier(item, conflict.held, ref):
                 reason = (
                     f"the service kept this customer's earlier user name under account id "
                     f"{item.payload.id} and did not take the new one"

@@ -189,11 +189,10 @@ class StateStore:
         acks: Iterable[Ack],
         now: float | None = None,
         checkpoint: tuple[int, int] | None = None,
-        settled: Iterable[tuple[str, str]] = (),
     ) -> None:
         stamp = time.time() if now is None else now
         confirmed = []
-        cleared = list(settled)
+        cleared = []
         dead = []
         for ack in acks:
             if ack.kind == "dead":
@@ -221,16 +220,10 @@ class StateStore:
             conn.execute("ROLLBACK")
             raise
 
-    async def apply(
-        self,
-        acks: Sequence[Ack],
-        checkpoint: tuple[int, int] | None = None,
-        settled: Sequence[tuple[str, str]] = (),
-    ) -> None:
+    async def apply(self, acks: Sequence[Ack], checkpoint: tuple[int, int] | None = None) -> None:
         """Write a group of acks in one transaction: hashes of confirmed records, dead letters,
-        and with them the pass's checkpoint ``(pass_id, offset)`` when given. ``settled``
-        (target, customer id) pairs lose their dead letter: the target holds what they are."""
-        await self._run(lambda: self.apply_sync(acks, checkpoint=checkpoint, settled=settled))
+        and with them the pass's checkpoint ``(pass_id, offset)`` when given."""
+        await self._run(lambda: self.apply_sync(acks, checkpoint=checkpoint))
 
     # Stable ids ------------------------------------------------------------------------
 

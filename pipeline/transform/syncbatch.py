@@ -107,6 +107,15 @@ class SbResponseStatus(_Answer):
 class SbResultAccount(_Answer):
     id: int | None = None
     user_name: str | None = None
+    ref_id: int | None = None
+    meta: dict[str, str | None] | None = None
+
+    def customer_id(self) -> str | None:
+        """The MAN customer id this account was written for (``meta.customerId``), if echoed."""
+        for key, value in (self.meta or {}).items():
+            if key.lower() == "customerid":
+                return value
+        return None
 
 
 class SbResultCustomer(_Answer):
