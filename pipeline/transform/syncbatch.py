@@ -108,12 +108,17 @@ class SbResultAccount(_Answer):
     id: int | None = None
     user_name: str | None = None
     ref_id: int | None = None
-    meta: dict[str, str | None] | None = None
+    meta: msgspec.Raw = msgspec.Raw(b"null")
+    """Left undecoded (it is read only for an account in question, see :meth:`customer_id`)."""
 
     def customer_id(self) -> str | None:
         """The MAN customer id this account was written for (``meta.customerId``), if echoed."""
-        for key, value in (self.meta or {}).items():
-            if key.lower() == "customerid":
+        try:
+            meta = msgspec.json.decode(self.meta, type=dict[str, str | None] | None)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        for key, value in (meta or {}).items():
+            if key.replace("_", "").lower() == "customerid":
                 return value
         return None
 
@@ -156,7 +161,10 @@ _CAMEL = _camel_names()
 
 def _camel(value: Any) -> Any:
     if isinstance(value, dict):
-        return {_key(k): _camel(v) for k, v in value.items()}
+        return {
+            key: msgspec.Raw(msgspec.json.encode(v)) if key == "meta" else _camel(v)
+            for key, v in ((_key(k), v) for k, v in value.items())
+        }
     if isinstance(value, list):
         return [_camel(v) for v in value]
     return value

@@ -431,7 +431,13 @@ def test_payload_hash_ignores_connection_settings() -> None:
 # Reading answers ------------------------------------------------------------------------
 
 ANSWER = {
-    "customer": {"id": 7, "name": "Retail", "accounts": [{"id": 12, "userName": "a@x.io"}]},
+    "customer": {
+        "id": 7,
+        "name": "Retail",
+        "accounts": [
+            {"id": 12, "userName": "a@x.io", "refId": 7, "meta": {"customerId": "C0000012"}}
+        ],
+    },
     "index": 1,
     "responseStatus": {
         "errorCode": "Conflict",
@@ -464,7 +470,8 @@ def test_results_are_read_in_any_casing(case: str) -> None:
     assert result.index == 1
     assert result.customer is not None
     assert (result.customer.id, result.customer.name) == (7, "Retail")
-    assert [(a.id, a.user_name) for a in result.customer.accounts] == [(12, "a@x.io")]
+    assert [(a.id, a.user_name, a.ref_id) for a in result.customer.accounts] == [(12, "a@x.io", 7)]
+    assert result.customer.accounts[0].customer_id() == "C0000012"
     status = result.response_status
     assert status is not None and status.failed
     assert [e.field_name for e in status.errors] == ["Customers[1].Accounts[0].Id"]
