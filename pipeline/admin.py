@@ -12,6 +12,7 @@ from pipeline.config import Settings
 from pipeline.report import PassReport
 from pipeline.runner import run_once
 from pipeline.state.store import StateStore
+from pipeline.text import plain
 
 __all__ = ["dlq_list", "dlq_replay", "status"]
 
@@ -35,9 +36,9 @@ def dlq_list(settings: Settings, console: Console, target: str | None = None) ->
         table.add_column(column)
     for letter in letters:
         table.add_row(
-            letter.target,
-            letter.customer_id,
-            letter.reason,
+            plain(letter.target),
+            plain(letter.customer_id),
+            plain(letter.reason),
             str(letter.attempts),
             _when(letter.first_seen),
             _when(letter.last_seen),

@@ -30,6 +30,7 @@ from pipeline.runner import run_once, serve
 from pipeline.sinks.syncbatch_ids import describe as describe_ids
 from pipeline.sources.customers import CustomerSource
 from pipeline.state.store import StateStore
+from pipeline.text import plain
 
 __all__ = ["main"]
 
@@ -173,7 +174,7 @@ def _demo(args: argparse.Namespace) -> int:
                 where = set().union(*seen.values())
                 only = "" if where == all_targets else f"[{', '.join(sorted(where))}] "
                 line = f"  {len(seen):>6,}  {only}{reason}  (e.g. {min(seen)})"
-                console.print(line, markup=False, highlight=False)
+                console.print(plain(line), highlight=False)
         return EXIT_OK
 
     return anyio.run(go)

@@ -10,9 +10,11 @@ import anyio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.flow import Pass
 from pipeline.report import PassReport
+from pipeline.text import plain
 
 __all__ = ["render_summary", "watch"]
 
@@ -126,6 +128,6 @@ def render_summary(report: PassReport, console: Console) -> None:
                 "customers are gone from the source, more than max_deactivate_share allows"
             )
         if t.error:
-            console.print(f"[red]{name} stopped:[/red] {t.error}")
+            console.print(Text.assemble((f"{name} stopped:", "red"), " ", plain(t.error)))
     if report.error:
-        console.print(f"[red]pass aborted:[/red] {report.error}")
+        console.print(Text.assemble(("pass aborted:", "red"), " ", plain(report.error)))

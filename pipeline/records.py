@@ -17,6 +17,7 @@ __all__ = [
     "RecordBatch",
     "Rejected",
     "Settled",
+    "personal_values",
 ]
 
 
@@ -82,6 +83,18 @@ class RecordBatch(msgspec.Struct, frozen=True):
     """Repeats of a ``customer_id`` already seen in this pass, dropped."""
 
 
+def personal_values(customer: Customer) -> tuple[str, ...]:
+    """The values of ``customer`` that identify a person: names, email, phone and address."""
+    values = [customer.first_name, customer.last_name, customer.email]
+    address = customer.address
+    if address is not None:
+        values += [
+            address.line1, address.line2, address.line3, address.city, address.zip_code,
+            address.phone,
+        ]  # fmt: skip
+    return tuple(v for v in values if v)
+
+
 class Item(msgspec.Struct, gc=False):
     """One customer prepared for one target: its payload and the payload's hash."""
 
@@ -97,6 +110,9 @@ class Item(msgspec.Struct, gc=False):
     refused: str | None = None
     """Why the target cannot take this record at all (no payload): it is dead-lettered with this
     reason, never sent."""
+    personal: tuple[str, ...] = ()
+    """The record's personal values (see :func:`personal_values`): masked out of whatever a
+    target says of it before that becomes a dead-letter reason."""
 
     @property
     def known(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from types import TracebackType
@@ -11,6 +12,7 @@ from pipeline.config import RetrySettings, secret
 from pipeline.http import HttpClient, HttpStats, tls_context
 from pipeline.records import Ack, AckKind, Customer, Item
 from pipeline.sinks.oauth import ClientCredentials
+from pipeline.text import escape_controls
 
 __all__ = [
     "HttpTarget",
@@ -19,6 +21,7 @@ __all__ = [
     "client_credentials",
     "confirmed",
     "dead",
+    "mask_personal",
     "redact",
 ]
 
@@ -28,9 +31,26 @@ MAX_REASON = 500
 
 
 def redact(text: str) -> str:
-    """A server's message made safe for logs and dead letters: emails and phone-like runs masked."""
+    """A server's message made safe for logs and dead letters: emails and phone-like runs
+    masked, control characters escaped."""
     masked = _DIGITS.sub("<number>", _EMAIL.sub("<email>", text))
-    return masked[:MAX_REASON]
+    return escape_controls(masked)[:MAX_REASON]
+
+
+def mask_personal(text: str, personal: Sequence[str]) -> str:
+    """``text`` without any of the ``personal`` values of the record it speaks of (a name, a
+    street...), in any case, each as a whole word or phrase; control characters escaped."""
+    if personal:
+        text = _values(tuple(personal)).sub("<personal>", text)
+    return escape_controls(text)[:MAX_REASON]
+
+
+@functools.lru_cache(maxsize=256)
+def _values(personal: tuple[str, ...]) -> re.Pattern[str]:
+    """Any of the values, as a whole word or phrase, in any case."""
+    longest = sorted({v.strip() for v in personal if v.strip()}, key=len, reverse=True)
+    alternatives = "|".join(re.escape(v) for v in longest)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
 def confirmed(target: str, item: Item) -> Ack:
@@ -40,9 +60,12 @@ def confirmed(target: str, item: Item) -> Ack:
 
 
 def dead(target: str, item: Item, reason: str, offset: int | None = None) -> Ack:
-    """The ack of an item the target refused for good, or could not be written this pass."""
+    """The ack of an item the target refused for good, or could not be written this pass.
+    Every dead letter of a target is made here: the record's own personal values are masked
+    out of the reason, whatever words of the target it quotes."""
     where = item.offset if offset is None else offset
-    return Ack(target, item.customer_id, "dead", reason=reason, offset=where)
+    text = mask_personal(reason, item.personal)
+    return Ack(target, item.customer_id, "dead", reason=text, offset=where)
 
 
 class HttpTargetSettings(Protocol):

@@ -28,7 +28,7 @@ import msgspec
 from pipeline.config import EmporixSettings
 from pipeline.errors import AuthError, HTTPStatusError, PipelineError, TransientHTTPError
 from pipeline.http import Response
-from pipeline.records import Ack, Customer, Item
+from pipeline.records import Ack, Customer, Item, personal_values
 from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
 from pipeline.state.store import StateStore
 from pipeline.transform.emporix import (
@@ -130,7 +130,15 @@ class EmporixTarget(HttpTarget):
         for customer in customers:
             payload = map_customer(customer, self.settings)
             ref = refs.get(customer.customer_id)
-            items.append(Item(customer.customer_id, payload.hash(), payload, ref=ref))
+            items.append(
+                Item(
+                    customer.customer_id,
+                    payload.hash(),
+                    payload,
+                    ref=ref,
+                    personal=personal_values(customer),
+                )
+            )
         return items
 
     # Calls -----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from pipeline.errors import (
     TransientHTTPError,
 )
 from pipeline.http import Response
-from pipeline.records import Ack, Customer, Item
+from pipeline.records import Ack, Customer, Item, personal_values
 from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.norce import (
@@ -189,7 +189,10 @@ class NorceTarget(HttpTarget):
                 company_code(customer.business_unit, self.settings), customer.business_unit
             )
             body = map_customer(customer, self.settings)
-            items.append(Item(customer.customer_id, payload_hash(_encoder.encode(body)), body))
+            digest = payload_hash(_encoder.encode(body))
+            items.append(
+                Item(customer.customer_id, digest, body, personal=personal_values(customer))
+            )
         return items
 
     # Calls and jobs --------------------------------------------------------------------

@@ -8,7 +8,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.errors import SourceError
 from pipeline.records import Page, RecordBatch, Rejected
 from pipeline.transform.dedupe import Dedupe
-from pipeline.transform.validate import Invalid, customer_id_of, email_key, validate
+from pipeline.transform.validate import SUSPECT, Invalid, customer_id_of, email_key, validate
 from pipeline.transform.wire import DEFAULT_DECODER, RECORD_ERRORS, ManRecord, RecordDecoder
 
 __all__ = ["TransformStats", "position_key", "run_transform", "transform_page"]
@@ -133,7 +133,8 @@ def transform_page(
             duplicates += 1
             continue
         try:
-            customer = validate(wire, customer_id, size=len(raw), pick=pick)
+            suspect = SUSPECT.search(raw) is not None
+            customer = validate(wire, customer_id, size=len(raw), pick=pick, suspect=suspect)
         except Invalid as exc:
             rejected.append(Rejected(customer_id, str(exc)))
             continue

@@ -13,11 +13,16 @@ from pipeline.records import Address, Customer
 from pipeline.transform.countries import iso2_code, iso2_of_country
 from pipeline.transform.wire import ManAddress, ManRecord
 
-__all__ = ["Invalid", "customer_id_of", "email_key", "validate"]
+__all__ = ["SUSPECT", "Invalid", "customer_id_of", "email_key", "validate"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _ISO2 = re.compile(r"^[A-Za-z]{2}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""C0 and C1 control characters: never in a field (they would reach a terminal, see
+:mod:`pipeline.text`)."""
+SUSPECT = re.compile(rb"[\\\x7f\xc2]")
+"""Bytes without which a JSON record cannot hold a control character: an escape, DEL, or the
+UTF-8 lead byte of U+0080..U+00BF. A record without any skips the per-field check."""
 MAX_ID_LENGTH = 64
 MAX_EMAIL_LENGTH = 254
 MAX_FIELD_LENGTH = 1000
@@ -163,6 +168,21 @@ def customer_id_of(raw: ManRecord) -> str:
     return text
 
 
+def _check_controls(raw: ManRecord) -> None:
+    """No control character inside a field (around it, whitespace is trimmed anyway; the
+    country code has its own rule)."""
+    for field in _TEXT_FIELDS:
+        value = getattr(raw, field)
+        if isinstance(value, str) and _CONTROL.search(value.strip()):
+            raise Invalid(f"{field} holds a control character")
+    address = raw.address
+    for item in [address] if isinstance(address, ManAddress) else address or ():
+        for field in _ADDRESS_FIELDS:
+            value = getattr(item, field)
+            if isinstance(value, str) and _CONTROL.search(value.strip()):
+                raise Invalid(f"address.{field} holds a control character")
+
+
 def _check_lengths(raw: ManRecord) -> None:
     for field in _TEXT_FIELDS:
         value = getattr(raw, field)
@@ -177,19 +197,28 @@ def _check_lengths(raw: ManRecord) -> None:
 
 
 def validate(
-    raw: ManRecord, customer_id: str, *, size: int | None = None, pick: AddressPick = "billing"
+    raw: ManRecord,
+    customer_id: str,
+    *,
+    size: int | None = None,
+    pick: AddressPick = "billing",
+    suspect: bool = True,
 ) -> Customer:
     """Check every rule on one record and return its canonical form.
 
     ``size`` is the record's length in bytes when known: a record no longer than
     ``MAX_FIELD_LENGTH`` cannot hold a field that is, so the per-field length checks are skipped.
     ``pick`` chooses the address when the record holds a list of them (``RecordDecoder.pick``).
+    ``suspect`` false says the record's bytes cannot hold a control character (see
+    :data:`SUSPECT`), so the per-field check for them is skipped.
 
     Raises:
         Invalid: the first rule the record breaks.
     """
     if size is None or size > MAX_FIELD_LENGTH:
         _check_lengths(raw)
+    if suspect:
+        _check_controls(raw)
     email = _text(raw.email, "email", required=True)
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email) or _CONTROL.search(email):
         raise Invalid("email is malformed")

@@ -434,3 +434,27 @@ def test_transform_page_deeply_nested_junk_is_rejected_not_raised() -> None:
 def test_transform_page_decode_error_key_obeys_id_rules(customer_id: str) -> None:
     batch = transform_page(page(0, rec(customer_id, email=5)), PassDedupe())
     assert [r.customer_id for r in batch.rejected] == ["#position-0"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("businessUnit", "Retail\x1b[2J"),
+        ("firstName", "Ada\x07"),
+        ("lastName", "Love\x7flace"),
+        ("role", "Buyer\x9b2J"),  # C1 CSI: an escape sequence on some terminals
+        ("salutation", "M\ns"),
+        ("address.city", "Berlin\x1b]0;pwned\x07"),
+    ],
+)
+def test_control_characters_in_a_field_are_refused_naming_it(field: str, value: str) -> None:
+    address = {"address1": "Str. 1", "zipCode": "1", "city": "B", "iso2Code": "DE"}
+    if field.startswith("address."):
+        record = rec("c1", address={**address, field.split(".")[1]: value})
+    else:
+        record = rec("c1", address=address, **{field: value})
+    batch = transform_page(
+        page(0, record, rec("c2", firstName="Zoë", lastName="Ñuñez")), PassDedupe()
+    )
+    assert batch.rejected == [Rejected("c1", f"{field} holds a control character")]
+    assert ids(batch) == ["c2"]  # non-ASCII letters are no control characters

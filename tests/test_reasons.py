@@ -1,0 +1,88 @@
+"""What a target says of a record reaches the operator without its personal data, control
+characters or markup (issue 12, items 3 and 4)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from aiohttp import web
+from rich.console import Console
+
+from pipeline.admin import dlq_list
+from pipeline.emulators import Dataset, serve_app
+from pipeline.sinks.base import mask_personal
+from pipeline.state.store import StateStore
+from tests.conftest import Env
+from tests.test_flow import run_pass
+
+
+def personal(raw: dict[str, Any]) -> list[str]:
+    """The values of a MAN record that identify its person."""
+    address = raw.get("address") or {}
+    values = [raw["firstName"], raw["lastName"], raw["email"]]
+    values += [
+        str(address.get(k) or "") for k in ("address1", "address2", "zipCode", "city", "phone")
+    ]
+    return [v.strip() for v in values if v and v.strip() and len(v.strip()) > 2]
+
+
+def chatty_service(refused: list[str]) -> web.Application:
+    """A sync-batch service that refuses every account, quoting what it was sent, with a
+    control sequence and rich markup in its message."""
+
+    async def batch(request: web.Request) -> web.Response:
+        body = await request.json()
+        answers = []
+        for i, customer in enumerate(body["customers"]):
+            account = customer["accounts"][0]
+            message = (
+                f"User {account['firstName']} {account['lastName']} "
+                f"({account.get('address', '')}, {account.get('postalCode', '')} "
+                f"{account.get('city', '')}, {account['email']}) already exists [/] \x1b[2J"
+            )
+            refused.append(message)
+            field = f"Customers[{i}].Accounts[0].UserName"
+            error = {"errorCode": "UserExists", "fieldName": field, "message": message}
+            answers.append(
+                {"customer": customer, "index": i, "responseStatus": {**error, "errors": [error]}}
+            )
+        return web.json_response(answers)
+
+    app = web.Application()
+    app.router.add_post("/sync/customers/batch", batch)
+    return app
+
+
+async def test_target_messages_quoting_a_record_keep_none_of_its_personal_data(env: Env) -> None:
+    dataset = Dataset(40, seed=3, defects=False)
+    await env.start(dataset)
+    refused: list[str] = []
+    url = await env.stack.enter_async_context(serve_app(chatty_service(refused)))
+    report, _ = await run_pass(env, targets__syncbatch__url=url, targets__syncbatch__batch_size=1)
+
+    assert report.targets["syncbatch"].dead_lettered == 40
+    assert refused  # the service did quote them
+    async with StateStore(env.settings().state.path) as store:
+        letters = {d.customer_id: d.reason for d in await store.dead_letters()}
+    out = io.StringIO()
+    dlq_list(env.settings(), Console(file=out, width=400, color_system=None))
+    shown = out.getvalue()
+    for raw in dataset.records():
+        reason = letters[raw["customer_id"]]
+        assert reason.startswith("UserExists: User <personal> <personal> (")
+        assert "\x1b" not in reason and "\\x1b[2J" in reason
+        for value in personal(raw):
+            assert value.lower() not in reason.lower(), (raw["customer_id"], value)
+            assert value.lower() not in shown.lower(), (raw["customer_id"], value)
+    assert "\x1b" not in shown
+    assert "[/]" in shown  # printed as text, not read as markup
+
+
+def test_mask_personal_takes_whole_values_in_any_case_longest_first() -> None:
+    values = ("Ann", "Annabel", "Lee", "Main Street 1")
+    text = "ANNABEL lee of main street 1 (Anne, Leeds) refused: Ann"
+    assert mask_personal(text, values) == (
+        "<personal> <personal> of <personal> (Anne, Leeds) refused: <personal>"
+    )
+    assert mask_personal("bad\x1b[2J\x9b", ()) == "bad\\x1b[2J\\x9b"
