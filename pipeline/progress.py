@@ -16,7 +16,7 @@ from pipeline.flow import Pass
 from pipeline.report import PassReport
 from pipeline.text import plain
 
-__all__ = ["render_summary", "watch"]
+__all__ = ["nothing_written", "render_summary", "watch"]
 
 
 async def watch(
@@ -63,6 +63,31 @@ async def _lines(run: Pass, out: IO[str], interval: float) -> None:
         print(f"[{elapsed:6.1f}s] " + ", ".join(parts), file=out, flush=True)
 
 
+def nothing_written(report: PassReport) -> str:
+    """What a pass that wrote nothing amounted to, from its counts: it says "unchanged" only
+    when every record read was settled as unchanged (or refused, or rejected)."""
+    targets = report.targets.values()
+    attempted = sum(t.sent for t in targets)  # writes tried, confirmed or not
+    skipped = sum(t.skipped for t in targets)
+    stopped = sorted(name for name, t in report.targets.items() if t.error)
+    if report.source.records == 0:
+        return "nothing written: the source returned no records"
+    if stopped:
+        return (
+            f"nothing written: {', '.join(stopped)} stopped"
+            + (f", {skipped:,} records not tried" if skipped else "")
+            + " (see below); the next pass tries again"
+        )
+    if report.status == "stopped":
+        return "nothing written: the pass was stopped before any write was confirmed"
+    if attempted == 0:
+        return "nothing to send: every valid record is unchanged since its last confirmed write"
+    return (
+        f"nothing written: the {attempted:,} records tried were refused "
+        "(see pipeline dlq list); every other valid record is unchanged"
+    )
+
+
 def render_summary(report: PassReport, console: Console) -> None:
     """The table a pass ends with, and one line saying what it amounted to."""
     table = Table(title=f"pass {report.pass_id}: {report.status}", title_justify="left")
@@ -102,23 +127,13 @@ def render_summary(report: PassReport, console: Console) -> None:
         console.print(
             f"[yellow]deactivation skipped[/yellow]: {report.deactivation_held}", highlight=False
         )
-    attempted = sum(t.sent for t in report.targets.values())  # writes tried, confirmed or not
     if report.dry_run:
         would = sum(t.would_send for t in report.targets.values())
         console.print(f"dry run: {would:,} records would be sent; nothing was written")
     elif report.status != "aborted" and not any(
         t.created or t.updated for t in report.targets.values()
     ):
-        if attempted == 0:
-            console.print(
-                "nothing to send: every valid record is unchanged since its last confirmed write"
-            )
-        else:
-            console.print(
-                f"nothing written: the {attempted:,} records tried were refused "
-                "(see pipeline dlq list); every other valid record is unchanged",
-                highlight=False,
-            )
+        console.print(nothing_written(report), highlight=False)
     for name, t in report.targets.items():
         if t.deactivated:
             console.print(f"{name}: {t.deactivated:,} customers gone from the source deactivated")

@@ -275,9 +275,18 @@ class SyncBatchTarget(HttpTarget):
             # -- a 200 answers per item: settle each, keep what must go again
             conflicts: list[_Conflict] = []
             foreign: list[Item] = []
-            retry = self._settle(
-                response.body, slots, alone, acks, conflicts=conflicts, foreign=foreign
-            )
+            try:
+                results = read_results(response.body)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                # Unreadable: all again (upserts are idempotent), and say why if it lasts.
+                why = str(exc) if isinstance(exc, msgspec.ValidationError) else "malformed JSON"
+                lasting = f"answer unreadable: {why}"
+                retry = [item for slot in slots for item in slot]
+            else:
+                lasting = "transient item errors persisted after retries"
+                retry = self._settle(
+                    results, slots, alone, acks, conflicts=conflicts, foreign=foreign
+                )
             if conflicts:
                 acks.extend(await self._conflicted(conflicts))
             if foreign:
@@ -289,8 +298,7 @@ class SyncBatchTarget(HttpTarget):
                 if len(acks) == settled:
                     stalled += 1
                     if stalled >= self.settings.retry.max_attempts:
-                        reason = "transient item errors persisted after retries"
-                        acks.extend(self._ack(i, reason) for i in retry)
+                        acks.extend(self._ack(i, lasting) for i in retry)
                         break
                 await self._pause(max(stalled, 1))
             pending = retry
@@ -330,7 +338,7 @@ class SyncBatchTarget(HttpTarget):
 
     def _settle(
         self,
-        body: bytes,
+        results: list[SbResult],
         slots: list[list[Item]],
         alone: set[str],
         acks: list[Ack],
@@ -341,12 +349,6 @@ class SyncBatchTarget(HttpTarget):
         """Read the per-item results; return what must be sent again. An account whose id the
         service shows holding another user goes to ``conflicts``; the accounts of an item whose
         organisation id holds another organisation go to ``foreign``; neither is confirmed."""
-        try:
-            results = read_results(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return [
-                item for slot in slots for item in slot
-            ]  # unreadable: resend, upserts are idempotent
         ids = [members[0].payload.ref_id for members in slots]
         answered = [_slot_of(result, ids) for result in results]
         twice = {i for i, n in Counter(answered).items() if n > 1}  # contradictory: resent

@@ -312,3 +312,25 @@ async def test_field_errors_without_an_error_code_are_a_failure(tmp_path: Path) 
 
     acks, _ = await scripted_answers(tmp_path, answer, records)
     assert "created" not in {a.kind for a in acks}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'[{"index": 0, "customer": {"id": ', "answer unreadable: malformed JSON"),
+        (b'{"this is": not json', "answer unreadable: Expected `array`, got `object`"),
+        (b'[{"index": "first"}]', "answer unreadable: Expected `int | null`, got `str`"),
+    ],
+)
+async def test_an_answer_that_stays_unreadable_is_named_as_such(
+    tmp_path: Path, body: bytes, reason: str
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/sync/customers/batch", handler)
+    async with serve_app(app) as url:
+        acks = await write_all(url, tmp_path, customers(5))
+    assert {a.kind for a in acks} == {"dead"}
+    assert all((a.reason or "").startswith(reason) for a in acks), acks[0].reason
