@@ -1,4 +1,5 @@
-"""The line a pass that wrote nothing ends with says what happened (issue 12, item 14)."""
+"""The summary does not lie (issue 12, item 14): the line a pass that wrote nothing ends with
+says what happened, and an error names the page that failed."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from pipeline.emulators import Dataset, FaultPlan, ManEmulatorConfig
 from pipeline.progress import nothing_written
 from pipeline.report import PassReport, SourceReport, TargetReport
+from tests.conftest import MAN_TOKEN, Env
+from tests.test_flow import run_pass
 
 
 def report(records: int = 100, status: Any = "ok", **target: Any) -> PassReport:
@@ -46,3 +50,12 @@ def report(records: int = 100, status: Any = "ok", **target: Any) -> PassReport:
 )
 def test_a_pass_that_wrote_nothing_says_why(case: PassReport, expected: str) -> None:
     assert nothing_written(case).startswith(expected)
+
+
+async def test_a_source_that_fails_names_the_first_page_not_one_read_ahead(env: Env) -> None:
+    dataset = Dataset(1_000, seed=2, defects=False)
+    faults = FaultPlan(error_rate=1.0, error_statuses=(500,))
+    await env.start(dataset, man=ManEmulatorConfig(token=MAN_TOKEN, faults=faults))
+    report, _ = await run_pass(env, source__max_in_flight=8)
+    assert report.status == "aborted"
+    assert report.error is not None and report.error.endswith("(offset 0)"), report.error
