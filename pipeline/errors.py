@@ -30,6 +30,7 @@ __all__ = [
     "SourceError",
     "StateError",
     "TLSError",
+    "TokenError",
     "TransientHTTPError",
 ]
 
@@ -122,3 +123,13 @@ class TransientHTTPError(Retryable, PipelineError):
         self.retry_after = retry_after
         what = f"answered {status}" if status is not None else (reason or "failed")
         super().__init__(f"{method} {url} {what}")
+
+
+class TokenError(PipelineError):
+    """No token could be had from a token endpoint after the retries (down, 5xx, timeouts):
+    the target cannot write anything this pass, so it stops, as for a refused token."""
+
+    def __init__(self, target: str, url: str, cause: str) -> None:
+        self.target = target
+        self.url = url
+        super().__init__(f"{target}: no token from {url} after the retries: {cause}")

@@ -40,12 +40,17 @@ class Health(msgspec.Struct):
     store_open: bool = False
     last_status: str | None = None
     last_error: str | None = None
+    stopped: dict[str, str] = {}
+    """Targets the last pass stopped (a refused or unavailable token, say), with the reason."""
 
     def ready(self) -> tuple[bool, str]:
         if not self.config_loaded:
             return False, "configuration not loaded"
         if not self.store_open:
             return False, "state store not open"
+        if self.stopped:
+            name, why = sorted(self.stopped.items())[0]
+            return False, f"{name} stopped in the last pass: {why}"
         if self.last_status == "aborted":
             return False, f"last pass failed: {self.last_error or 'aborted'}"
         return True, "ready"

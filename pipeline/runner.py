@@ -142,6 +142,7 @@ async def serve(
                 current.clear()
                 metrics.pass_finished(run, report)
                 health.last_status, health.last_error = report.status, report.error
+                health.stopped = {n: t.error for n, t in report.targets.items() if t.error}
                 passes += 1
                 if max_passes is not None and passes >= max_passes:
                     break

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from pipeline.emulators import Dataset, EmporixEmulatorConfig, FaultPlan
+from pipeline.emulators import Dataset, EmporixEmulatorConfig, FaultPlan, serve_app
 from pipeline.emulators.emporix import EMPORIX_COUNTS, EmporixSeed
+from pipeline.metrics import Health
 from pipeline.state.store import StateStore
 from tests.conftest import Env
 from tests.test_flow import run_pass
@@ -406,3 +408,31 @@ async def test_address_put_that_does_not_create_adds_the_address(env: Env) -> No
     dataset.update(number, {"address": {"city": "Linz"}})
     await run_pass(env)
     assert store.addresses[number][f"{number}-default"]["city"] == "Linz"
+
+
+async def test_a_token_endpoint_that_is_down_stops_the_target_not_the_pass(env: Env) -> None:
+    # Issue 12 item 7: once, not once per record; the other target goes on.
+    dataset = Dataset(200, seed=5, defects=False)
+    await env.start(dataset, targets=("syncbatch", "emporix"))
+    calls: list[int] = []
+
+    async def down(request: web.Request) -> web.Response:
+        calls.append(1)
+        return web.Response(status=503, text="maintenance")
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", down)
+    token_url = await env.stack.enter_async_context(serve_app(app))
+    report, _ = await run_pass(env, targets__emporix__token_url=f"{token_url}/oauth/token")
+
+    emporix = report.targets["emporix"]
+    assert emporix.error is not None
+    assert emporix.error.startswith(f"emporix: no token from {token_url}/oauth/token after the")
+    assert (emporix.created, emporix.dead_lettered) == (0, 0)  # left for the next pass
+    assert emporix.skipped == 200
+    assert len(calls) == 10  # the retries of one fetch (max_attempts), never one per record
+    assert report.targets["syncbatch"].created == 200
+    health = Health(config_loaded=True, store_open=True, last_status=report.status)
+    health.stopped = {n: t.error for n, t in report.targets.items() if t.error}
+    ready, why = health.ready()
+    assert not ready and why.startswith("emporix stopped in the last pass: emporix: no token")

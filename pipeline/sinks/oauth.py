@@ -10,7 +10,7 @@ import anyio
 import msgspec
 
 from pipeline.config import Secret
-from pipeline.errors import AuthError, HTTPStatusError, SinkError
+from pipeline.errors import AuthError, HTTPStatusError, SinkError, TokenError, TransientHTTPError
 from pipeline.http import HttpClient
 
 __all__ = ["ClientCredentials", "TokenResponse"]
@@ -61,6 +61,7 @@ class ClientCredentials:
         self._lock = anyio.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
+        self._failed: TokenError | None = None
         self.fetches = 0
 
     async def token(self) -> str:
@@ -68,11 +69,15 @@ class ClientCredentials:
 
         Raises:
             AuthError: the token endpoint refused the credentials.
+            TokenError: it gave no token after the retries (then every later call raises it
+                at once: the target is stopped, and no worker waits through the retries again).
             SinkError: its answer is not a token.
         """
         if self._token is not None and anyio.current_time() < self._renew_at:
             return self._token
         async with self._lock:
+            if self._failed is not None:
+                raise self._failed
             if self._token is None or anyio.current_time() >= self._renew_at:
                 await self._fetch()
             assert self._token is not None
@@ -92,6 +97,9 @@ class ClientCredentials:
         except HTTPStatusError as exc:
             # 400 invalid_client / invalid_scope as much as 401: the credentials are wrong.
             raise AuthError("POST", exc.url, exc.status, "token request refused") from exc
+        except TransientHTTPError as exc:
+            self._failed = TokenError(self._target, self._url, str(exc))
+            raise self._failed from exc
         self.fetches += 1
         try:
             answer = _decoder.decode(response.body)
