@@ -170,7 +170,7 @@ class EmporixTarget(HttpTarget):
                 self.tokens.invalidate(token)
                 continue
             break
-        raise AuthError(method, url.split("?", 1)[0], 401, "access token refused")
+        raise AuthError(method, url, 401, "access token refused")
 
     async def _email_owner(self, email: str) -> str | None:
         response = await self._call(
