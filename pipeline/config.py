@@ -5,6 +5,9 @@ Only this module reads ``os.environ``. Two things come from it:
 * overrides, applied *before* decoding: ``PIPELINE__SOURCE__PAGE_SIZE=500`` sets
   ``[source] page_size``; the value is read as a TOML value when it parses as one, else as text;
 * secrets, named in the file by ``*_env`` keys and resolved by :func:`secret`.
+
+Every key typed :data:`Url` is checked after decoding by one rule (:func:`_check_urls`): an
+http(s) URL with a host and no user name or password.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 from urllib.parse import urlsplit
 
 import msgspec
@@ -22,7 +25,11 @@ import msgspec
 from pipeline.errors import ConfigError
 
 __all__ = [
+    "EMPORIX_CUSTOMERS_PATH",
+    "EMPORIX_TOKEN_PATH",
     "FIRST_ELEMENT",
+    "NORCE_TOKEN_PATH",
+    "SYNCBATCH_PATH",
     "AddressFieldMap",
     "AddressPick",
     "EmporixSettings",
@@ -39,7 +46,9 @@ __all__ = [
     "StateSettings",
     "SyncBatchSettings",
     "TargetsSettings",
+    "Url",
     "check_field_maps",
+    "listen_address",
     "load_settings",
     "secret",
     "settings_from_mapping",
@@ -56,6 +65,20 @@ NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, lt=FOREVER)]
 MAX_ID = 2_147_483_647
 """The largest id a ServiceStack ``int`` holds."""
 TargetId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+
+SYNCBATCH_PATH = "/sync/customers/batch"
+EMPORIX_CUSTOMERS_PATH = "/customer/{tenant}/customers"
+EMPORIX_TOKEN_PATH = "/oauth/token"
+NORCE_TOKEN_PATH = "/identity/1.0/connect/token"
+"""The paths the targets add to their base ``url`` (a base that holds one is refused)."""
+
+
+class _UrlKind:
+    """Marks a setting as a URL, for :func:`_check_urls`."""
+
+
+Url = Annotated[str, _UrlKind()]
+"""An http(s) URL with a host, and without credentials (those come from ``*_env`` secrets)."""
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -120,7 +143,7 @@ class SourceSettings(_Section, frozen=True):
     names to be determined, so each is a setting whose default is the document's reading.
     """
 
-    url: str
+    url: Url
     """The paged endpoint itself; the paging parameters are added."""
     page_size: PositiveInt = 100
     """Records asked for per page; a server that answers fewer is followed at its own size."""
@@ -188,9 +211,9 @@ class MetricsSettings(_Section, frozen=True):
 class SyncBatchSettings(_Section, frozen=True):
     """``[targets.syncbatch]``: the ServiceStack ``POST /sync/customers/batch`` endpoint."""
 
-    url: str
+    url: Url
     """Base URL; the pipeline posts to ``/sync/customers/batch``."""
-    profile_url: str
+    profile_url: Url
     """The account's profile page in the shop, ``{customer_id}`` filled in per customer
     (``https://shop.example.com/users/{customer_id}``); required: an example host is no URL."""
     account_ids: Literal["customer_id", "range"]
@@ -229,12 +252,12 @@ class SyncBatchSettings(_Section, frozen=True):
 class EmporixSettings(_Section, frozen=True):
     """``[targets.emporix]``: Emporix Customer Service, one customer and its address at a time."""
 
-    url: str
+    url: Url
     """API base URL (``https://api.emporix.io``)."""
     tenant: Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9]+$", min_length=3, max_length=16)]
     client_id_env: str
     client_secret_env: str
-    token_url: str | None = None
+    token_url: Url | None = None
     """OAuth2 token endpoint; ``{url}/oauth/token`` when absent."""
     scope: str | None = None
     """Space-separated scopes to ask for; absent asks for all the client has."""
@@ -246,7 +269,7 @@ class EmporixSettings(_Section, frozen=True):
     """Write ``role`` and ``businessUnit`` into a mixin (its schema must be hosted)."""
     mixin_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")] = "manCustomer"
     """Mixin holding ``role`` and ``businessUnit``."""
-    mixin_schema_url: str | None = None
+    mixin_schema_url: Url | None = None
     """https URL of the hosted mixin schema; required when ``mixins`` is true."""
     adopt_existing: bool = False
     """A customer Emporix already holds under its own number (same ``contactEmail``) is
@@ -264,7 +287,7 @@ class EmporixSettings(_Section, frozen=True):
 class NorceSettings(_Section, frozen=True):
     """``[targets.norce]``: Norce Commerce Connect 4.0, batched asynchronous imports."""
 
-    url: str
+    url: Url
     """Client base URL (``https://{client}.api-se.norce.tech``)."""
     application_id: int
     account_id: int
@@ -273,7 +296,7 @@ class NorceSettings(_Section, frozen=True):
     """The environment: ``playground``, ``stage`` or ``prod``."""
     client_id_env: str
     client_secret_env: str
-    token_url: str | None = None
+    token_url: Url | None = None
     """``{url}/identity/1.0/connect/token`` when absent."""
     connect_path: str = "/commerce/connect/4.0"
     batch_size: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 500
@@ -344,17 +367,28 @@ class Secret:
     __str__ = __repr__
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def secret(env_name: str | None, *, key: str) -> Secret | None:
     """The secret held by environment variable ``env_name``; None when no variable is named.
 
+    One trailing newline is dropped (a secret mounted from a file usually ends with one).
+
     Raises:
-        ConfigError: a variable is named but not set (``key`` is the config key that named it).
+        ConfigError: a variable is named but not set, is blank, or holds a control character
+            (``key`` is the config key that named it; the value is never shown).
     """
     if env_name is None:
         return None
     value = os.environ.get(env_name)
     if not value:
         raise ConfigError(f"environment variable {env_name} is not set", path=key)
+    value = value.removesuffix("\n").removesuffix("\r")
+    if not value.strip():
+        raise ConfigError(f"environment variable {env_name} is blank", path=key)
+    if _CONTROL.search(value):
+        raise ConfigError(f"environment variable {env_name} holds a control character", path=key)
     return Secret(value)
 
 
@@ -409,6 +443,8 @@ def settings_from_mapping(
     except msgspec.ValidationError as exc:
         message, path = _path_of(str(exc))
         raise ConfigError(message, path=path) from exc
+    _check_urls(settings)
+    listen_address(settings.metrics.listen)
     _check_source(settings.source)
     _check_deactivation(settings)
     _check_syncbatch(settings.targets.syncbatch)
@@ -452,6 +488,74 @@ def check_field_maps(fields: FieldMap, address_fields: AddressFieldMap) -> None:
                     path=f"source.{section}",
                 )
             seen[key] = field
+
+
+def _url_problem(url: str) -> str | None:
+    # The message never quotes the URL: it may hold a password.
+    if _CONTROL.search(url) or " " in url:
+        return "must not hold spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "is not a URL (a port out of range, or a stray bracket?)"
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be a whole URL starting with http:// or https://"
+    if "@" in parts.netloc:
+        return "must not hold a user name or password: credentials come from *_env variables"
+    if not parts.hostname:
+        return "must name a host"
+    if port == 0:
+        return "port must be within 1..65535"
+    return None
+
+
+def _check_urls(section: msgspec.Struct, path: str = "") -> None:
+    """Every key typed :data:`Url`, in every section, follows the same rule."""
+    hints = get_type_hints(type(section), include_extras=True)
+    for name in section.__struct_fields__:
+        value = getattr(section, name)
+        key = f"{path}{name}"
+        if isinstance(value, _Section):
+            _check_urls(value, f"{key}.")
+        elif hints[name] in (Url, Url | None) and value is not None:
+            problem = _url_problem(value)
+            if problem is not None:
+                raise ConfigError(problem, path=key)
+
+
+def _check_base_url(url: str, endpoints: tuple[str, ...], key: str) -> None:
+    """A target's ``url`` is the base its endpoint paths are added to: it must not already hold
+    one (its first two segments are enough to tell, ``/sync/customers``)."""
+    path = urlsplit(url).path.rstrip("/") + "/"
+    for endpoint in endpoints:
+        lead = "/".join(endpoint.strip("/").split("/")[:2])
+        if f"/{lead}/" in path:
+            raise ConfigError(
+                f"must be the base URL only: the pipeline adds {endpoint} itself", path=key
+            )
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``[metrics] listen`` as host and port: ``host:port``, ``[ipv6]:port``, or ``:port`` for
+    every interface; port 0 picks a free one.
+
+    Raises:
+        ConfigError: not of that form, or the port is not within 0..65535.
+    """
+    host, sep, port = listen.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ConfigError("must be host:port with a port within 0..65535", path="metrics.listen")
+    # An IPv6 address without brackets: which colon ends it would be a guess.
+    if (":" in host and not bracketed) or any(c in host for c in "[]/@ ") or _CONTROL.search(host):
+        raise ConfigError(
+            "must be host:port (an IPv6 host in brackets: [::1]:9108), not a URL",
+            path="metrics.listen",
+        )
+    return host, int(port)
 
 
 def _check_deactivation(settings: Settings) -> None:
@@ -525,11 +629,12 @@ def _check_ids(syncbatch: SyncBatchSettings) -> None:
 
 
 def _check_syncbatch(syncbatch: SyncBatchSettings | None) -> None:
-    """``profile_url`` must be a whole http(s) URL that places the customer id; ids come from
-    a rule or a named range."""
+    """``url`` is the service's base; ``profile_url`` must be a whole http(s) URL that places
+    the customer id; ids come from a rule or a named range."""
     if syncbatch is None:
         return
     _check_ids(syncbatch)
+    _check_base_url(syncbatch.url, (SYNCBATCH_PATH,), "targets.syncbatch.url")
     url = syncbatch.profile_url
     parts = urlsplit(url.replace("{customer_id}", "id"))
     if parts.scheme not in ("http", "https") or not parts.netloc or "{customer_id}" not in url:
@@ -541,8 +646,13 @@ def _check_syncbatch(syncbatch: SyncBatchSettings | None) -> None:
 
 
 def _check_emporix(emporix: EmporixSettings | None) -> None:
-    """Mixins are opt-in, and Emporix needs their schema hosted: an https URL is required."""
-    if emporix is None or not emporix.mixins:
+    """``url`` is the API's base; mixins are opt-in, and Emporix needs their schema hosted: an
+    https URL is required."""
+    if emporix is None:
+        return
+    customers = EMPORIX_CUSTOMERS_PATH.format(tenant=emporix.tenant)
+    _check_base_url(emporix.url, (customers, EMPORIX_TOKEN_PATH), "targets.emporix.url")
+    if not emporix.mixins:
         return
     url = urlsplit(emporix.mixin_schema_url or "")
     if url.scheme != "https" or not url.hostname:
@@ -553,8 +663,11 @@ def _check_emporix(emporix: EmporixSettings | None) -> None:
 
 
 def _check_norce(norce: NorceSettings | None) -> None:
-    """Norce requires an ``ApplicationKey`` on every company and account it creates; a
-    company code is never blank."""
+    """``url`` is the client's base; Norce requires an ``ApplicationKey`` on every company and
+    account it creates; a company code is never blank."""
+    if norce is not None:
+        endpoints = (norce.connect_path, NORCE_TOKEN_PATH)
+        _check_base_url(norce.url, endpoints, "targets.norce.url")
     for unit, code in (norce.company_codes if norce is not None else {}).items():
         if not code.strip():
             raise ConfigError(

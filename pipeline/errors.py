@@ -14,10 +14,13 @@
      +-- TransientHTTPError       (also a PipelineError) 429, 5xx, timeouts, connection errors
 
 Constructors take facts (target, URL, status, retry delay) and compose the message, so no
-call site writes prose and no message carries customer data beyond a record's id.
+call site writes prose and no message carries customer data beyond a record's id. A URL is
+kept and shown through :func:`~pipeline.urls.safe_url`: never a password, query or fragment.
 """
 
 from __future__ import annotations
+
+from pipeline.urls import safe_url
 
 __all__ = [
     "AuthError",
@@ -61,6 +64,7 @@ class DecodeError(PipelineError):
     """A response body is not what the API promises (not JSON, wrong envelope)."""
 
     def __init__(self, url: str, detail: str) -> None:
+        url = safe_url(url)
         self.url = url
         self.detail = detail
         super().__init__(f"cannot decode response of {url}: {detail}")
@@ -82,6 +86,7 @@ class TLSError(PipelineError):
     """The server's certificate could not be verified; a configuration problem (``ca_bundle``)."""
 
     def __init__(self, url: str, detail: str) -> None:
+        url = safe_url(url)
         self.url = url
         super().__init__(
             f"{url}: TLS certificate not trusted ({detail}); add its CA with ca_bundle"
@@ -93,6 +98,7 @@ class HTTPStatusError(PipelineError):
 
     def __init__(self, method: str, url: str, status: int, detail: str = "") -> None:
         self.method = method
+        url = safe_url(url)
         self.url = url
         self.status = status
         self.detail = detail
@@ -117,6 +123,7 @@ class TransientHTTPError(Retryable, PipelineError):
         retry_after: float | None = None,
     ) -> None:
         self.method = method
+        url = safe_url(url)
         self.url = url
         self.status = status
         self.reason = reason

@@ -88,11 +88,6 @@ def tls_context(ca_bundle: str | None, *, key: str) -> ssl.SSLContext | None:
     return context
 
 
-def _safe_url(url: str) -> str:
-    # Never echo a query string: it could carry a key or personal data.
-    return url.split("?", 1)[0]
-
-
 class HttpClient:
     """An aiohttp session with retries (backoff + jitter, ``Retry-After``), ``rate_per_second``
     and ``max_in_flight``.
@@ -175,12 +170,12 @@ class HttpClient:
                     payload = await resp.read()
                     return Response(resp.status, dict(resp.headers), payload)
             except TimeoutError as exc:
-                raise TransientHTTPError(method, _safe_url(url), reason="timed out") from exc
+                raise TransientHTTPError(method, url, reason="timed out") from exc
             except aiohttp.ClientConnectorCertificateError as exc:
-                raise TLSError(_safe_url(url), type(exc.certificate_error).__name__) from exc
+                raise TLSError(url, type(exc.certificate_error).__name__) from exc
             except aiohttp.ClientError as exc:
                 reason = f"connection failed ({type(exc).__name__})"
-                raise TransientHTTPError(method, _safe_url(url), reason=reason) from exc
+                raise TransientHTTPError(method, url, reason=reason) from exc
             finally:
                 stats.in_flight -= 1
                 stats.observe(anyio.current_time() - started)
@@ -191,9 +186,9 @@ class HttpClient:
             return response
         if status in RETRY_STATUSES:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise TransientHTTPError(method, _safe_url(url), status=status, retry_after=retry_after)
+            raise TransientHTTPError(method, url, status=status, retry_after=retry_after)
         error = AuthError if status in AUTH_STATUSES else HTTPStatusError
-        raise error(method, _safe_url(url), status)
+        raise error(method, url, status)
 
     async def request(
         self,
@@ -251,8 +246,8 @@ class HttpClient:
             except (msgspec.ValidationError, msgspec.DecodeError, DecodeError) as exc:
                 detail = exc.detail if isinstance(exc, DecodeError) else str(exc)
                 if attempt >= self._retry.max_attempts:
-                    raise DecodeError(_safe_url(url), detail) from exc
-                unreadable = TransientHTTPError(method, _safe_url(url), reason=detail)
+                    raise DecodeError(url, detail) from exc
+                unreadable = TransientHTTPError(method, url, reason=detail)
                 await self.pause_for(unreadable, attempt)
 
     async def pause_for(self, exc: TransientHTTPError, attempt: int) -> None:

@@ -23,6 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from pipeline.config import listen_address
 from pipeline.flow import Pass
 from pipeline.http import LATENCY_BUCKETS, HttpStats
 from pipeline.report import PassReport
@@ -193,16 +194,21 @@ def _app(metrics: Metrics, health: Health) -> web.Application:
 @asynccontextmanager
 async def serve_metrics(listen: str, metrics: Metrics, health: Health) -> AsyncIterator[str]:
     """Serve /metrics, /healthz and /readyz on ``host:port`` while the block runs; yields the
-    base URL (port 0 picks a free port)."""
-    host, _, port = listen.rpartition(":")
+    base URL (port 0 picks a free port).
+
+    Raises:
+        ConfigError: ``listen`` is not ``host:port`` (see :func:`~pipeline.config.listen_address`).
+    """
+    host, port = listen_address(listen)
     runner = web.AppRunner(_app(metrics, health), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host or "0.0.0.0", int(port))
+    site = web.TCPSite(runner, host or "0.0.0.0", port)
     await site.start()
     try:
         server = site._server  # the bound port, when 0 was asked for
         sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else int(port)
-        yield f"http://{host or '127.0.0.1'}:{bound}"
+        bound = sockets[0].getsockname()[1] if sockets else port
+        shown = f"[{host}]" if ":" in host else host or "127.0.0.1"
+        yield f"http://{shown}:{bound}"
     finally:
         await runner.cleanup()

@@ -148,6 +148,60 @@ def test_missing_secret_exits_2_naming_the_variable(tmp_path: Path) -> None:
     assert "SYNCBATCH_TOKEN" in done.stderr
 
 
+UNREACHABLE = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+
+
+@pytest.mark.parametrize(
+    ("urls", "extra", "env", "key"),
+    [
+        ({"source": "http://man-user:s3cret@127.0.0.1:1/x"}, "", {}, "source.url"),
+        ({"source": "127.0.0.1:1/x"}, "", {}, "source.url"),
+        ({"syncbatch": "http://127.0.0.1:2/sync/customers/batch"}, "", {}, "targets.syncbatch.url"),
+        ({}, '[metrics]\nlisten = "9108"', {}, "metrics.listen"),
+        ({}, '[metrics]\nlisten = "127.0.0.1:70000"', {}, "metrics.listen"),
+        ({}, "", {"MAN_TOKEN": "  "}, "source.token_env"),
+        ({}, "", {"MAN_TOKEN": "s3cret\nX-Other: y"}, "source.token_env"),
+        ({}, "", {"SYNCBATCH_TOKEN": "s3cret\n\n"}, "targets.syncbatch.token_env"),
+    ],
+    ids=[
+        "userinfo",
+        "no-scheme",
+        "endpoint-path",
+        "listen-no-host",
+        "listen-port-range",
+        "blank-secret",
+        "secret-line-break",
+        "secret-two-newlines",
+    ],
+)
+def test_configuration_that_cannot_work_is_one_line_and_exit_2(
+    tmp_path: Path, urls: dict[str, str], extra: str, env: dict[str, str], key: str
+) -> None:
+    config = write_config(
+        tmp_path / "c.toml", {**UNREACHABLE, **urls}, tmp_path / "s.sqlite3", extra=extra
+    )
+    for command in (["check-config", str(config)], ["run", "--config", str(config)]):
+        done = run_cli(*command, env=env)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"configuration error: {key}"), done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_secrets_mounted_from_files_keep_no_trailing_newline(
+    emulators: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    env = {"MAN_TOKEN": "demo-man-token\n", "SYNCBATCH_TOKEN": "demo-syncbatch-token\r\n"}
+
+    done = run_cli("run", "--config", str(config), "--dry-run", env=env)
+
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "nothing was written" in done.stderr
+
+
 def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
     config = write_config(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import msgspec
 import pytest
@@ -19,6 +19,8 @@ from pipeline.config import (
     StateSettings,
     SyncBatchSettings,
     TargetsSettings,
+    Url,
+    listen_address,
     load_settings,
     secret,
     settings_from_mapping,
@@ -183,20 +185,27 @@ def test_load_settings_design_sample_bad_value_names_the_key(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("data", "path", "key"),
     [
-        ({"source": {"url": "u", "bogus": 1}}, "source.bogus", "bogus"),
-        ({"source": {"url": "u", "retry": {"bogus": 1}}}, "source.retry.bogus", "bogus"),
-        ({"source": {"url": "u"}, "flow": {"queue_sise": 2}}, "flow.queue_sise", "queue_sise"),
+        ({"source": {"url": "http://man/u", "bogus": 1}}, "source.bogus", "bogus"),
+        ({"source": {"url": "http://man/u", "retry": {"bogus": 1}}}, "source.retry.bogus", "bogus"),
         (
-            {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "bogus": 1}}},
+            {"source": {"url": "http://man/u"}, "flow": {"queue_sise": 2}},
+            "flow.queue_sise",
+            "queue_sise",
+        ),
+        (
+            {
+                "source": {"url": "http://man/u"},
+                "targets": {"syncbatch": {"url": "http://x", "bogus": 1}},
+            },
             "targets.syncbatch.bogus",
             "bogus",
         ),
         (
-            {"source": {"url": "u"}, "targets": {"shopify": {"url": "x"}}},
+            {"source": {"url": "http://man/u"}, "targets": {"shopify": {"url": "http://x"}}},
             "targets.shopify",
             "shopify",
         ),
-        ({"source": {"url": "u"}, "bogus": {}}, "bogus", "bogus"),
+        ({"source": {"url": "http://man/u"}, "bogus": {}}, "bogus", "bogus"),
     ],
     ids=["source", "source-retry", "flow-typo", "syncbatch", "unknown-target", "top-level"],
 )
@@ -211,69 +220,83 @@ def test_settings_unknown_key_names_section_and_key(
 @pytest.mark.parametrize(
     ("data", "path", "detail"),
     [
-        ({"source": {"url": "u", "page_size": 0}}, "source.page_size", "Expected `int` >= 1"),
-        ({"source": {"url": "u", "page_size": -5}}, "source.page_size", "Expected `int` >= 1"),
         (
-            {"source": {"url": "u", "page_size": "10"}},
+            {"source": {"url": "http://man/u", "page_size": 0}},
+            "source.page_size",
+            "Expected `int` >= 1",
+        ),
+        (
+            {"source": {"url": "http://man/u", "page_size": -5}},
+            "source.page_size",
+            "Expected `int` >= 1",
+        ),
+        (
+            {"source": {"url": "http://man/u", "page_size": "10"}},
             "source.page_size",
             "Expected `int`, got `str`",
         ),
         (
-            {"source": {"url": "u", "page_size": 1.5}},
+            {"source": {"url": "http://man/u", "page_size": 1.5}},
             "source.page_size",
             "Expected `int`, got `float`",
         ),
         (
-            {"source": {"url": "u", "max_in_flight": 0}},
+            {"source": {"url": "http://man/u", "max_in_flight": 0}},
             "source.max_in_flight",
             "Expected `int` >= 1",
         ),
         (
-            {"source": {"url": "u", "max_in_flight": -1}},
+            {"source": {"url": "http://man/u", "max_in_flight": -1}},
             "source.max_in_flight",
             "Expected `int` >= 1",
         ),
         ({"source": {"url": 5}}, "source.url", "Expected `str`, got `int`"),
         ({"source": "u"}, "source", "Expected `object`, got `str`"),
         (
-            {"source": {"url": "u", "retry": {"max_seconds": 0}}},
+            {"source": {"url": "http://man/u", "retry": {"max_seconds": 0}}},
             "source.retry.max_seconds",
             "Expected `float` > 0.0",
         ),
         (
-            {"source": {"url": "u", "retry": {"initial_seconds": -0.1}}},
+            {"source": {"url": "http://man/u", "retry": {"initial_seconds": -0.1}}},
             "source.retry.initial_seconds",
             "Expected `float` >= 0.0",
         ),
-        ({"source": {"url": "u"}, "flow": {"queue_size": 0}}, "flow.queue_size", ">= 1"),
+        ({"source": {"url": "http://man/u"}, "flow": {"queue_size": 0}}, "flow.queue_size", ">= 1"),
         (
-            {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "max_in_flight": 0}}},
+            {
+                "source": {"url": "http://man/u"},
+                "targets": {"syncbatch": {"url": "http://x", "max_in_flight": 0}},
+            },
             "targets.syncbatch.max_in_flight",
             "Expected `int` >= 1",
         ),
         (
-            {"source": {"url": "u"}, "targets": {"syncbatch": {"url": "x", "batch_size": 1001}}},
+            {
+                "source": {"url": "http://man/u"},
+                "targets": {"syncbatch": {"url": "http://x", "batch_size": 1001}},
+            },
             "targets.syncbatch.batch_size",
             "Expected `int` <= 1000",
         ),
         (
             {
-                "source": {"url": "u"},
-                "targets": {"syncbatch": {"url": "x", "rate_per_second": 0}},
+                "source": {"url": "http://man/u"},
+                "targets": {"syncbatch": {"url": "http://x", "rate_per_second": 0}},
             },
             "targets.syncbatch.rate_per_second",
             "Expected `float` > 0.0",
         ),
         (
             {
-                "source": {"url": "u"},
-                "targets": {"syncbatch": {"url": "x", "customer_type": "Partner"}},
+                "source": {"url": "http://man/u"},
+                "targets": {"syncbatch": {"url": "http://x", "customer_type": "Partner"}},
             },
             "targets.syncbatch.customer_type",
             "Invalid enum value 'Partner'",
         ),
         (
-            {"source": {"url": "u"}, "targets": {"syncbatch": {"batch_size": 10}}},
+            {"source": {"url": "http://man/u"}, "targets": {"syncbatch": {"batch_size": 10}}},
             "targets.syncbatch.url",
             "Object missing required field `url`",
         ),
@@ -311,7 +334,7 @@ def test_settings_missing_source_section_is_an_error() -> None:
 
 
 def test_settings_error_chains_the_msgspec_error() -> None:
-    error = config_error({"source": {"url": "u", "page_size": 0}})
+    error = config_error({"source": {"url": "http://man/u", "page_size": 0}})
     assert isinstance(error.__cause__, msgspec.ValidationError)
 
 
@@ -320,16 +343,16 @@ def test_settings_error_chains_the_msgspec_error() -> None:
     [("page_size", 1), ("max_in_flight", 1), ("page_size", 10_000)],
 )
 def test_settings_positive_bounds_accepted(key: str, value: int) -> None:
-    settings = settings_from_mapping({"source": {"url": "u", key: value}}, environ={})
+    settings = settings_from_mapping({"source": {"url": "http://man/u", key: value}}, environ={})
     assert getattr(settings.source, key) == value
 
 
 def test_settings_batch_size_upper_bound_accepted() -> None:
     data = {
-        "source": {"url": "u"},
+        "source": {"url": "http://man/u"},
         "targets": {
             "syncbatch": {
-                "url": "x",
+                "url": "http://x",
                 "profile_url": "https://shop.example.com/u/{customer_id}",
                 **IDS,
                 "batch_size": 1000,
@@ -400,10 +423,10 @@ def test_env_override_nested_section() -> None:
 
 def test_env_override_toml_array() -> None:
     data = {
-        "source": {"url": "u"},
+        "source": {"url": "http://man/u"},
         "targets": {
             "syncbatch": {
-                "url": "x",
+                "url": "http://x",
                 "profile_url": "https://shop.example.com/u/{customer_id}",
                 **IDS,
             }
@@ -432,9 +455,9 @@ def test_env_override_can_enable_a_target() -> None:
 
 
 def test_env_override_does_not_mutate_the_input() -> None:
-    data = {"source": {"url": "u", "page_size": 10}}
+    data = {"source": {"url": "http://man/u", "page_size": 10}}
     settings_from_mapping(data, environ={"PIPELINE__SOURCE__PAGE_SIZE": "20"})
-    assert data == {"source": {"url": "u", "page_size": 10}}
+    assert data == {"source": {"url": "http://man/u", "page_size": 10}}
 
 
 @pytest.mark.parametrize(
@@ -499,6 +522,42 @@ def test_secret_unset_variable_names_the_key(
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [("tok\n", "tok"), ("tok\r\n", "tok"), (" tok with spaces ", " tok with spaces ")],
+    ids=["newline", "crlf", "spaces"],
+)
+def test_secret_from_a_file_loses_its_trailing_newline(
+    monkeypatch: pytest.MonkeyPatch, value: str, kept: str
+) -> None:
+    monkeypatch.setenv("TEST_PIPELINE_SECRET", value)
+    found = secret("TEST_PIPELINE_SECRET", key="source.token_env")
+    assert found is not None and found.reveal() == kept
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (" ", "is blank"),
+        ("\n", "is blank"),
+        (" \t\r\n", "is blank"),
+        ("s3cret\n\n", "holds a control character"),
+        ("s3cret\nline", "holds a control character"),
+        ("s3\tcret", "holds a control character"),
+        ("s3cret\x7f", "holds a control character"),
+    ],
+)
+def test_secret_that_cannot_be_sent_is_refused_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("TEST_PIPELINE_SECRET", value)
+    with pytest.raises(ConfigError) as info:
+        secret("TEST_PIPELINE_SECRET", key="targets.norce.client_secret_env")
+    assert info.value.path == "targets.norce.client_secret_env"
+    assert f"environment variable TEST_PIPELINE_SECRET {problem}" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
 # Targets --------------------------------------------------------------------------------
 
 
@@ -555,7 +614,10 @@ def test_deactivation_without_overlap_is_refused_naming_the_key() -> None:
 
 
 def test_a_sync_batch_target_without_a_profile_url_is_refused_naming_the_key() -> None:
-    data = {"source": {"url": "http://127.0.0.1:1/c"}, "targets": {"syncbatch": {"url": "x"}}}
+    data = {
+        "source": {"url": "http://127.0.0.1:1/c"},
+        "targets": {"syncbatch": {"url": "http://x"}},
+    }
     with pytest.raises(ConfigError) as info:
         settings_from_mapping(data, environ={})
     assert info.value.path == "targets.syncbatch.profile_url"
@@ -775,3 +837,173 @@ def test_a_blank_norce_company_code_is_refused_naming_the_key() -> None:
     error = config_error({"source": {"url": "http://man"}, "targets": {"norce": norce}})
     assert error.path == "targets.norce.company_codes.Retail"
     assert "must not be blank" in str(error)
+
+
+# URLs, the metrics address ----------------------------------------------------------------
+
+
+def every_url() -> dict[str, Any]:
+    """A configuration that sets every URL key there is, each to a good value."""
+    secrets = {"client_id_env": "A", "client_secret_env": "B"}
+    return {
+        "source": {"url": "https://man.example/api/v1/customer-users?x=1"},
+        "targets": {
+            "syncbatch": {
+                "url": "http://[::1]:8002/api",
+                "profile_url": "https://shop.example.com/users/{customer_id}",
+                **IDS,
+            },
+            "emporix": {
+                "url": "https://api.emporix.io/",
+                "tenant": "demo",
+                "token_url": "https://auth.example/oauth/token",
+                "mixins": True,
+                "mixin_schema_url": "https://schemas.man.example/c.json",
+                **secrets,
+            },
+            "norce": {
+                "url": "https://demo.api-se.norce.tech",
+                "token_url": "https://demo.api-se.norce.tech/identity/1.0/connect/token",
+                "application_id": 1,
+                "account_id": 2,
+                "scope": "stage",
+                **secrets,
+            },
+        },
+    }
+
+
+def with_key(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    *sections, name = key.split(".")
+    node = data
+    for section in sections:
+        node = node[section]
+    node[name] = value
+    return data
+
+
+URL_KEYS = [
+    "source.url",
+    "targets.syncbatch.url",
+    "targets.syncbatch.profile_url",
+    "targets.emporix.url",
+    "targets.emporix.token_url",
+    "targets.emporix.mixin_schema_url",
+    "targets.norce.url",
+    "targets.norce.token_url",
+]
+
+
+def test_every_url_key_is_set_by_the_sample_and_typed_url() -> None:
+    def url_keys(cls: type, path: str) -> list[str]:
+        keys = []
+        for name, hint in get_type_hints(cls, include_extras=True).items():
+            inner = [a for a in get_args(hint) if isinstance(a, type)] or [hint]
+            if isinstance(inner[0], type) and issubclass(inner[0], msgspec.Struct):
+                keys += url_keys(inner[0], f"{path}{name}.")
+            elif name.endswith("url"):
+                assert hint in (Url, Url | None), f"{path}{name} is not typed Url"
+                keys.append(f"{path}{name}")
+        return keys
+
+    assert sorted(url_keys(Settings, "")) == sorted(URL_KEYS)
+    assert settings_from_mapping(every_url(), environ={}).targets.norce is not None
+
+
+@pytest.mark.parametrize("key", URL_KEYS)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://man-user:s3cret@host.example/x",
+        "https://s3cret@host.example/x",
+        "host.example/x",
+        "host.example:8080/x",
+        "//host.example/x",
+        "ftp://host.example/x",
+        "https://",
+        "https://:8080/x",
+        "https://host.example:65536/x",
+        "https://host.example:0/x",
+        "https://host.example:port/x",
+        "https://[::1/x",
+        "https://host.example/x y",
+        "https://host.example/x\n",
+        "",
+    ],
+)
+def test_a_url_that_cannot_work_is_refused_naming_the_key(key: str, url: str) -> None:
+    error = config_error(with_key(every_url(), key, url))
+    assert error.path == key
+    assert "s3cret" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("targets.syncbatch.url", "http://sb.example/sync/customers/batch"),
+        ("targets.syncbatch.url", "http://sb.example/api/sync/customers/"),
+        ("targets.emporix.url", "https://api.emporix.io/customer/demo/customers"),
+        ("targets.emporix.url", "https://api.emporix.io/customer/demo"),
+        ("targets.emporix.url", "https://api.emporix.io/oauth/token"),
+        ("targets.norce.url", "https://demo.api-se.norce.tech/commerce/connect/4.0"),
+        ("targets.norce.url", "https://demo.api-se.norce.tech/commerce/connect/4.0/Customer"),
+        ("targets.norce.url", "https://demo.api-se.norce.tech/identity/1.0/connect/token"),
+    ],
+)
+def test_a_target_url_holding_its_endpoint_path_is_refused_naming_the_key(
+    key: str, url: str
+) -> None:
+    error = config_error(with_key(every_url(), key, url))
+    assert error.path == key
+    assert "base URL" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("targets.syncbatch.url", "http://sb.example/sync"),
+        ("targets.syncbatch.url", "http://sb.example/api/"),
+        ("targets.emporix.url", "https://gateway.example/emporix"),
+        ("targets.norce.url", "https://demo.api-se.norce.tech/"),
+    ],
+)
+def test_a_target_base_url_with_a_prefix_of_its_own_loads(key: str, url: str) -> None:
+    settings_from_mapping(with_key(every_url(), key, url), environ={})
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("127.0.0.1:9108", ("127.0.0.1", 9108)),
+        ("0.0.0.0:0", ("0.0.0.0", 0)),
+        (":9108", ("", 9108)),
+        ("localhost:65535", ("localhost", 65535)),
+        ("[::1]:9108", ("::1", 9108)),
+    ],
+)
+def test_metrics_listen_is_host_and_port(listen: str, address: tuple[str, int]) -> None:
+    assert listen_address(listen) == address
+    data = {**MINIMAL, "metrics": {"listen": listen}}
+    assert settings_from_mapping(data, environ={}).metrics.listen == listen
+
+
+@pytest.mark.parametrize(
+    "listen",
+    [
+        "9108",
+        "localhost",
+        "localhost:",
+        "localhost:65536",
+        "localhost:-1",
+        "localhost:http",
+        "localhost:\uff19\uff11\uff10\uff18",  # int() reads these digits
+        "http://0.0.0.0:9108",
+        "::1:9108",
+        "[::1:9108",
+        "local host:9108",
+        "",
+    ],
+)
+def test_metrics_listen_that_cannot_work_is_refused_naming_the_key(listen: str) -> None:
+    error = config_error({**MINIMAL, "metrics": {"listen": listen}})
+    assert error.path == "metrics.listen"

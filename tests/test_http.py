@@ -103,3 +103,11 @@ async def test_connection_refused_is_transient() -> None:
     async with HttpClient(timeout_seconds=1, retry=FAST, max_in_flight=1) as client:
         with pytest.raises(TransientHTTPError, match="connection failed"):
             await client.request("GET", "http://127.0.0.1:9/x")
+
+
+async def test_an_error_never_shows_the_credentials_in_a_url() -> None:
+    async with HttpClient(timeout_seconds=1, retry=FAST, max_in_flight=1) as client:
+        with pytest.raises(TransientHTTPError) as caught:
+            await client.request("GET", "http://user:s3cret@127.0.0.1:9/x")
+    assert "s3cret" not in str(caught.value)
+    assert "http://***@127.0.0.1:9/x" in str(caught.value)

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import anyio
 import msgspec
 
-from pipeline.config import EmporixSettings
+from pipeline.config import EMPORIX_CUSTOMERS_PATH, EMPORIX_TOKEN_PATH, EmporixSettings
 from pipeline.errors import AuthError, HTTPStatusError, PipelineError, TransientHTTPError
 from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item, personal_values
@@ -112,11 +112,11 @@ class EmporixTarget(HttpTarget):
         self.settings = settings
         self._store = store  # adopted customers' numbers (confirmed.ref); None: found again
         base = settings.url.rstrip("/")
-        self._customers = f"{base}/customer/{settings.tenant}/customers"
+        self._customers = base + EMPORIX_CUSTOMERS_PATH.format(tenant=settings.tenant)
         super().__init__(settings, {"Accept": "application/json"})
         self.tokens = client_credentials(
             self,
-            token_url=settings.token_url or f"{base}/oauth/token",
+            token_url=settings.token_url or base + EMPORIX_TOKEN_PATH,
             client_id_env=settings.client_id_env,
             client_secret_env=settings.client_secret_env,
             scope=settings.scope,
@@ -178,7 +178,7 @@ class EmporixTarget(HttpTarget):
                 self.tokens.invalidate(token)
                 continue
             break
-        raise AuthError(method, url.split("?", 1)[0], 401, "access token refused")
+        raise AuthError(method, url, 401, "access token refused")
 
     async def _email_owner(self, email: str) -> str | None:
         response = await self._call(

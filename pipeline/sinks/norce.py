@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 import anyio
 import msgspec
 
-from pipeline.config import NorceSettings
+from pipeline.config import NORCE_TOKEN_PATH, NorceSettings
 from pipeline.errors import (
     AuthError,
     DecodeError,
@@ -171,7 +171,7 @@ class NorceTarget(HttpTarget):
         super().__init__(settings, headers)
         self.tokens = client_credentials(
             self,
-            token_url=settings.token_url or f"{base}/identity/1.0/connect/token",
+            token_url=settings.token_url or base + NORCE_TOKEN_PATH,
             client_id_env=settings.client_id_env,
             client_secret_env=settings.client_secret_env,
             scope=settings.scope,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from pipeline.config import SyncBatchSettings, secret
+from pipeline.config import SYNCBATCH_PATH, SyncBatchSettings, secret
 from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
 from pipeline.records import Ack, Customer, Item, personal_values
 from pipeline.sinks.base import HttpTarget, confirmed, dead, redact
@@ -39,7 +39,6 @@ from pipeline.transform.syncbatch import (
 
 __all__ = ["TRANSIENT_ITEM_CODES", "SyncBatchTarget"]
 
-PATH = "/sync/customers/batch"
 TRANSIENT_ITEM_CODES = frozenset(
     {"TimeoutException", "ServiceUnavailable", "TooManyRequests", "DeadlockException"}
 )
@@ -152,7 +151,7 @@ class SyncBatchTarget(HttpTarget):
     def __init__(self, settings: SyncBatchSettings, store: StateStore) -> None:
         self.settings = settings
         self._store = store
-        self._url = settings.url.rstrip("/") + PATH
+        self._url = settings.url.rstrip("/") + SYNCBATCH_PATH
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         token = secret(settings.token_env, key="targets.syncbatch.token_env")
         if token is not None:

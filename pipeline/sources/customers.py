@@ -16,6 +16,7 @@ from pipeline.records import Page
 from pipeline.sources.envelope import Answer, EnvelopeDecoder
 from pipeline.sources.paging import Paging
 from pipeline.sources.reader import READ_ERRORS, Key, Reader, SourceProgress
+from pipeline.urls import safe_url
 
 __all__ = ["CustomerSource", "SourceProgress", "record_key"]
 
@@ -102,7 +103,7 @@ class CustomerSource:
     def describe(self) -> list[str]:
         """The effective source shape, in words (``pipeline check-config``)."""
         settings = self.settings
-        url = settings.url.split("?", 1)[0]
+        url = safe_url(settings.url)
         size = f"{settings.limit_param}={settings.page_size}"
         if settings.paging == "page":
             paging = f"GET {url}?{settings.page_param}=<page from {settings.first_page}>&{size}"

@@ -28,6 +28,7 @@ from pipeline.errors import (
 from pipeline.records import Page
 from pipeline.sources.envelope import Answer
 from pipeline.sources.paging import MAX_REOPEN, Paging, Verdict
+from pipeline.urls import safe_url
 
 __all__ = ["END_STATUSES", "READ_ERRORS", "Reader", "SourceProgress"]
 
@@ -116,6 +117,7 @@ class Reader:
 
     Args:
         progress: updated as pages go out (pages, records, gaps), for the report and metrics.
+        url: named in errors, as :func:`~pipeline.urls.safe_url` shows it.
         stalled: the error for a server that ignores the offset (it names offset or page).
     """
 
@@ -134,7 +136,7 @@ class Reader:
         self.paging = paging
         self.progress = progress
         self.max_in_flight = max_in_flight
-        self.url = url
+        self.url = safe_url(url)
         self.stalled = stalled
         self.key = key
         self._last_label = paging.start - 1
