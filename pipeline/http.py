@@ -29,13 +29,14 @@ from pipeline.errors import (
     TransientHTTPError,
 )
 
-__all__ = ["HttpClient", "HttpStats", "Response", "tls_context"]
+__all__ = ["HttpClient", "HttpStats", "Response", "limiter_shape", "tls_context"]
 
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 BURST_SECONDS = 0.1
-"""The rate limiter lets through at most this many seconds' worth of requests at once."""
+"""The rate limiter lets through at most this many seconds' worth of requests at once (and
+never less than one request)."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the request latency histogram; one more bucket holds the rest."""
 AUTH_STATUSES = frozenset({401, 403})
@@ -88,6 +89,18 @@ def tls_context(ca_bundle: str | None, *, key: str) -> ssl.SSLContext | None:
     return context
 
 
+def limiter_shape(rate_per_second: float) -> tuple[float, float]:
+    """The leaky bucket holding ``rate_per_second``: (requests, seconds) it lets through.
+
+    A tenth of a second's requests, so the rate holds from the first request on instead of
+    allowing a whole second's worth at once (measured: 139% of the limit over a 3-second pass
+    with a one-second bucket, 100% steady). Below 10/s that is less than one request: the
+    bucket then holds one, over the time one request takes at the rate (half a second at 2/s).
+    """
+    capacity = max(rate_per_second * BURST_SECONDS, 1.0)
+    return capacity, capacity / rate_per_second
+
+
 def _safe_url(url: str) -> str:
     # Never echo a query string: it could carry a key or personal data.
     return url.split("?", 1)[0]
@@ -115,14 +128,7 @@ class HttpClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._retry = retry
         self._in_flight = anyio.Semaphore(max_in_flight)
-        # A bucket of a tenth of a second's requests: the rate holds from the first request
-        # on, instead of allowing a whole second's worth at once (measured: 139% of the limit
-        # over a 3-second pass with a one-second bucket, 100% steady).
-        self._limiter = (
-            AsyncLimiter(max(rate_per_second * BURST_SECONDS, 1.0), BURST_SECONDS)
-            if rate_per_second
-            else None
-        )
+        self._limiter = AsyncLimiter(*limiter_shape(rate_per_second)) if rate_per_second else None
         self._headers = dict(headers or {})
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_in_flight = max_in_flight

@@ -9,7 +9,7 @@ from aiohttp import web
 from pipeline.config import RetrySettings
 from pipeline.emulators import serve_app
 from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
-from pipeline.http import HttpClient
+from pipeline.http import BURST_SECONDS, HttpClient, limiter_shape
 
 FAST = RetrySettings(max_attempts=4, initial_seconds=0.001, max_seconds=1.0)
 
@@ -103,3 +103,29 @@ async def test_connection_refused_is_transient() -> None:
     async with HttpClient(timeout_seconds=1, retry=FAST, max_in_flight=1) as client:
         with pytest.raises(TransientHTTPError, match="connection failed"):
             await client.request("GET", "http://127.0.0.1:9/x")
+
+
+# rate_per_second -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [0.25, 1, 2, 3, 9.5, 10, 25, 1000])
+def test_limiter_shape_holds_every_rate(rate: float) -> None:
+    capacity, seconds = limiter_shape(rate)
+    assert capacity >= 1  # a bucket that holds no request lets none through
+    assert capacity / seconds == pytest.approx(rate)
+    assert capacity <= max(rate * BURST_SECONDS, 1.0)  # no burst of a whole second's worth
+
+
+async def test_rate_below_ten_per_second_is_honoured() -> None:
+    app, arrivals = scripted((200, {}))
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=4, rate_per_second=2) as client,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(4):
+            tg.start_soon(client.request, "GET", f"{url}/x")
+    # At 2/s, four requests are half a second apart: 1.5 s from the first to the last
+    # (the old bucket let ten a second through: 0.3 s).
+    assert len(arrivals) == 4
+    assert arrivals[-1] - arrivals[0] >= 1.4
