@@ -10,8 +10,14 @@
      |    +-- AuthError           401/403: a configuration problem, never retried
      +-- StateError               the state store could not be read or written
      +-- TLSError                 a certificate is not trusted: never retried
+     +-- RedirectError            a redirect not followed (another origin, or not a GET)
+     +-- ResponseTooLargeError    an answer larger than max_response_mb once decoded
+     +-- ThrottledError           a Retry-After longer than retry.max_seconds
     Retryable                     marker mixin: the operation may succeed if tried again
      +-- TransientHTTPError       (also a PipelineError) 429, 5xx, timeouts, connection errors
+
+The last four stop the source (the pass aborts) or the target (for the pass), as an
+:class:`AuthError` does: trying again cannot help.
 
 Constructors take facts (target, URL, status, retry delay) and compose the message, so no
 call site writes prose and no message carries customer data beyond a record's id.
@@ -25,11 +31,14 @@ __all__ = [
     "DecodeError",
     "HTTPStatusError",
     "PipelineError",
+    "RedirectError",
+    "ResponseTooLargeError",
     "Retryable",
     "SinkError",
     "SourceError",
     "StateError",
     "TLSError",
+    "ThrottledError",
     "TransientHTTPError",
 ]
 
@@ -122,3 +131,51 @@ class TransientHTTPError(Retryable, PipelineError):
         self.retry_after = retry_after
         what = f"answered {status}" if status is not None else (reason or "failed")
         super().__init__(f"{method} {url} {what}")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+class RedirectError(PipelineError):
+    """A redirect that is not followed: to another origin (no credential is ever sent to one),
+    of a request other than a GET (its body would be sent again), or one too many."""
+
+    def __init__(self, method: str, url: str, status: int, detail: str) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        super().__init__(f"{method} {url} answered {status}, a redirect not followed: {detail}")
+
+
+class ResponseTooLargeError(PipelineError):
+    """An answer grew past the cap on decoded bodies (``max_response_mb``); it is not read on."""
+
+    def __init__(self, method: str, url: str, limit_bytes: int) -> None:
+        self.method = method
+        self.url = url
+        self.limit_bytes = limit_bytes
+        mb, rest = divmod(limit_bytes, 2**20)
+        limit = f"{mb} MB" if not rest else f"{limit_bytes} bytes"
+        super().__init__(
+            f"{method} {url} answered more than {limit} (decoded): max_response_mb caps it"
+        )
+
+
+class ThrottledError(PipelineError):
+    """The server asked for a pause (``Retry-After``) longer than ``retry.max_seconds``: the
+    source or target stops for the pass instead of asking again sooner than it was told."""
+
+    def __init__(
+        self, method: str, url: str, status: int | None, retry_after: float, max_seconds: float
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+        self.max_seconds = max_seconds
+        super().__init__(
+            f"{method} {url} answered {status} asking for a pause of {_seconds(retry_after)} s "
+            f"(Retry-After), longer than retry.max_seconds = {_seconds(max_seconds)} s: "
+            "not asked again this pass"
+        )

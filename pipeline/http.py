@@ -25,6 +25,7 @@ from pipeline.errors import (
     ConfigError,
     DecodeError,
     HTTPStatusError,
+    ThrottledError,
     TLSError,
     TransientHTTPError,
 )
@@ -111,7 +112,9 @@ class HttpClient:
     and ``max_in_flight``.
 
     A 429 also pauses every request of this client until its ``Retry-After`` has passed, so a
-    throttled target sees the whole client slow down, not just the one worker.
+    throttled target sees the whole client slow down, not just the one worker. A
+    ``Retry-After`` longer than ``retry.max_seconds`` stops the client: that request and
+    every later one raise :class:`~pipeline.errors.ThrottledError` without being sent.
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class HttpClient:
         self._max_in_flight = max_in_flight
         self._rand = random.Random(seed)
         self._paused_until = 0.0
+        self._throttled: ThrottledError | None = None
         self._session: aiohttp.ClientSession | None = None
         self.stats = HttpStats()
 
@@ -163,6 +167,7 @@ class HttpClient:
         headers: Mapping[str, str] | None,
     ) -> Response:
         assert self._session is not None, "use HttpClient as an async context manager"
+        self._raise_if_throttled()
         wait = self._paused_until - anyio.current_time()
         if wait > 0:
             await anyio.sleep(wait)
@@ -217,6 +222,7 @@ class HttpClient:
 
         Raises:
             TransientHTTPError: still failing after ``retry.max_attempts`` attempts.
+            ThrottledError: the server asked for a pause longer than ``retry.max_seconds``.
             AuthError: 401 or 403.
             HTTPStatusError: any other 4xx.
         """
@@ -229,6 +235,7 @@ class HttpClient:
                     return response
                 return self._check(method, url, response)
             except TransientHTTPError as exc:
+                self._refuse_long_pause(exc)
                 if attempt >= self._retry.max_attempts:
                     self.stats.failures += 1
                     raise
@@ -262,10 +269,33 @@ class HttpClient:
                 await self.pause_for(unreadable, attempt)
 
     async def pause_for(self, exc: TransientHTTPError, attempt: int) -> None:
-        """Wait before the next attempt; a 429 pauses the whole client."""
+        """Wait before the next attempt; a 429 pauses the whole client.
+
+        Raises:
+            ThrottledError: ``exc`` asks for a pause longer than ``retry.max_seconds``.
+        """
+        self._refuse_long_pause(exc)
         self.stats.retries += 1
         delay = backoff_delay(attempt, self._retry, retry_after=exc.retry_after, rand=self._rand)
         if exc.status == 429:
             self.stats.throttled += 1
             self._paused_until = max(self._paused_until, anyio.current_time() + delay)
         await anyio.sleep(delay)
+
+    def _refuse_long_pause(self, exc: TransientHTTPError) -> None:
+        # Waiting max_seconds instead would ask again long before the server said to.
+        if exc.retry_after is None or exc.retry_after <= self._retry.max_seconds:
+            return
+        if self._throttled is None:
+            self.stats.throttled += 1
+            self._throttled = ThrottledError(
+                exc.method, exc.url, exc.status, exc.retry_after, self._retry.max_seconds
+            )
+        self._raise_if_throttled(exc)
+
+    def _raise_if_throttled(self, cause: BaseException | None = None) -> None:
+        first = self._throttled
+        if first is not None:
+            raise ThrottledError(
+                first.method, first.url, first.status, first.retry_after, first.max_seconds
+            ) from cause

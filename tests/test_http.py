@@ -8,7 +8,7 @@ from aiohttp import web
 
 from pipeline.config import RetrySettings
 from pipeline.emulators import serve_app
-from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
+from pipeline.errors import AuthError, HTTPStatusError, ThrottledError, TransientHTTPError
 from pipeline.http import BURST_SECONDS, HttpClient, limiter_shape
 
 FAST = RetrySettings(max_attempts=4, initial_seconds=0.001, max_seconds=1.0)
@@ -103,6 +103,24 @@ async def test_connection_refused_is_transient() -> None:
     async with HttpClient(timeout_seconds=1, retry=FAST, max_in_flight=1) as client:
         with pytest.raises(TransientHTTPError, match="connection failed"):
             await client.request("GET", "http://127.0.0.1:9/x")
+
+
+@pytest.mark.parametrize("retry_after", ["86400", "1.5"])
+async def test_retry_after_beyond_max_seconds_stops_the_client(retry_after: str) -> None:
+    app, arrivals = scripted((429, {"Retry-After": retry_after}), (200, {}))
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1) as client,
+    ):
+        with pytest.raises(ThrottledError, match=f"pause of {retry_after} s") as caught:
+            await client.request("GET", f"{url}/x?key=secret")
+        # Every later request of this client stops too, without being sent.
+        with pytest.raises(ThrottledError, match=f"pause of {retry_after} s"):
+            await client.request("POST", f"{url}/x", body=b"{}")
+    assert len(arrivals) == 1
+    assert "retry.max_seconds = 1 s" in str(caught.value)
+    assert "secret" not in str(caught.value)
+    assert client.stats.retries == 0
 
 
 # rate_per_second -------------------------------------------------------------------------

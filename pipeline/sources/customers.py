@@ -142,7 +142,8 @@ class CustomerSource:
         """One page's answer (None for an empty body); a cut or malformed body is retried.
 
         Raises:
-            DecodeError, TransientHTTPError, HTTPStatusError, TLSError: the page could not be read.
+            PipelineError: one of :data:`~pipeline.sources.reader.READ_ERRORS`, the page could
+                not be read.
         """
         return await self._get(self._params(offset))
 
