@@ -19,18 +19,19 @@ import msgspec
 from aiolimiter import AsyncLimiter
 
 from pipeline.backoff import backoff_delay, parse_retry_after
-from pipeline.config import RetrySettings
+from pipeline.config import DEFAULT_MAX_RESPONSE_MB, RetrySettings
 from pipeline.errors import (
     AuthError,
     ConfigError,
     DecodeError,
     HTTPStatusError,
+    ResponseTooLargeError,
     ThrottledError,
     TLSError,
     TransientHTTPError,
 )
 
-__all__ = ["HttpClient", "HttpStats", "Response", "limiter_shape", "tls_context"]
+__all__ = ["MB", "HttpClient", "HttpStats", "Response", "limiter_shape", "tls_context"]
 
 T = TypeVar("T")
 
@@ -41,6 +42,9 @@ never less than one request)."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the request latency histogram; one more bucket holds the rest."""
 AUTH_STATUSES = frozenset({401, 403})
+MB = 2**20
+"""Bytes in one MB of ``max_response_mb``."""
+READ_CHUNK = 2**16
 
 
 class Response(msgspec.Struct, frozen=True):
@@ -109,7 +113,7 @@ def _safe_url(url: str) -> str:
 
 class HttpClient:
     """An aiohttp session with retries (backoff + jitter, ``Retry-After``), ``rate_per_second``
-    and ``max_in_flight``.
+    and ``max_in_flight``; no answer is read past ``max_response_bytes`` once decoded.
 
     A 429 also pauses every request of this client until its ``Retry-After`` has passed, so a
     throttled target sees the whole client slow down, not just the one worker. A
@@ -124,6 +128,7 @@ class HttpClient:
         retry: RetrySettings,
         max_in_flight: int,
         rate_per_second: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_MB * MB,
         headers: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         seed: int | None = None,
@@ -135,6 +140,7 @@ class HttpClient:
         self._headers = dict(headers or {})
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_in_flight = max_in_flight
+        self._max_response_bytes = max_response_bytes
         self._rand = random.Random(seed)
         self._paused_until = 0.0
         self._throttled: ThrottledError | None = None
@@ -183,7 +189,7 @@ class HttpClient:
                 async with self._session.request(
                     method, url, params=params, data=body, headers=headers
                 ) as resp:
-                    payload = await resp.read()
+                    payload = await self._read(method, url, resp)
                     return Response(resp.status, dict(resp.headers), payload)
             except TimeoutError as exc:
                 raise TransientHTTPError(method, _safe_url(url), reason="timed out") from exc
@@ -195,6 +201,18 @@ class HttpClient:
             finally:
                 stats.in_flight -= 1
                 stats.observe(anyio.current_time() - started)
+
+    async def _read(self, method: str, url: str, resp: aiohttp.ClientResponse) -> bytes:
+        # Chunk by chunk, counted as decoded: a small gzip body may inflate a thousandfold.
+        limit = self._max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await resp.content.read(READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLargeError(method, _safe_url(url), limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _check(self, method: str, url: str, response: Response) -> Response:
         status = response.status
@@ -223,6 +241,7 @@ class HttpClient:
         Raises:
             TransientHTTPError: still failing after ``retry.max_attempts`` attempts.
             ThrottledError: the server asked for a pause longer than ``retry.max_seconds``.
+            ResponseTooLargeError: the answer is larger than ``max_response_bytes``.
             AuthError: 401 or 403.
             HTTPStatusError: any other 4xx.
         """

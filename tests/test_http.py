@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
+import tracemalloc
+
 import anyio
 import pytest
 from aiohttp import web
 
 from pipeline.config import RetrySettings
 from pipeline.emulators import serve_app
-from pipeline.errors import AuthError, HTTPStatusError, ThrottledError, TransientHTTPError
-from pipeline.http import BURST_SECONDS, HttpClient, limiter_shape
+from pipeline.errors import (
+    AuthError,
+    HTTPStatusError,
+    ResponseTooLargeError,
+    ThrottledError,
+    TransientHTTPError,
+)
+from pipeline.http import BURST_SECONDS, MB, HttpClient, limiter_shape
 
 FAST = RetrySettings(max_attempts=4, initial_seconds=0.001, max_seconds=1.0)
 
@@ -121,6 +130,54 @@ async def test_retry_after_beyond_max_seconds_stops_the_client(retry_after: str)
     assert "retry.max_seconds = 1 s" in str(caught.value)
     assert "secret" not in str(caught.value)
     assert client.stats.retries == 0
+
+
+# max_response_mb -------------------------------------------------------------------------
+
+
+async def test_gzip_bomb_is_cut_at_the_cap_with_the_url_named() -> None:
+    bomb = gzip.compress(bytes(64 * MB), compresslevel=9)  # about 64 KB on the wire
+    calls = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/bomb", handler)
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1, max_response_bytes=MB) as client,
+    ):
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLargeError) as caught:
+                await client.request("GET", f"{url}/bomb?token=secret")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert str(caught.value) == (
+        f"GET {url}/bomb answered more than 1 MB (decoded): max_response_mb caps it"
+    )
+    assert calls == 1  # not retried: the same answer would come again
+    assert peak < 16 * MB  # the old client held all 64 MB
+
+
+async def test_answer_up_to_the_cap_is_read_whole() -> None:
+    body = bytes(range(256)) * 4096  # exactly 1 MB
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/x", handler)
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1, max_response_bytes=MB) as c,
+    ):
+        response = await c.request("GET", f"{url}/x")
+    assert response.body == body
 
 
 # rate_per_second -------------------------------------------------------------------------

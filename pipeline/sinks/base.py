@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from pipeline.config import RetrySettings, secret
-from pipeline.http import HttpClient, HttpStats, tls_context
+from pipeline.http import MB, HttpClient, HttpStats, tls_context
 from pipeline.records import Ack, AckKind, Customer, Item
 from pipeline.sinks.oauth import ClientCredentials
 
@@ -61,6 +61,8 @@ class HttpTargetSettings(Protocol):
     @property
     def ca_bundle(self) -> str | None: ...
     @property
+    def max_response_mb(self) -> int: ...
+    @property
     def deactivate_missing(self) -> bool: ...
     @property
     def max_deactivate_share(self) -> float: ...
@@ -83,6 +85,7 @@ class HttpTarget:
             retry=settings.retry,
             max_in_flight=settings.max_in_flight,
             rate_per_second=settings.rate_per_second,
+            max_response_bytes=settings.max_response_mb * MB,
             headers=headers,
         )
 
