@@ -17,6 +17,7 @@ import aiohttp
 import anyio
 import msgspec
 from aiolimiter import AsyncLimiter
+from yarl import URL
 
 from pipeline.backoff import backoff_delay, parse_retry_after
 from pipeline.config import DEFAULT_MAX_RESPONSE_MB, RetrySettings
@@ -25,6 +26,7 @@ from pipeline.errors import (
     ConfigError,
     DecodeError,
     HTTPStatusError,
+    RedirectError,
     ResponseTooLargeError,
     ThrottledError,
     TLSError,
@@ -42,6 +44,8 @@ never less than one request)."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the request latency histogram; one more bucket holds the rest."""
 AUTH_STATUSES = frozenset({401, 403})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
 MB = 2**20
 """Bytes in one MB of ``max_response_mb``."""
 READ_CHUNK = 2**16
@@ -106,6 +110,14 @@ def limiter_shape(rate_per_second: float) -> tuple[float, float]:
     return capacity, capacity / rate_per_second
 
 
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return url.scheme.lower(), (url.host or "").lower() or None, url.port
+
+
+def _origin_text(url: URL) -> str:
+    return f"{url.scheme}://{url.host_port_subcomponent or ''}"
+
+
 def _safe_url(url: str) -> str:
     # Never echo a query string: it could carry a key or personal data.
     return url.split("?", 1)[0]
@@ -114,6 +126,10 @@ def _safe_url(url: str) -> str:
 class HttpClient:
     """An aiohttp session with retries (backoff + jitter, ``Retry-After``), ``rate_per_second``
     and ``max_in_flight``; no answer is read past ``max_response_bytes`` once decoded.
+
+    Redirects are followed only within the origin (scheme, host and port) and only for a GET:
+    the client's headers (tokens, the ``client_id``/``client_secret`` pair) and a request's
+    body (a token form) never reach another origin, and a POST is never sent again.
 
     A 429 also pauses every request of this client until its ``Retry-After`` has passed, so a
     throttled target sees the whole client slow down, not just the one worker. A
@@ -187,7 +203,7 @@ class HttpClient:
             started = anyio.current_time()
             try:
                 async with self._session.request(
-                    method, url, params=params, data=body, headers=headers
+                    method, url, params=params, data=body, headers=headers, allow_redirects=False
                 ) as resp:
                     payload = await self._read(method, url, resp)
                     return Response(resp.status, dict(resp.headers), payload)
@@ -213,6 +229,43 @@ class HttpClient:
                 raise ResponseTooLargeError(method, _safe_url(url), limit)
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def _follow(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> Response:
+        """One attempt: the request, then the redirects that stay within its origin (GET only).
+
+        Raises:
+            RedirectError: a redirect to another origin, of a request other than a GET, or
+                more than ``MAX_REDIRECTS`` of them.
+        """
+        hops = 0
+        while True:
+            response = await self._once(method, url, params, body, headers)
+            location = response.headers.get("Location")
+            if response.status not in REDIRECT_STATUSES or location is None:
+                return response
+            here = URL(url)
+            there = here.join(URL(location))
+            if _origin(there) != _origin(here):
+                detail = (
+                    f"it leads to another origin ({_origin_text(here)} -> "
+                    f"{_origin_text(there)}), where no credential is sent"
+                )
+                raise RedirectError(method, _safe_url(url), response.status, detail)
+            if method != "GET":
+                detail = f"only a GET follows one, a {method} is not sent again"
+                raise RedirectError(method, _safe_url(url), response.status, detail)
+            hops += 1
+            if hops > MAX_REDIRECTS:
+                detail = f"more than {MAX_REDIRECTS} in a row"
+                raise RedirectError(method, _safe_url(url), response.status, detail)
+            url, params = str(there), None
 
     def _check(self, method: str, url: str, response: Response) -> Response:
         status = response.status
@@ -240,6 +293,7 @@ class HttpClient:
 
         Raises:
             TransientHTTPError: still failing after ``retry.max_attempts`` attempts.
+            RedirectError: a redirect that is not followed (see the class).
             ThrottledError: the server asked for a pause longer than ``retry.max_seconds``.
             ResponseTooLargeError: the answer is larger than ``max_response_bytes``.
             AuthError: 401 or 403.
@@ -249,7 +303,7 @@ class HttpClient:
         while True:
             attempt += 1
             try:
-                response = await self._once(method, url, params, body, headers)
+                response = await self._follow(method, url, params, body, headers)
                 if response.status in accept:
                     return response
                 return self._check(method, url, response)

@@ -14,6 +14,7 @@ from pipeline.emulators import serve_app
 from pipeline.errors import (
     AuthError,
     HTTPStatusError,
+    RedirectError,
     ResponseTooLargeError,
     ThrottledError,
     TransientHTTPError,
@@ -130,6 +131,102 @@ async def test_retry_after_beyond_max_seconds_stops_the_client(retry_after: str)
     assert "retry.max_seconds = 1 s" in str(caught.value)
     assert "secret" not in str(caught.value)
     assert client.stats.retries == 0
+
+
+# Redirects -------------------------------------------------------------------------------
+
+CREDENTIALS = {"client_id": "the-id", "client_secret": "the-secret"}
+
+
+class Capture:
+    """A server at another origin that records whatever reaches it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append(
+            (request.method, request.path, dict(request.headers), await request.read())
+        )
+        return web.json_response({"captured": True})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+
+def redirecting(status: int, location: str) -> tuple[web.Application, list[str]]:
+    """``/x`` redirects to ``location``; ``/y`` answers 200; records the paths asked for."""
+    paths: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        paths.append(request.path)
+        return web.Response(status=status, headers={"Location": location})
+
+    async def final(request: web.Request) -> web.Response:
+        paths.append(request.path)
+        return web.json_response({"client_id": request.headers.get("client_id")})
+
+    app = web.Application()
+    app.router.add_route("*", "/x", redirect)
+    app.router.add_route("*", "/y", final)
+    return app, paths
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirect_to_another_origin_is_refused_naming_both(status: int) -> None:
+    capture = Capture()
+    async with serve_app(capture.app()) as elsewhere:
+        app, paths = redirecting(status, f"{elsewhere}/y?token=leak")
+        async with (
+            serve_app(app) as url,
+            HttpClient(
+                timeout_seconds=5, retry=FAST, max_in_flight=1, headers=CREDENTIALS
+            ) as client,
+        ):
+            with pytest.raises(RedirectError) as caught:
+                await client.request("GET", f"{url}/x")
+    assert capture.seen == []
+    assert paths == ["/x"]  # not retried
+    message = str(caught.value)
+    assert f"({url} -> {elsewhere})" in message
+    assert "leak" not in message
+
+
+async def test_redirect_within_the_origin_is_followed_for_a_get() -> None:
+    app, paths = redirecting(302, "/y")
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1, headers=CREDENTIALS) as client,
+    ):
+        response = await client.request("GET", f"{url}/x", params={"limit": "1"})
+    assert response.status == 200
+    assert response.body == b'{"client_id": "the-id"}'
+    assert paths == ["/x", "/y"]
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+async def test_redirect_of_a_post_is_not_followed_even_within_the_origin(status: int) -> None:
+    app, paths = redirecting(status, "/y")
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1) as client,
+    ):
+        with pytest.raises(RedirectError, match="only a GET follows one"):
+            await client.request("POST", f"{url}/x", body=b"grant_type=client_credentials")
+    assert paths == ["/x"]
+
+
+async def test_endless_redirects_stop() -> None:
+    app, paths = redirecting(302, "/x")
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1) as client,
+    ):
+        with pytest.raises(RedirectError, match="more than 10 in a row"):
+            await client.request("GET", f"{url}/x")
+    assert len(paths) == 11
 
 
 # max_response_mb -------------------------------------------------------------------------

@@ -69,6 +69,8 @@ class ClientCredentials:
         Raises:
             AuthError: the token endpoint refused the credentials.
             SinkError: its answer is not a token.
+            RedirectError, ThrottledError, ResponseTooLargeError: from the HTTP client; a
+                redirect of the form is never followed.
         """
         if self._token is not None and anyio.current_time() < self._renew_at:
             return self._token
