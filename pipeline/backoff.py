@@ -21,7 +21,8 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1 for the first retry).
 
-    A server's ``Retry-After`` is honoured as given (capped by ``max_seconds``); otherwise the
+    A server's ``Retry-After`` is honoured as given (capped by ``max_seconds``: the HTTP client
+    stops rather than wait less than a longer one asks for); otherwise the
     delay is uniform in ``[0, min(max_seconds, initial_seconds * 2**(attempt-1))]`` (full jitter,
     which spreads retries of many workers best).
     """

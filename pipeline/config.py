@@ -25,6 +25,7 @@ import msgspec
 from pipeline.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_MB",
     "EMPORIX_CUSTOMERS_PATH",
     "EMPORIX_TOKEN_PATH",
     "FIRST_ELEMENT",
@@ -62,6 +63,7 @@ FOREVER = 1e9
 like are refused rather than taken as "never"."""
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0, lt=FOREVER)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, lt=FOREVER)]
+DEFAULT_MAX_RESPONSE_MB = 64
 MAX_ID = 2_147_483_647
 """The largest id a ServiceStack ``int`` holds."""
 TargetId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
@@ -180,6 +182,8 @@ class SourceSettings(_Section, frozen=True):
     ca_bundle: str | None = None
     """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
+    max_response_mb: PositiveInt = DEFAULT_MAX_RESPONSE_MB
+    """No answer is read past this many MB (MiB) once decoded: that request fails instead."""
 
 
 class FlowSettings(_Section, frozen=True):
@@ -237,6 +241,8 @@ class SyncBatchSettings(_Section, frozen=True):
     ca_bundle: str | None = None
     """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
+    max_response_mb: PositiveInt = DEFAULT_MAX_RESPONSE_MB
+    """No answer is read past this many MB (MiB) once decoded: that request fails instead."""
     customer_id_prefix: str = ""
     """Stripped from the customer id before its number is read (``C`` for ``C0001234``)."""
     account_id_offset: Annotated[int, msgspec.Meta(ge=0, lt=MAX_ID)] = 0
@@ -282,6 +288,8 @@ class EmporixSettings(_Section, frozen=True):
     ca_bundle: str | None = None
     """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
+    max_response_mb: PositiveInt = DEFAULT_MAX_RESPONSE_MB
+    """No answer is read past this many MB (MiB) once decoded: that request fails instead."""
 
 
 class NorceSettings(_Section, frozen=True):
@@ -326,6 +334,8 @@ class NorceSettings(_Section, frozen=True):
     ca_bundle: str | None = None
     """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
     retry: RetrySettings = RetrySettings()
+    max_response_mb: PositiveInt = DEFAULT_MAX_RESPONSE_MB
+    """No answer is read past this many MB (MiB) once decoded: that request fails instead."""
 
 
 class TargetsSettings(_Section, frozen=True):

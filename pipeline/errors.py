@@ -10,8 +10,15 @@
      |    +-- AuthError           401/403: a configuration problem, never retried
      +-- StateError               the state store could not be read or written
      +-- TLSError                 a certificate is not trusted: never retried
+     +-- RedirectError            a redirect not followed (another origin, or not a GET)
+     +-- ResponseTooLargeError    an answer larger than max_response_mb once decoded
+     +-- ThrottledError           a Retry-After longer than retry.max_seconds
+     +-- TokenError               no token from a token endpoint after the retries
     Retryable                     marker mixin: the operation may succeed if tried again
      +-- TransientHTTPError       (also a PipelineError) 429, 5xx, timeouts, connection errors
+
+The last five stop the source (the pass aborts) or the target (for the pass), as an
+:class:`AuthError` does: trying again cannot help.
 
 Constructors take facts (target, URL, status, retry delay) and compose the message, so no
 call site writes prose and no message carries customer data beyond a record's id. A URL is
@@ -28,11 +35,14 @@ __all__ = [
     "DecodeError",
     "HTTPStatusError",
     "PipelineError",
+    "RedirectError",
+    "ResponseTooLargeError",
     "Retryable",
     "SinkError",
     "SourceError",
     "StateError",
     "TLSError",
+    "ThrottledError",
     "TokenError",
     "TransientHTTPError",
 ]
@@ -138,5 +148,57 @@ class TokenError(PipelineError):
 
     def __init__(self, target: str, url: str, cause: str) -> None:
         self.target = target
+        url = safe_url(url)
         self.url = url
         super().__init__(f"{target}: no token from {url} after the retries: {cause}")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+class RedirectError(PipelineError):
+    """A redirect that is not followed: to another origin (no credential is ever sent to one),
+    of a request other than a GET (its body would be sent again), or one too many."""
+
+    def __init__(self, method: str, url: str, status: int, detail: str) -> None:
+        self.method = method
+        url = safe_url(url)
+        self.url = url
+        self.status = status
+        super().__init__(f"{method} {url} answered {status}, a redirect not followed: {detail}")
+
+
+class ResponseTooLargeError(PipelineError):
+    """An answer grew past the cap on decoded bodies (``max_response_mb``); it is not read on."""
+
+    def __init__(self, method: str, url: str, limit_bytes: int) -> None:
+        self.method = method
+        url = safe_url(url)
+        self.url = url
+        self.limit_bytes = limit_bytes
+        mb, rest = divmod(limit_bytes, 2**20)
+        limit = f"{mb} MB" if not rest else f"{limit_bytes} bytes"
+        super().__init__(
+            f"{method} {url} answered more than {limit} (decoded): max_response_mb caps it"
+        )
+
+
+class ThrottledError(PipelineError):
+    """The server asked for a pause (``Retry-After``) longer than ``retry.max_seconds``: the
+    source or target stops for the pass instead of asking again sooner than it was told."""
+
+    def __init__(
+        self, method: str, url: str, status: int | None, retry_after: float, max_seconds: float
+    ) -> None:
+        self.method = method
+        url = safe_url(url)
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+        self.max_seconds = max_seconds
+        super().__init__(
+            f"{method} {url} answered {status} asking for a pause of {_seconds(retry_after)} s "
+            f"(Retry-After), longer than retry.max_seconds = {_seconds(max_seconds)} s: "
+            "not asked again this pass"
+        )

@@ -17,28 +17,38 @@ import aiohttp
 import anyio
 import msgspec
 from aiolimiter import AsyncLimiter
+from yarl import URL
 
 from pipeline.backoff import backoff_delay, parse_retry_after
-from pipeline.config import RetrySettings
+from pipeline.config import DEFAULT_MAX_RESPONSE_MB, RetrySettings
 from pipeline.errors import (
     AuthError,
     ConfigError,
     DecodeError,
     HTTPStatusError,
+    RedirectError,
+    ResponseTooLargeError,
+    ThrottledError,
     TLSError,
     TransientHTTPError,
 )
 
-__all__ = ["HttpClient", "HttpStats", "Response", "tls_context"]
+__all__ = ["MB", "HttpClient", "HttpStats", "Response", "limiter_shape", "tls_context"]
 
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 BURST_SECONDS = 0.1
-"""The rate limiter lets through at most this many seconds' worth of requests at once."""
+"""The rate limiter lets through at most this many seconds' worth of requests at once (and
+never less than one request)."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the request latency histogram; one more bucket holds the rest."""
 AUTH_STATUSES = frozenset({401, 403})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+MB = 2**20
+"""Bytes in one MB of ``max_response_mb``."""
+READ_CHUNK = 2**16
 
 
 class Response(msgspec.Struct, frozen=True):
@@ -88,12 +98,38 @@ def tls_context(ca_bundle: str | None, *, key: str) -> ssl.SSLContext | None:
     return context
 
 
+def limiter_shape(rate_per_second: float) -> tuple[float, float]:
+    """The leaky bucket holding ``rate_per_second``: (requests, seconds) it lets through.
+
+    A tenth of a second's requests, so the rate holds from the first request on instead of
+    allowing a whole second's worth at once (measured: 139% of the limit over a 3-second pass
+    with a one-second bucket, 100% steady). Below 10/s that is less than one request: the
+    bucket then holds one, over the time one request takes at the rate (half a second at 2/s).
+    """
+    capacity = max(rate_per_second * BURST_SECONDS, 1.0)
+    return capacity, capacity / rate_per_second
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return url.scheme.lower(), (url.host or "").lower() or None, url.port
+
+
+def _origin_text(url: URL) -> str:
+    return f"{url.scheme}://{url.host_port_subcomponent or ''}"
+
+
 class HttpClient:
     """An aiohttp session with retries (backoff + jitter, ``Retry-After``), ``rate_per_second``
-    and ``max_in_flight``.
+    and ``max_in_flight``; no answer is read past ``max_response_bytes`` once decoded.
+
+    Redirects are followed only within the origin (scheme, host and port) and only for a GET:
+    the client's headers (tokens, the ``client_id``/``client_secret`` pair) and a request's
+    body (a token form) never reach another origin, and a POST is never sent again.
 
     A 429 also pauses every request of this client until its ``Retry-After`` has passed, so a
-    throttled target sees the whole client slow down, not just the one worker.
+    throttled target sees the whole client slow down, not just the one worker. A
+    ``Retry-After`` longer than ``retry.max_seconds`` stops the client: that request and
+    every later one raise :class:`~pipeline.errors.ThrottledError` without being sent.
     """
 
     def __init__(
@@ -103,6 +139,7 @@ class HttpClient:
         retry: RetrySettings,
         max_in_flight: int,
         rate_per_second: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_MB * MB,
         headers: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         seed: int | None = None,
@@ -110,19 +147,14 @@ class HttpClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._retry = retry
         self._in_flight = anyio.Semaphore(max_in_flight)
-        # A bucket of a tenth of a second's requests: the rate holds from the first request
-        # on, instead of allowing a whole second's worth at once (measured: 139% of the limit
-        # over a 3-second pass with a one-second bucket, 100% steady).
-        self._limiter = (
-            AsyncLimiter(max(rate_per_second * BURST_SECONDS, 1.0), BURST_SECONDS)
-            if rate_per_second
-            else None
-        )
+        self._limiter = AsyncLimiter(*limiter_shape(rate_per_second)) if rate_per_second else None
         self._headers = dict(headers or {})
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_in_flight = max_in_flight
+        self._max_response_bytes = max_response_bytes
         self._rand = random.Random(seed)
         self._paused_until = 0.0
+        self._throttled: ThrottledError | None = None
         self._session: aiohttp.ClientSession | None = None
         self.stats = HttpStats()
 
@@ -152,6 +184,7 @@ class HttpClient:
         headers: Mapping[str, str] | None,
     ) -> Response:
         assert self._session is not None, "use HttpClient as an async context manager"
+        self._raise_if_throttled()
         wait = self._paused_until - anyio.current_time()
         if wait > 0:
             await anyio.sleep(wait)
@@ -165,9 +198,9 @@ class HttpClient:
             started = anyio.current_time()
             try:
                 async with self._session.request(
-                    method, url, params=params, data=body, headers=headers
+                    method, url, params=params, data=body, headers=headers, allow_redirects=False
                 ) as resp:
-                    payload = await resp.read()
+                    payload = await self._read(method, url, resp)
                     return Response(resp.status, dict(resp.headers), payload)
             except TimeoutError as exc:
                 raise TransientHTTPError(method, url, reason="timed out") from exc
@@ -179,6 +212,55 @@ class HttpClient:
             finally:
                 stats.in_flight -= 1
                 stats.observe(anyio.current_time() - started)
+
+    async def _read(self, method: str, url: str, resp: aiohttp.ClientResponse) -> bytes:
+        # Chunk by chunk, counted as decoded: a small gzip body may inflate a thousandfold.
+        limit = self._max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await resp.content.read(READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLargeError(method, url, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _follow(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> Response:
+        """One attempt: the request, then the redirects that stay within its origin (GET only).
+
+        Raises:
+            RedirectError: a redirect to another origin, of a request other than a GET, or
+                more than ``MAX_REDIRECTS`` of them.
+        """
+        hops = 0
+        while True:
+            response = await self._once(method, url, params, body, headers)
+            location = response.headers.get("Location")
+            if response.status not in REDIRECT_STATUSES or location is None:
+                return response
+            here = URL(url)
+            there = here.join(URL(location))
+            if _origin(there) != _origin(here):
+                detail = (
+                    f"it leads to another origin ({_origin_text(here)} -> "
+                    f"{_origin_text(there)}), where no credential is sent"
+                )
+                raise RedirectError(method, url, response.status, detail)
+            if method != "GET":
+                detail = f"only a GET follows one, a {method} is not sent again"
+                raise RedirectError(method, url, response.status, detail)
+            hops += 1
+            if hops > MAX_REDIRECTS:
+                detail = f"more than {MAX_REDIRECTS} in a row"
+                raise RedirectError(method, url, response.status, detail)
+            url, params = str(there), None
 
     def _check(self, method: str, url: str, response: Response) -> Response:
         status = response.status
@@ -206,6 +288,9 @@ class HttpClient:
 
         Raises:
             TransientHTTPError: still failing after ``retry.max_attempts`` attempts.
+            RedirectError: a redirect that is not followed (see the class).
+            ThrottledError: the server asked for a pause longer than ``retry.max_seconds``.
+            ResponseTooLargeError: the answer is larger than ``max_response_bytes``.
             AuthError: 401 or 403.
             HTTPStatusError: any other 4xx.
         """
@@ -213,11 +298,12 @@ class HttpClient:
         while True:
             attempt += 1
             try:
-                response = await self._once(method, url, params, body, headers)
+                response = await self._follow(method, url, params, body, headers)
                 if response.status in accept:
                     return response
                 return self._check(method, url, response)
             except TransientHTTPError as exc:
+                self._refuse_long_pause(exc)
                 if attempt >= self._retry.max_attempts:
                     self.stats.failures += 1
                     raise
@@ -251,10 +337,33 @@ class HttpClient:
                 await self.pause_for(unreadable, attempt)
 
     async def pause_for(self, exc: TransientHTTPError, attempt: int) -> None:
-        """Wait before the next attempt; a 429 pauses the whole client."""
+        """Wait before the next attempt; a 429 pauses the whole client.
+
+        Raises:
+            ThrottledError: ``exc`` asks for a pause longer than ``retry.max_seconds``.
+        """
+        self._refuse_long_pause(exc)
         self.stats.retries += 1
         delay = backoff_delay(attempt, self._retry, retry_after=exc.retry_after, rand=self._rand)
         if exc.status == 429:
             self.stats.throttled += 1
             self._paused_until = max(self._paused_until, anyio.current_time() + delay)
         await anyio.sleep(delay)
+
+    def _refuse_long_pause(self, exc: TransientHTTPError) -> None:
+        # Waiting max_seconds instead would ask again long before the server said to.
+        if exc.retry_after is None or exc.retry_after <= self._retry.max_seconds:
+            return
+        if self._throttled is None:
+            self.stats.throttled += 1
+            self._throttled = ThrottledError(
+                exc.method, exc.url, exc.status, exc.retry_after, self._retry.max_seconds
+            )
+        self._raise_if_throttled(exc)
+
+    def _raise_if_throttled(self, cause: BaseException | None = None) -> None:
+        first = self._throttled
+        if first is not None:
+            raise ThrottledError(
+                first.method, first.url, first.status, first.retry_after, first.max_seconds
+            ) from cause

@@ -34,11 +34,13 @@ from tests.test_flow import run_pass
 RECORDS = int(os.environ.get("CHAOS_RECORDS", "500"))
 ALL = ("syncbatch", "emporix", "norce")
 
+# A Retry-After above FAST's max_seconds stops the target: every plan that sends 429 or 503
+# asks for less.
 PLANS: dict[str, dict[str, Any]] = {
-    "errors": {"error_rate": 0.1},
+    "errors": {"error_rate": 0.1, "retry_after": 0.01},
     "throttle": {"throttle_rate": 0.15, "retry_after": 0.01},
     "throttle-no-retry-after": {"throttle_rate": 0.15, "send_retry_after": False},
-    "bursts": {"burst_every": 15, "burst_length": 4},
+    "bursts": {"burst_every": 15, "burst_length": 4, "retry_after": 0.01},
     "latency-jitter": {"latency": 0.001, "latency_jitter": 0.01},
     "hangs": {"hang_rate": 0.03, "hang_seconds": 3.0},
     "resets": {"reset_rate": 0.08},

@@ -300,6 +300,16 @@ def test_settings_unknown_key_names_section_and_key(
             "targets.syncbatch.url",
             "Object missing required field `url`",
         ),
+        (
+            {"source": {"url": "u", "max_response_mb": 0}},
+            "source.max_response_mb",
+            "Expected `int` >= 1",
+        ),
+        (
+            {"source": {"url": "u"}, "targets": {"norce": {"url": "x", "max_response_mb": 0.5}}},
+            "targets.norce.max_response_mb",
+            "Expected `int`, got `float`",
+        ),
     ],
     ids=[
         "page-size-zero",
@@ -318,6 +328,8 @@ def test_settings_unknown_key_names_section_and_key(
         "syncbatch-rate-zero",
         "syncbatch-customer-type",
         "syncbatch-url-missing",
+        "source-max-response-zero",
+        "norce-max-response-float",
     ],
 )
 def test_settings_bad_value_names_its_path(data: dict[str, Any], path: str, detail: str) -> None:

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from pipeline.config import RetrySettings, secret
-from pipeline.http import HttpClient, HttpStats, tls_context
+from pipeline.http import MB, HttpClient, HttpStats, tls_context
 from pipeline.records import Ack, AckKind, Customer, Item
 from pipeline.sinks.oauth import ClientCredentials
 from pipeline.text import escape_controls
@@ -84,6 +84,8 @@ class HttpTargetSettings(Protocol):
     @property
     def ca_bundle(self) -> str | None: ...
     @property
+    def max_response_mb(self) -> int: ...
+    @property
     def deactivate_missing(self) -> bool: ...
     @property
     def max_deactivate_share(self) -> float: ...
@@ -106,6 +108,7 @@ class HttpTarget:
             retry=settings.retry,
             max_in_flight=settings.max_in_flight,
             rate_per_second=settings.rate_per_second,
+            max_response_bytes=settings.max_response_mb * MB,
             headers=headers,
         )
 

@@ -72,6 +72,8 @@ class ClientCredentials:
             TokenError: it gave no token after the retries (then every later call raises it
                 at once: the target is stopped, and no worker waits through the retries again).
             SinkError: its answer is not a token.
+            RedirectError, ThrottledError, ResponseTooLargeError: from the HTTP client; a
+                redirect of the form is never followed.
         """
         if self._token is not None and anyio.current_time() < self._renew_at:
             return self._token

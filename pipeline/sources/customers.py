@@ -11,7 +11,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from pipeline.config import SourceSettings, secret
 from pipeline.errors import SourceError
-from pipeline.http import HttpClient, tls_context
+from pipeline.http import MB, HttpClient, tls_context
 from pipeline.records import Page
 from pipeline.sources.envelope import Answer, EnvelopeDecoder
 from pipeline.sources.paging import Paging
@@ -78,6 +78,7 @@ class CustomerSource:
             timeout_seconds=settings.timeout_seconds,
             retry=settings.retry,
             max_in_flight=settings.max_in_flight,
+            max_response_bytes=settings.max_response_mb * MB,
             headers=headers,
         )
         self.paging = self._paging()
@@ -143,7 +144,8 @@ class CustomerSource:
         """One page's answer (None for an empty body); a cut or malformed body is retried.
 
         Raises:
-            DecodeError, TransientHTTPError, HTTPStatusError, TLSError: the page could not be read.
+            PipelineError: one of :data:`~pipeline.sources.reader.READ_ERRORS`, the page could
+                not be read.
         """
         return await self._get(self._params(offset))
 

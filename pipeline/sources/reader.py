@@ -21,7 +21,10 @@ from pipeline.errors import (
     DecodeError,
     HTTPStatusError,
     PipelineError,
+    RedirectError,
+    ResponseTooLargeError,
     SourceError,
+    ThrottledError,
     TLSError,
     TransientHTTPError,
 )
@@ -37,7 +40,15 @@ log = logging.getLogger("pipeline.source")
 END_STATUSES = frozenset({400, 404, 416})
 """Statuses a server may answer for a page past its last record; there, they mean the end."""
 
-READ_ERRORS = (DecodeError, TransientHTTPError, HTTPStatusError, TLSError)
+READ_ERRORS = (
+    DecodeError,
+    TransientHTTPError,
+    HTTPStatusError,
+    TLSError,
+    RedirectError,
+    ResponseTooLargeError,
+    ThrottledError,
+)
 """What reading one page may raise, each already retried where that made sense."""
 
 RECENT_PAGES = 3

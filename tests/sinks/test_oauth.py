@@ -12,7 +12,7 @@ from aiohttp import web
 
 from pipeline.config import RetrySettings, Secret
 from pipeline.emulators import serve_app
-from pipeline.errors import AuthError, SinkError
+from pipeline.errors import AuthError, RedirectError, SinkError
 from pipeline.http import HttpClient
 from pipeline.sinks.oauth import ClientCredentials
 
@@ -113,3 +113,30 @@ async def test_an_answer_without_token_is_a_sink_error() -> None:
     async with credentials(server) as tokens:
         with pytest.raises(SinkError, match="no token"):
             await tokens.token()
+
+
+class RedirectingTokenServer(TokenServer):
+    """A token endpoint that answers 307 towards ``location`` (another origin)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__()
+        self.location = location
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.forms.append(parse_qs(await request.text()))
+        return web.Response(status=307, headers={"Location": self.location})
+
+
+async def test_307_from_the_token_endpoint_resends_no_secret_elsewhere() -> None:
+    elsewhere_server = TokenServer()
+    elsewhere_app = web.Application()
+    elsewhere_app.router.add_route("*", "/{tail:.*}", elsewhere_server.handle)
+    async with serve_app(elsewhere_app) as elsewhere:
+        server = RedirectingTokenServer(f"{elsewhere}/oauth/token")
+        async with credentials(server) as tokens:
+            with pytest.raises(RedirectError, match="another origin") as caught:
+                await tokens.token()
+    assert elsewhere_server.forms == []  # the form, secret and all, never went there
+    assert len(server.forms) == 1
+    assert elsewhere in str(caught.value)
+    assert "csecret" not in str(caught.value)
