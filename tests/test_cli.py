@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -365,3 +366,26 @@ def test_a_state_path_in_a_missing_directory_is_created(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert state.is_file()
 
+
+def test_a_target_named_twice_is_run_once(emulators: dict[str, str], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    report = tmp_path / "report.json"
+    done = run_cli(
+        "run", "--config", str(config), "--report", str(report),
+        "--target", "syncbatch", "--target", "syncbatch", "--dry-run",
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr  # the dataset's invalid records
+    assert "Traceback" not in done.stderr
+    assert list(json.loads(report.read_text())["targets"]) == ["syncbatch"]
+
+
+@pytest.mark.parametrize("busy", [0, 2], ids=["source-port", "a-target-port"])
+def test_emulate_on_a_busy_port_exits_1_naming_it(busy: int) -> None:
+    port = free_port_range()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + busy))
+        taken.listen()
+        done = run_cli("emulate", "--customers", "10", "--port", str(port))
+    assert done.returncode == 1, done.stderr
+    line = one_line(done)
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port + busy}: "), line
