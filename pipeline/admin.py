@@ -24,8 +24,9 @@ def _when(stamp: float | None) -> str:
 
 
 def dlq_list(settings: Settings, console: Console, target: str | None = None) -> int:
-    """Print the dead letters (of one target, or all); return how many there are."""
-    store = StateStore(settings.state.path)
+    """Print the dead letters (of one target, or all); return how many there are. Reads the
+    state without writing, so it works while a pass runs."""
+    store = StateStore(settings.state.path, read_only=True)
     store.open_sync()
     try:
         letters = store.dead_letters_sync(target)
@@ -51,7 +52,11 @@ async def dlq_replay(
     settings: Settings, console: Console, target: str | None = None
 ) -> tuple[int, PassReport | None]:
     """Send the dead-lettered records again, read fresh from the source; the others are left
-    alone. Returns the exit code and the report (None when there was nothing to replay)."""
+    alone. Returns the exit code and the report (None when there was nothing to replay).
+
+    Raises:
+        StateError: another pass holds the state.
+    """
     async with StateStore(settings.state.path) as store:
         letters = await store.dead_letters(target)
     replay: dict[str, set[str]] = {}
@@ -76,8 +81,9 @@ async def dlq_replay(
 
 
 def status(settings: Settings, console: Console, limit: int = 10) -> None:
-    """Print the last passes and, per target, what the state store holds."""
-    store = StateStore(settings.state.path)
+    """Print the last passes and, per target, what the state store holds. Reads the state
+    without writing, so it works while a pass runs."""
+    store = StateStore(settings.state.path, read_only=True)
     store.open_sync()
     try:
         passes = store.passes_sync(limit)

@@ -161,7 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
                 f"{dead:,} records dead-lettered: the demo data holds deliberate defects "
                 f"(all are in {args.state}, table dead_letters). By reason:"
             )
-            async with StateStore(args.state) as store:
+            async with StateStore(args.state, read_only=True) as store:
                 letters = await store.dead_letters()
             kinds: dict[str, dict[str, set[str]]] = {}
             for letter in letters:

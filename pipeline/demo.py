@@ -25,7 +25,7 @@ from pipeline.emulators import (
     create_syncbatch_app,
     serve_app,
 )
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 
 __all__ = [
     "DEMO_STATE",
@@ -111,7 +111,11 @@ async def running_emulators(
     plan: EmulatorPlan | None = None,
 ) -> AsyncIterator[EmulatorUrls]:
     """Serve every emulator while the block runs; ``base_port`` 0 picks free ports, else
-    the source is on ``base_port`` and the targets on the ports after it."""
+    the source is on ``base_port`` and the targets on the ports after it.
+
+    Raises:
+        PipelineError: a port cannot be bound (taken by another process), naming it.
+    """
     plan = plan or EmulatorPlan()
     apps = [
         create_man_app(Dataset(customers, seed=seed), plan.man),
@@ -120,12 +124,14 @@ async def running_emulators(
         create_norce_app(plan.norce),
     ]
     async with AsyncExitStack() as stack:
-        urls = [
-            await stack.enter_async_context(
-                serve_app(app, host, base_port + offset if base_port else 0)
-            )
-            for offset, app in enumerate(apps)
-        ]
+        urls = []
+        for offset, app in enumerate(apps):
+            port = base_port + offset if base_port else 0
+            try:
+                urls.append(await stack.enter_async_context(serve_app(app, host, port)))
+            except OSError as exc:  # the port is taken, or the host is not this machine's
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise PipelineError(f"cannot listen on {host}:{port}: {reason}") from exc
         yield EmulatorUrls(
             source=f"{urls[0]}{plan.man.alias}", syncbatch=urls[1], emporix=urls[2], norce=urls[3]
         )

@@ -48,13 +48,13 @@ _report_encoder = msgspec.json.Encoder()
 def build_targets(
     settings: Settings, store: StateStore, only: Sequence[str] | None = None
 ) -> list[Target]:
-    """The enabled targets, limited to ``only`` when given.
+    """The enabled targets, limited to ``only`` when given (a name given twice counts once).
 
     Raises:
         ConfigError: ``only`` names a target that is not configured.
     """
     enabled = settings.targets.enabled()
-    names = list(only) if only else enabled
+    names = list(dict.fromkeys(only)) if only else enabled
     unknown = [n for n in names if n not in enabled]
     if unknown:
         raise ConfigError(f"target {unknown[0]!r} is not configured", path="targets")

@@ -68,7 +68,7 @@ async def run_once(
 
     Raises:
         ConfigError: the configuration cannot be used (a secret missing, an unknown target).
-        StateError: the state store cannot be opened.
+        StateError: the state store cannot be opened, or another pass holds it.
     """
     console = console or Console(file=sys.stderr)
     async with StateStore(settings.state.path) as store:
@@ -108,7 +108,11 @@ async def serve(
     pass that runs long is not doubled) until SIGTERM/SIGINT, then drain and exit 0.
 
     ``on_ready`` gets the metrics URL once it is served; ``max_passes`` ends the loop after
-    that many passes (for tests and one-off bulk loads run as a service).
+    that many passes (for tests and one-off bulk loads run as a service). The state is held
+    (no other pass may start on it) until it returns.
+
+    Raises:
+        StateError: the state store cannot be opened, or another pass holds it.
     """
     health = Health(config_loaded=True)
     stopping = anyio.Event()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -339,3 +340,106 @@ def test_demo_twice_reports_everything_unchanged(
     assert second["unchanged"] == first["created"]
     # Norce refuses the "Ghost Unit" customers again: nothing else was sent.
     assert "nothing written: the " in capsys.readouterr().err
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr.strip()
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[Path]:
+    """A directory this process cannot create files in (as root, a sysfs one)."""
+    directory = tmp_path / "read-only"
+    directory.mkdir()
+    directory.chmod(0o555)
+    try:
+        for candidate in (directory, Path("/sys")):
+            try:
+                (candidate / "probe").touch()
+            except OSError:
+                yield candidate
+                return
+            (candidate / "probe").unlink()
+        pytest.skip("no directory this process cannot write to")
+    finally:
+        directory.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("file/state.sqlite3", "{tmp}/file is a file, not a directory"),
+        ("file/sub/state.sqlite3", "{tmp}/file is a file, not a directory"),
+        ("dir", "cannot open {tmp}/dir: Is a directory"),
+        ("{ro}/state.sqlite3", "cannot create {ro}/state.sqlite3.lock: "),
+        ("{ro}/sub/state.sqlite3", "cannot create directory {ro}/sub: "),
+    ],
+    ids=["parent-is-a-file", "grandparent-is-a-file", "a-directory", "unwritable", "uncreatable"],
+)
+@pytest.mark.parametrize("command", [["run"], ["serve"], ["dlq", "replay"]], ids=" ".join)
+def test_a_state_path_that_cannot_be_used_exits_2_naming_it(
+    tmp_path: Path, unwritable: Path, where: str, expected: str, command: list[str]
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    (tmp_path / "dir").mkdir()
+    state = tmp_path / where.format(ro=unwritable)
+    urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+    config = write_config(tmp_path / "c.toml", urls, state)
+
+    done = run_cli(*command, "--config", str(config))
+
+    assert done.returncode == 2, done.stderr
+    line = one_line(done)
+    assert line.startswith("configuration error: state.path: "), line
+    assert expected.format(tmp=tmp_path, ro=unwritable) in line
+
+
+@pytest.mark.parametrize("command", [["status"], ["dlq", "list"]], ids=" ".join)
+@pytest.mark.parametrize("where", ["file/state.sqlite3", "dir"])
+def test_reading_a_state_path_that_cannot_be_used_exits_2_naming_it(
+    tmp_path: Path, where: str, command: list[str]
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    (tmp_path / "dir").mkdir()
+    urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+    config = write_config(tmp_path / "c.toml", urls, tmp_path / where)
+
+    done = run_cli(*command, "--config", str(config))
+
+    assert done.returncode == 2, done.stderr
+    assert one_line(done).startswith("configuration error: state.path: "), done.stderr
+
+
+def test_a_state_path_in_a_missing_directory_is_created(tmp_path: Path) -> None:
+    state = tmp_path / "new" / "deeper" / "state.sqlite3"
+    urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+    config = write_config(tmp_path / "c.toml", urls, state)
+    done = run_cli("dlq", "replay", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert state.is_file()
+
+
+def test_a_target_named_twice_is_run_once(emulators: dict[str, str], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    report = tmp_path / "report.json"
+    done = run_cli(
+        "run", "--config", str(config), "--report", str(report),
+        "--target", "syncbatch", "--target", "syncbatch", "--dry-run",
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr  # the dataset's invalid records
+    assert "Traceback" not in done.stderr
+    assert list(json.loads(report.read_text())["targets"]) == ["syncbatch"]
+
+
+@pytest.mark.parametrize("busy", [0, 2], ids=["source-port", "a-target-port"])
+def test_emulate_on_a_busy_port_exits_1_naming_it(busy: int) -> None:
+    port = free_port_range()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + busy))
+        taken.listen()
+        done = run_cli("emulate", "--customers", "10", "--port", str(port))
+    assert done.returncode == 1, done.stderr
+    line = one_line(done)
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port + busy}: "), line

@@ -11,10 +11,12 @@ Tables:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -23,8 +25,9 @@ from typing import Self, TypeVar
 import anyio
 import msgspec
 
-from pipeline.errors import StateError
+from pipeline.errors import ConfigError, StateError
 from pipeline.records import Ack
+from pipeline.state import lock
 
 __all__ = ["DeadLetter", "PassRecord", "StateStore"]
 
@@ -84,12 +87,20 @@ class PassRecord(msgspec.Struct, frozen=True):
 
 
 class StateStore:
-    """Async front of one SQLite connection; calls are serialised on a worker thread."""
+    """Async front of one SQLite connection; calls are serialised on a worker thread.
 
-    def __init__(self, path: str | Path) -> None:
+    Opened for writing, the store holds the state's lock (:mod:`pipeline.state.lock`) until it
+    is closed, and creates its files ``0600``. ``read_only`` opens it without the lock and
+    without writing (``status``, ``dlq list``), so it works while a pass runs; a missing file
+    reads as an empty store.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
+        self.read_only = read_only
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.CapacityLimiter(1)
+        self._locked = False
 
     # Opening and closing ---------------------------------------------------------------
 
@@ -97,11 +108,17 @@ class StateStore:
         """Open (creating when missing) and check the schema.
 
         Raises:
-            StateError: the file cannot be opened or belongs to another schema version.
+            ConfigError: ``state.path`` cannot be created or opened (a directory that cannot
+                be created or written, a parent that is a file).
+            StateError: another pass holds the state, or the file cannot be opened or belongs
+                to another schema version.
         """
+        if self.read_only:
+            self._conn = self._open_read_only()
+            return
+        if self.path != ":memory:":
+            self._prepare()
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -118,8 +135,77 @@ class StateStore:
                 conn.close()
                 raise StateError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
+            self._unlock()
             raise StateError(f"cannot open state store {self.path}: {exc}") from exc
+        except BaseException:
+            self._unlock()
+            raise
         self._conn = conn
+
+    def _prepare(self) -> None:
+        """Create the directory, take the lock, create the file ``0600`` before SQLite does (its
+        ``-wal`` and ``-shm`` then get the same mode) and tighten files an older version left
+        wider."""
+        path = Path(self.path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(_cannot_create(path.parent, exc), path="state.path") from exc
+        try:
+            lock.acquire(self.path)
+        except OSError as exc:
+            what = f"create {exc.filename}" if exc.filename else f"lock {self.path}.lock"
+            raise ConfigError(f"cannot {what}: {exc.strerror}", path="state.path") from exc
+        self._locked = True
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, lock.PRIVATE)
+        except OSError as exc:
+            self._unlock()
+            raise ConfigError(
+                f"cannot open {self.path}: {exc.strerror}", path="state.path"
+            ) from exc
+        lock.tighten(fd)
+        os.close(fd)
+        _tighten_side_files(self.path)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        path = Path(self.path)
+        if self.path != ":memory:" and not path.exists():
+            for ancestor in path.parents:
+                if ancestor.exists() and not ancestor.is_dir():
+                    message = f"{ancestor} is a file, not a directory"
+                    raise ConfigError(message, path="state.path")
+        if path.is_dir():
+            raise ConfigError(f"cannot open {self.path}: Is a directory", path="state.path")
+        if self.path == ":memory:" or not path.is_file() or _empty(self.path):
+            conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            conn.executescript(_SCHEMA)  # no pass has written here yet: an empty store
+            return conn
+        with contextlib.suppress(OSError):
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            lock.tighten(fd)
+            os.close(fd)
+        _tighten_side_files(self.path)
+        uri = f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=5000")
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state store {self.path}: {exc}") from exc
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            conn.close()
+            found = "none" if row is None else row[0]
+            raise StateError(
+                f"{self.path}: schema version {found}, expected {SCHEMA_VERSION} "
+                "(a pass upgrades an older one)"
+            )
+        return conn
+
+    def _unlock(self) -> None:
+        if self._locked:
+            self._locked = False
+            lock.release(self.path)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection, version: int) -> None:
@@ -136,6 +222,7 @@ class StateStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._unlock()
 
     async def __aenter__(self) -> Self:
         await anyio.to_thread.run_sync(self.open_sync, limiter=self._lock)
@@ -422,14 +509,22 @@ class StateStore:
         await self._run(lambda: self.finish_pass_sync(pass_id, status, report, checkpoint))
 
     def passes_sync(self, limit: int = 10) -> list[PassRecord]:
-        self.mark_interrupted_sync()
+        if not self.read_only:
+            self.mark_interrupted_sync()
         rows = self.conn.execute(
-            "SELECT id, started_at, finished_at, status, report, start_offset, checkpoint "
+            "SELECT id, started_at, finished_at, status, report, start_offset, checkpoint, owner "
             "FROM passes "
             "ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [PassRecord(*row) for row in rows]
+        records = []
+        for *fields, owner in rows:
+            record = PassRecord(*fields)
+            if record.status == "running" and not _alive(owner):
+                # Read-only: shown as what the next pass that opens the store marks it.
+                record = msgspec.structs.replace(record, status="interrupted")
+            records.append(record)
+        return records
 
     def dead_letters_sync(self, target: str | None = None) -> list[DeadLetter]:
         sql = "SELECT * FROM dead_letters"
@@ -534,6 +629,30 @@ def _alive(owner: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _tighten_side_files(path: str) -> None:
+    for suffix in _SIDE_FILES:
+        with contextlib.suppress(OSError):
+            fd = os.open(path + suffix, os.O_RDONLY | os.O_CLOEXEC)
+            lock.tighten(fd)
+            os.close(fd)
+
+
+def _empty(path: str) -> bool:
+    with contextlib.suppress(OSError):
+        return os.path.getsize(path) == 0
+    return False
+
+
+def _cannot_create(directory: Path, exc: OSError) -> str:
+    for ancestor in (*reversed(directory.parents), directory):
+        if ancestor.exists() and not ancestor.is_dir():
+            return f"{ancestor} is a file, not a directory"
+    return f"cannot create directory {directory}: {exc.strerror}"
 
 
 def _names(targets: Sequence[str]) -> str:

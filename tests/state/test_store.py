@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -499,3 +500,78 @@ async def test_dead_lettered_lists_the_customers_of_one_target(store: StateStore
         await store.apply([created("c1", b"h1")])
         assert await store.dead_lettered("syncbatch") == {"c2"}
         assert await store.dead_lettered("emporix") == {"c2"}
+
+
+# Files: modes, read-only opens -----------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)  # the usual one, which made the state 0644 before
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_state_files_are_created_readable_by_their_owner_only(
+    db_path: Path, umask_022: None
+) -> None:
+    with anyio.fail_after(DEADLINE):
+        async with StateStore(db_path) as store:
+            await store.apply([dead("c1", "refused: a@example.com")])
+            files = [Path(f"{db_path}{suffix}") for suffix in ("", "-wal", "-shm", ".lock")]
+            assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
+async def test_wider_state_files_are_tightened_when_opened(db_path: Path, umask_022: None) -> None:
+    db_path.parent.mkdir()
+    old = sqlite3.connect(db_path)
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE t (x)")  # the -wal and -shm of a killed process stay behind
+    files = [db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")]
+    for f in files:
+        f.chmod(0o644)
+    try:
+        with anyio.fail_after(DEADLINE):
+            async with StateStore(db_path):
+                assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        old.close()
+
+
+async def test_read_only_store_reads_while_a_writer_holds_it_and_writes_nothing(
+    store: StateStore, db_path: Path
+) -> None:
+    with anyio.fail_after(DEADLINE):
+        await store.apply([dead("c1", "refused")])
+        gone = await store.start_pass()
+    store.conn.execute(
+        "UPDATE passes SET owner=? WHERE id=?", (f"{socket.gethostname()}:{_dead_pid()}", gone)
+    )
+    reader = StateStore(db_path, read_only=True)
+    reader.open_sync()
+    try:
+        assert [d.customer_id for d in reader.dead_letters_sync()] == ["c1"]
+        assert [p.status for p in reader.passes_sync()] == ["interrupted"]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.conn.execute("DELETE FROM dead_letters")
+    finally:
+        reader.close_sync()
+    # Shown as interrupted, left as it was: only a pass may change it.
+    assert store.conn.execute("SELECT status FROM passes").fetchall() == [("running",)]
+
+
+def test_read_only_store_of_a_missing_file_is_empty_and_creates_nothing(db_path: Path) -> None:
+    reader = StateStore(db_path, read_only=True)
+    reader.open_sync()
+    try:
+        assert reader.dead_letters_sync() == []
+        assert reader.passes_sync() == []
+    finally:
+        reader.close_sync()
+    assert not db_path.parent.exists()
