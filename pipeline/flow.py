@@ -36,6 +36,7 @@ from pipeline.state.store import StateStore
 from pipeline.transform.dedupe import Dedupe, PassDedupe
 from pipeline.transform.stage import TransformStats, run_transform
 from pipeline.transform.wire import RecordDecoder
+from pipeline.unusable import FirstFailures
 
 __all__ = ["Pass", "build_targets"]
 
@@ -97,6 +98,7 @@ class Pass:
         self.source = source or CustomerSource(settings.source, start_offset=start_offset)
         self.channels = Channels(settings.flow.queue_size)
         self.counters = {t.name: TargetCounters() for t in self.targets}
+        self._first = {t.name: FirstFailures(t.name) for t in self.targets}
         self.transform = TransformStats()
         # What the pass has seen lives on disk beside the state store: memory stays flat.
         self.dedupe: Dedupe = (
@@ -275,6 +277,10 @@ class Pass:
                     await outcomes.send(Outcome(target.name, counts=_by_page(chunk, "skipped")))
                     continue
                 await outcomes.send(Outcome(target.name, result))
+                verdict = self._first[target.name].observe(result)
+                if verdict is not None and counters.error is None:
+                    counters.error = verdict
+                    log.error("target stopped", extra={"target": target.name, "error": verdict})
 
     def _apply(self, outcome: Outcome) -> None:
         """Settle one outcome in the checkpoint and the counters (the only place that does)."""

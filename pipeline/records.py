@@ -134,6 +134,9 @@ class Ack(msgspec.Struct, frozen=True, gc=False):
     offset: int = 0
     """Source offset of the record's page (for the checkpoint)."""
     ref: str | None = None
+    request_failed: bool = False
+    """Dead because the request itself failed (no answer about this record: refused
+    connection, 5xx after the retries, a 404 of the endpoint), not because it was refused."""
 
 
 Settled = Literal["unchanged", "skipped", "would_send", "repeat", "ignored"]

@@ -59,13 +59,23 @@ def confirmed(target: str, item: Item) -> Ack:
     return Ack(target, item.customer_id, kind, hash=item.hash, offset=item.offset, ref=item.ref)
 
 
-def dead(target: str, item: Item, reason: str, offset: int | None = None) -> Ack:
-    """The ack of an item the target refused for good, or could not be written this pass.
+def dead(
+    target: str,
+    item: Item,
+    reason: str,
+    offset: int | None = None,
+    *,
+    request_failed: bool = False,
+) -> Ack:
+    """The ack of an item the target refused for good, or could not be written this pass
+    (``request_failed``: the request itself failed, see :class:`~pipeline.records.Ack`).
     Every dead letter of a target is made here: the record's own personal values are masked
     out of the reason, whatever words of the target it quotes."""
     where = item.offset if offset is None else offset
     text = mask_personal(reason, item.personal)
-    return Ack(target, item.customer_id, "dead", reason=text, offset=where)
+    return Ack(
+        target, item.customer_id, "dead", reason=text, offset=where, request_failed=request_failed
+    )
 
 
 class HttpTargetSettings(Protocol):

@@ -305,7 +305,7 @@ class EmporixTarget(HttpTarget):
         except _Refused as refused:
             return dead(self.name, item, str(refused))
         except TransientHTTPError as exc:
-            return dead(self.name, item, f"request failed: {exc}")
+            return dead(self.name, item, f"request failed: {exc}", request_failed=True)
         item.ref = number if number != item.customer_id else None
         return confirmed(self.name, item)
 

@@ -338,7 +338,8 @@ class NorceTarget(HttpTarget):
             except AuthError:
                 raise
             except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
-                return [dead(self.name, i, f"creating companies failed: {exc}") for i in items]
+                reason = f"creating companies failed: {exc}"
+                return [dead(self.name, i, reason, request_failed=True) for i in items]
         return await self._import(list(items), may_split=True)
 
     async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
@@ -371,7 +372,7 @@ class NorceTarget(HttpTarget):
         except AuthError:
             raise
         except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
-            return [dead(self.name, i, f"import failed: {exc}") for i in items]
+            return [dead(self.name, i, f"import failed: {exc}", request_failed=True) for i in items]
         named = [i for i in items if i.customer_id in failures]
         if not job.explained_by(len(named)):
             # The log names fewer items than failed: the others are not known to be in.

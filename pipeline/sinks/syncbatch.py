@@ -256,7 +256,8 @@ class SyncBatchTarget(HttpTarget):
             except AuthError:
                 raise
             except (TransientHTTPError, HTTPStatusError) as exc:
-                acks.extend(self._ack(i, f"request failed: {exc}") for i in pending)
+                reason = f"request failed: {exc}"
+                acks.extend(dead(self.name, i, reason, request_failed=True) for i in pending)
                 break
             # -- a 400 names the accounts it refuses; the rest goes again at once
             retry: list[Item] = []
