@@ -7,6 +7,7 @@ finished passes plus the live counters of the running one, the HTTP clients' own
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -24,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from pipeline.config import listen_address
+from pipeline.errors import PipelineError
 from pipeline.flow import Pass
 from pipeline.http import LATENCY_BUCKETS, HttpStats
 from pipeline.report import PassReport
@@ -198,12 +200,18 @@ async def serve_metrics(listen: str, metrics: Metrics, health: Health) -> AsyncI
 
     Raises:
         ConfigError: ``listen`` is not ``host:port`` (see :func:`~pipeline.config.listen_address`).
+        PipelineError: the address cannot be listened on (the port is taken, say).
     """
     host, port = listen_address(listen)
     runner = web.AppRunner(_app(metrics, health), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host or "0.0.0.0", port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        await runner.cleanup()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise PipelineError(f"cannot listen on {listen} ([metrics] listen): {reason}") from exc
     try:
         server = site._server  # the bound port, when 0 was asked for
         sockets = getattr(server, "sockets", None) or []

@@ -443,3 +443,20 @@ def test_emulate_on_a_busy_port_exits_1_naming_it(busy: int) -> None:
     assert done.returncode == 1, done.stderr
     line = one_line(done)
     assert line.startswith(f"error: cannot listen on 127.0.0.1:{port + busy}: "), line
+
+
+def test_serve_on_a_busy_metrics_port_exits_1_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "c.toml"
+        config.write_text(
+            '[source]\nurl = "http://127.0.0.1:1/c"\n'
+            f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+            f'[state]\npath = "{tmp_path / "s.sqlite3"}"\n'
+        )
+        done = run_cli("serve", "--config", str(config))
+    assert done.returncode == 1, done.stderr
+    line = one_line(done)
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port} ([metrics] listen): "), line
