@@ -104,7 +104,7 @@ class Pass:
         self.dedupe: Dedupe = (
             PassDedupe()
             if settings.state.path == ":memory:"
-            else SeenOnDisk(Path(settings.state.path).parent)
+            else SeenOnDisk(Path(settings.state.path).parent, owner=Path(settings.state.path).name)
         )
         self.decoder = RecordDecoder.from_settings(settings.source)
         self.checkpoint = Checkpoint([t.name for t in self.targets], self.source.start_offset)

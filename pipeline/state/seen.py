@@ -8,6 +8,8 @@ looked up in a few statements; the page's new claims are written when it is done
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import os
 import sqlite3
 import tempfile
@@ -25,14 +27,17 @@ _PREFIX = ".pass-seen-"
 class SeenOnDisk:
     """A :class:`~pipeline.transform.dedupe.Dedupe` backed by a temporary SQLite file."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, owner: str = "") -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
         # A pass killed with SIGKILL leaves its file behind; one state store runs one pass at
-        # a time, so whatever is there now is stale.
-        for stale in Path(directory).glob(f"{_PREFIX}*.sqlite3"):
+        # a time (it holds the state's lock), so whatever its own prefix finds now is stale.
+        # The files of another state file in the same directory are another feed's: kept.
+        tag = hashlib.sha256(owner.encode()).hexdigest()[:12]
+        prefix = f"{_PREFIX}{tag}-" if owner else _PREFIX
+        for stale in Path(directory).glob(f"{glob.escape(prefix)}*.sqlite3"):
             with contextlib.suppress(OSError):
                 stale.unlink()
-        fd, self.path = tempfile.mkstemp(prefix=_PREFIX, suffix=".sqlite3", dir=directory)
+        fd, self.path = tempfile.mkstemp(prefix=prefix, suffix=".sqlite3", dir=directory)
         os.close(fd)
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None)

@@ -70,3 +70,19 @@ def test_a_file_left_by_a_killed_pass_is_removed(tmp_path: Path) -> None:
         assert Path(disk.path).exists()
     finally:
         disk.close()
+
+
+def test_another_state_files_pass_keeps_its_file(tmp_path: Path) -> None:
+    # Two feeds, two state files in one directory, passes at the same time.
+    first = SeenOnDisk(tmp_path, owner="feed-a.sqlite3")
+    left = SeenOnDisk(tmp_path, owner="feed-a.sqlite3")  # as if a killed pass left `first`
+    left.close()
+    stale = Path(first.path)
+    other = SeenOnDisk(tmp_path, owner="feed-a.sqlite3-b")
+    again = SeenOnDisk(tmp_path, owner="feed-a.sqlite3")
+    try:
+        assert Path(other.path).exists()  # another state's: kept
+        assert not stale.exists()  # its own, left behind: removed
+    finally:
+        for disk in (first, other, again):
+            disk.close()
