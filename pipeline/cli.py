@@ -84,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     emulate = sub.add_parser("emulate", help="serve the emulators until stopped")
     emulate.add_argument("--customers", type=int, default=10_000)
     emulate.add_argument("--host", default="127.0.0.1")
-    emulate.add_argument("--port", type=int, default=8001, help="first port (default 8001)")
+    emulate.add_argument(
+        "--port", type=_first_port, default=8001, help="first of four ports (default 8001)"
+    )
     emulate.add_argument("--plan", help="TOML file of emulator behaviour and faults")
 
     check = sub.add_parser("check-config", help="validate a configuration file")
@@ -214,6 +216,17 @@ def _check_config(args: argparse.Namespace) -> int:
     if settings.targets.syncbatch is not None:
         print(describe_ids(settings.targets.syncbatch))
     return EXIT_OK
+
+
+def _first_port(text: str) -> int:
+    """The first of the four ports ``emulate`` takes: 0 (any free ones) or 1..65532."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if port != 0 and not 1 <= port <= 65535 - 3:
+        raise argparse.ArgumentTypeError(f"{port}: the four ports must lie within 1..65535")
+    return port
 
 
 def main(argv: Sequence[str] | None = None) -> int:

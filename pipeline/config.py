@@ -377,7 +377,8 @@ class Secret:
     __str__ = __repr__
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0 and C1 control characters and the Unicode line separators: never in a secret or URL."""
 
 
 def secret(env_name: str | None, *, key: str) -> Secret | None:

@@ -26,7 +26,7 @@ from pipeline.deactivation import deactivate_missing
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.records import Ack, Customer, Item, Outcome, Page, RecordBatch, Settled
 from pipeline.report import PassReport, PassStatus, SourceReport, TargetCounters, TargetReport
-from pipeline.sinks.base import Target, dead
+from pipeline.sinks.base import Target, dead, mask_batch
 from pipeline.sinks.emporix import EmporixTarget
 from pipeline.sinks.norce import NorceTarget
 from pipeline.sinks.syncbatch import SyncBatchTarget
@@ -276,6 +276,7 @@ class Pass:
                         )
                     await outcomes.send(Outcome(target.name, counts=_by_page(chunk, "skipped")))
                     continue
+                result = mask_batch(result, chunk)  # a message may quote another record
                 await outcomes.send(Outcome(target.name, result))
                 verdict = self._first[target.name].observe(result)
                 if verdict is not None and counters.error is None:

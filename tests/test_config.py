@@ -557,6 +557,9 @@ def test_secret_from_a_file_loses_its_trailing_newline(
         ("s3cret\nline", "holds a control character"),
         ("s3\tcret", "holds a control character"),
         ("s3cret\x7f", "holds a control character"),
+        ("s3c\u0085ret", "holds a control character"),  # NEL, a C1 control
+        ("s3c\x9bret", "holds a control character"),  # CSI
+        ("s3c\u2028ret", "holds a control character"),  # a line separator
     ],
 )
 def test_secret_that_cannot_be_sent_is_refused_naming_the_key(

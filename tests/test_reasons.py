@@ -148,3 +148,45 @@ async def test_hostile_paths_leave_no_secret_or_personal_value_anywhere(
         for value in personal(raw):
             if len(value) > 5:
                 assert value.lower() not in lowered, (raw["customer_id"], value)
+
+
+def gossip_service() -> web.Application:
+    """A sync-batch service whose refusal of each account quotes the next one of the batch,
+    part of its phone number and the next row as JSON."""
+
+    async def batch(request: web.Request) -> web.Response:
+        body = await request.json()
+        accounts = [a for c in body["customers"] for a in c["accounts"]]
+        answers = []
+        for i, customer in enumerate(body["customers"]):
+            other = accounts[(i + 1) % len(accounts)]
+            phone = (other.get("phoneNumber") or "+49 170 1234567")[:7]
+            message = (
+                f"collides with {other['firstName']} {other['lastName']} of "
+                f"{other.get('address', '')} ({phone}...) row {json.dumps(other)}"
+            )
+            field = f"Customers[{i}].Accounts[0].UserName"
+            error = {"errorCode": "Conflict", "fieldName": field, "message": message}
+            answers.append(
+                {"customer": customer, "index": i, "responseStatus": {**error, "errors": [error]}}
+            )
+        return web.json_response(answers)
+
+    app = web.Application()
+    app.router.add_post("/sync/customers/batch", batch)
+    return app
+
+
+async def test_a_message_quoting_another_record_of_the_batch_keeps_none_of_it(env: Env) -> None:
+    dataset = Dataset(40, seed=9, defects=False)
+    await env.start(dataset)
+    url = await env.stack.enter_async_context(serve_app(gossip_service()))
+    report, _ = await run_pass(env, targets__syncbatch__url=url, targets__syncbatch__batch_size=8)
+
+    assert report.targets["syncbatch"].dead_lettered == 40
+    async with StateStore(env.settings().state.path) as store:
+        reasons = "\n".join(d.reason for d in await store.dead_letters()).lower()
+    assert "collides with <personal> <personal> of <personal> (<number>...) row {…}" in reasons
+    for raw in dataset.records():
+        for value in personal(raw):
+            assert value.lower() not in reasons, (raw["customer_id"], value)

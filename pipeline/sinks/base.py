@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
+import msgspec
+
 from pipeline.config import RetrySettings, secret
 from pipeline.http import MB, HttpClient, HttpStats, tls_context
 from pipeline.records import Ack, AckKind, Customer, Item
@@ -21,20 +23,40 @@ __all__ = [
     "client_credentials",
     "confirmed",
     "dead",
+    "mask_batch",
     "mask_personal",
     "redact",
 ]
 
 _EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 _DIGITS = re.compile(r"\+?\d[\d ()/-]{6,}\d")
+_PHONE = re.compile(r"\+\d[\d ()/-]*\d")
+"""An international number, even cut short."""
+_OBJECT = re.compile(r"\{.*", re.DOTALL)
+"""A JSON object quoted in a message (a row of the import), to its end: it is a record's."""
 MAX_REASON = 500
 
 
 def redact(text: str) -> str:
     """A server's message made safe for logs and dead letters: emails and phone-like runs
-    masked, control characters escaped."""
-    masked = _DIGITS.sub("<number>", _EMAIL.sub("<email>", text))
+    masked, an object it quotes (a record, say) cut, control characters escaped."""
+    cut = _OBJECT.sub("{…}", text)
+    masked = _PHONE.sub("<number>", _DIGITS.sub("<number>", _EMAIL.sub("<email>", cut)))
     return escape_controls(masked)[:MAX_REASON]
+
+
+def mask_batch(acks: Sequence[Ack], items: Sequence[Item]) -> list[Ack]:
+    """``acks`` with the personal values of every record of the batch masked out of each
+    dead letter's reason: a target's message about one record may quote another."""
+    personal = tuple(value for item in items for value in item.personal)
+    if not personal or all(a.kind != "dead" for a in acks):
+        return list(acks)
+    return [
+        msgspec.structs.replace(a, reason=mask_personal(a.reason, personal))
+        if a.kind == "dead" and a.reason
+        else a
+        for a in acks
+    ]
 
 
 def mask_personal(text: str, personal: Sequence[str]) -> str:

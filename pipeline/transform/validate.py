@@ -107,7 +107,9 @@ def _address(raw: ManAddress) -> Address | None:
     else:
         code = iso2_code(iso2) if _ISO2.match(iso2) else None
         if code is None:
-            raise Invalid(f"address.iso2Code {iso2[:8]!r} is not an ISO 3166-1 alpha-2 code")
+            # A code-like value is quoted (it is no personal data); anything longer is not.
+            shown = f" {iso2!r}" if len(iso2) <= 3 and iso2.isascii() and iso2.isalnum() else ""
+            raise Invalid(f"address.iso2Code{shown} is not an ISO 3166-1 alpha-2 code")
         iso2 = code
     zip_code = raw.zipCode
     billing, shipping = raw.isDefaultBilling, raw.isDefaultShipping
