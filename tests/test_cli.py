@@ -460,3 +460,11 @@ def test_serve_on_a_busy_metrics_port_exits_1_naming_it(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     line = one_line(done)
     assert line.startswith(f"error: cannot listen on 127.0.0.1:{port} ([metrics] listen): "), line
+
+
+@pytest.mark.parametrize("port", ["65534", "-1", "http"])
+def test_emulate_with_ports_out_of_range_exits_2(port: str) -> None:
+    done = run_cli("emulate", "--customers", "10", "--port", port)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "argument --port" in done.stderr
