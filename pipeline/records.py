@@ -110,9 +110,9 @@ class Item(msgspec.Struct, gc=False):
     refused: str | None = None
     """Why the target cannot take this record at all (no payload): it is dead-lettered with this
     reason, never sent."""
-    personal: tuple[str, ...] = ()
-    """The record's personal values (see :func:`personal_values`): masked out of whatever a
-    target says of it before that becomes a dead-letter reason."""
+    customer: Customer | None = None
+    """The record, whose personal values (:func:`personal_values`) are masked out of whatever
+    a target says of it before that becomes a dead-letter reason (read only then)."""
 
     @property
     def known(self) -> bool:

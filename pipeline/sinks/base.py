@@ -12,7 +12,7 @@ import msgspec
 
 from pipeline.config import RetrySettings, secret
 from pipeline.http import MB, HttpClient, HttpStats, tls_context
-from pipeline.records import Ack, AckKind, Customer, Item
+from pipeline.records import Ack, AckKind, Customer, Item, personal_values
 from pipeline.sinks.oauth import ClientCredentials
 from pipeline.text import escape_controls
 
@@ -48,8 +48,10 @@ def redact(text: str) -> str:
 def mask_batch(acks: Sequence[Ack], items: Sequence[Item]) -> list[Ack]:
     """``acks`` with the personal values of every record of the batch masked out of each
     dead letter's reason: a target's message about one record may quote another."""
-    personal = tuple(value for item in items for value in item.personal)
-    if not personal or all(a.kind != "dead" for a in acks):
+    if all(a.kind != "dead" for a in acks):
+        return list(acks)
+    personal = tuple(v for i in items if i.customer for v in personal_values(i.customer))
+    if not personal:
         return list(acks)
     return [
         msgspec.structs.replace(a, reason=mask_personal(a.reason, personal))
@@ -94,7 +96,8 @@ def dead(
     Every dead letter of a target is made here: the record's own personal values are masked
     out of the reason, whatever words of the target it quotes."""
     where = item.offset if offset is None else offset
-    text = mask_personal(reason, item.personal)
+    personal = personal_values(item.customer) if item.customer is not None else ()
+    text = mask_personal(reason, personal)
     return Ack(
         target, item.customer_id, "dead", reason=text, offset=where, request_failed=request_failed
     )

@@ -28,7 +28,7 @@ import msgspec
 from pipeline.config import EMPORIX_CUSTOMERS_PATH, EMPORIX_TOKEN_PATH, EmporixSettings
 from pipeline.errors import AuthError, HTTPStatusError, PipelineError, TransientHTTPError
 from pipeline.http import Response
-from pipeline.records import Ack, Customer, Item, personal_values
+from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
 from pipeline.state.store import StateStore
 from pipeline.transform.emporix import (
@@ -136,7 +136,7 @@ class EmporixTarget(HttpTarget):
                     payload.hash(),
                     payload,
                     ref=ref,
-                    personal=personal_values(customer),
+                    customer=customer,
                 )
             )
         return items

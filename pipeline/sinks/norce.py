@@ -36,7 +36,7 @@ from pipeline.errors import (
     TransientHTTPError,
 )
 from pipeline.http import Response
-from pipeline.records import Ack, Customer, Item, personal_values
+from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.norce import (
@@ -190,9 +190,7 @@ class NorceTarget(HttpTarget):
             )
             body = map_customer(customer, self.settings)
             digest = payload_hash(_encoder.encode(body))
-            items.append(
-                Item(customer.customer_id, digest, body, personal=personal_values(customer))
-            )
+            items.append(Item(customer.customer_id, digest, body, customer=customer))
         return items
 
     # Calls and jobs --------------------------------------------------------------------

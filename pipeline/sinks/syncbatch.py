@@ -19,7 +19,7 @@ import msgspec
 
 from pipeline.config import SYNCBATCH_PATH, SyncBatchSettings, secret
 from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
-from pipeline.records import Ack, Customer, Item, personal_values
+from pipeline.records import Ack, Customer, Item
 from pipeline.sinks.base import HttpTarget, confirmed, dead, redact
 from pipeline.sinks.syncbatch_ids import IdPolicy
 from pipeline.state.store import StateStore
@@ -177,7 +177,7 @@ class SyncBatchTarget(HttpTarget):
             digest = payload_hash(_encoder.encode(account))
             # Deactivation later needs the organisation and the user name without the source.
             ref = f"{account.ref_id}\t{account.user_name}"
-            items.append(Item(cid, digest, account, ref=ref, personal=personal_values(customer)))
+            items.append(Item(cid, digest, account, ref=ref, customer=customer))
         return items
 
     # Writing ---------------------------------------------------------------------------
