@@ -97,9 +97,7 @@ def _refusal(what: str, response: Response) -> _Refused:
         parts.append(problem.type)
     if fields:
         parts.append("fields " + ", ".join(fields))
-    # Emporix messages quote emails ("Duplicate account 'x@y'"): redact before keeping.
-    if problem.message:
-        parts.append(problem.message)
+    # Never its message: it may quote anyone ("Duplicate account 'x@y'").
     return _Refused(redact(": ".join(parts)))
 
 

@@ -3,8 +3,8 @@ their end, and each failed log line traced back to its record's ``Code``.
 
 * a job that succeeded with ``Fail`` 0 confirms its batch;
 * the log (``Job/GetLog``) is read whenever the job failed or ``Fail`` is above 0, also when
-  it ended ``StatusId`` 2: items it names with severity 3 are dead-lettered with the log
-  message (their ``ImportedRow`` holds personal data and is never kept), the rest confirmed;
+  it ended ``StatusId`` 2: items it names with severity 3 are dead-lettered with the job and
+  the severity, never the message or the row (they quote personal data), the rest confirmed;
 * a log line belongs to the item whose top-level ``Code`` its ``ImportedRow`` holds (parsed as
   JSON, or XML); a row that does not parse (it may be truncated) is matched against the batch;
 * a job whose log names fewer items than it counts as failed (``Fail``; any, when it failed
@@ -37,7 +37,7 @@ from pipeline.errors import (
 )
 from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
+from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.norce import (
     NcActivity,
@@ -300,7 +300,12 @@ class NorceTarget(HttpTarget):
                 row = msgspec.json.encode(row).decode()
             code = _code_of(row, batch) if line.SeverityId >= ERROR else None
             if code is not None:
-                failures.setdefault(code, redact(line.Message or "item not imported"))
+                # Never the message: Norce's log lines quote the row, and any other.
+                failures.setdefault(
+                    code,
+                    f"not imported: a severity {line.SeverityId} line of the log of Norce job "
+                    f"{job.JobId} names it (Job/GetLog holds the message)",
+                )
         return failures
 
     # Companies -------------------------------------------------------------------------

@@ -127,14 +127,17 @@ def _names_organisation_id(status: SbResponseStatus) -> bool:
 
 
 def _reason(status: SbResponseStatus | None, fallback: str) -> str:
+    """The service's error code and the fields it names; never its message, which may quote
+    anyone (the record, another one of the batch, one of last week)."""
     if status is None:
         return fallback
     parts = [status.error_code or "Error"]
-    if status.message:
-        parts.append(status.message)
     fields = sorted({e.field_name for e in status.errors if e.field_name})
+    codes = sorted({e.error_code for e in status.errors if e.error_code} - {status.error_code})
     if fields:
         parts.append("fields " + ", ".join(fields))
+    if codes:
+        parts.append("codes " + ", ".join(codes))
     return redact(": ".join(parts))
 
 
