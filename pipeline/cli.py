@@ -35,6 +35,7 @@ from pipeline.text import plain
 __all__ = ["main"]
 
 _ID_IN_REASON = re.compile(r"^Customer '[^']*':\s*")
+_JOB_IN_REASON = re.compile(r"\bjob \d+")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -169,6 +170,7 @@ def _demo(args: argparse.Namespace) -> int:
             for letter in letters:
                 # One line per kind of reason: drop the ids that make each one unique.
                 kind = _ID_IN_REASON.sub("", letter.reason).split(" by customer ")[0]
+                kind = _JOB_IN_REASON.sub("job N", kind)
                 seen = kinds.setdefault(kind, {})
                 seen.setdefault(letter.customer_id, set()).add(letter.target)
             all_targets = set(settings.targets.enabled())
