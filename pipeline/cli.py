@@ -12,7 +12,7 @@ import anyio
 from rich.console import Console
 
 from pipeline.admin import dlq_list, dlq_replay, status
-from pipeline.config import load_settings, settings_from_mapping
+from pipeline.config_load import load_settings, settings_from_mapping
 from pipeline.demo import (
     DEMO_STATE,
     DEMO_TOKENS,

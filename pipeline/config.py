@@ -1,34 +1,26 @@
-"""The settings tree: msgspec Structs decoded strictly from TOML; secrets come from the environment.
+"""The settings tree: msgspec Structs decoded strictly from TOML (by
+:mod:`pipeline.config_load`); secrets come from the environment (:func:`secret`).
 
-Only this module reads ``os.environ``. Two things come from it:
-
-* overrides, applied *before* decoding: ``PIPELINE__SOURCE__PAGE_SIZE=500`` sets
-  ``[source] page_size``; the value is read as a TOML value when it parses as one, else as text;
-* secrets, named in the file by ``*_env`` keys and resolved by :func:`secret`.
-
-Every key typed :data:`Url` is checked after decoding by one rule (:func:`_check_urls`): an
-http(s) URL with a host and no user name or password.
+Only this module and :mod:`pipeline.config_load` read ``os.environ``: secrets here, named in
+the file by ``*_env`` keys; overrides there (``PIPELINE__SOURCE__PAGE_SIZE=500``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_type_hints
-from urllib.parse import urlsplit
+from typing import Annotated, Literal
 
 import msgspec
 
 from pipeline.errors import ConfigError
 
 __all__ = [
+    "CONTROL",
     "DEFAULT_MAX_RESPONSE_MB",
     "EMPORIX_CUSTOMERS_PATH",
     "EMPORIX_TOKEN_PATH",
-    "FIRST_ELEMENT",
+    "ENV_PREFIX",
     "NORCE_TOKEN_PATH",
     "SYNCBATCH_PATH",
     "AddressFieldMap",
@@ -48,11 +40,7 @@ __all__ = [
     "SyncBatchSettings",
     "TargetsSettings",
     "Url",
-    "check_field_maps",
-    "listen_address",
-    "load_settings",
     "secret",
-    "settings_from_mapping",
 ]
 
 ENV_PREFIX = "PIPELINE__"
@@ -377,7 +365,7 @@ class Secret:
     __str__ = __repr__
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 """C0 and C1 control characters and the Unicode line separators: never in a secret or URL."""
 
 
@@ -398,338 +386,6 @@ def secret(env_name: str | None, *, key: str) -> Secret | None:
     value = value.removesuffix("\n").removesuffix("\r")
     if not value.strip():
         raise ConfigError(f"environment variable {env_name} is blank", path=key)
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise ConfigError(f"environment variable {env_name} holds a control character", path=key)
     return Secret(value)
-
-
-def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
-        if not parts:
-            continue
-        node = data
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{name} overrides a value that is not a section")
-            node = child
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        node[parts[-1]] = value
-    return data
-
-
-_UNKNOWN = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]*)`")
-
-
-def _path_of(message: str) -> tuple[str, str | None]:
-    # msgspec says "... - at `$.targets.syncbatch.batch_size`": keep the path apart, and put
-    # an unknown key at the end of it, so the path names the key itself.
-    text, sep, where = message.rpartition(" - at `")
-    if not sep:
-        text, where = message, "$"
-    path = where.rstrip("`").removeprefix("$").removeprefix(".")
-    unknown = _UNKNOWN.match(text)
-    if unknown:
-        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
-    return text, path or None
-
-
-def settings_from_mapping(
-    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Decode settings from parsed TOML, after environment overrides.
-
-    Raises:
-        ConfigError: an unknown key, a wrong type or an out-of-range value, with its path.
-    """
-    merged = _env_overrides(_deep_copy(data), os.environ if environ is None else environ)
-    try:
-        settings = msgspec.convert(merged, Settings)
-    except msgspec.ValidationError as exc:
-        message, path = _path_of(str(exc))
-        raise ConfigError(message, path=path) from exc
-    _check_urls(settings)
-    listen_address(settings.metrics.listen)
-    _check_source(settings.source)
-    _check_deactivation(settings)
-    _check_syncbatch(settings.targets.syncbatch)
-    _check_emporix(settings.targets.emporix)
-    _check_norce(settings.targets.norce)
-    return settings
-
-
-FIRST_ELEMENT = "[0]"
-"""Suffix of a field map value naming a list's first element (``addresses[0]``)."""
-
-
-def check_field_maps(fields: FieldMap, address_fields: AddressFieldMap) -> None:
-    """The field maps' rules: no empty key, no key read by two fields, and no list index
-    but ``[0]`` on ``address``.
-
-    Raises:
-        ConfigError: naming the key (``source.fields.email``) or the map.
-    """
-    names = msgspec.structs.asdict(fields)
-    names["address"] = names["address"].removesuffix(FIRST_ELEMENT)
-    for field, key in names.items():
-        if "[" in key or "]" in key:
-            message = (
-                'a list is named whole ("addresses") or by its first element ("addresses[0]")'
-                if field == "address"
-                else "only address may name a list element"
-            )
-            raise ConfigError(message, path=f"source.fields.{field}")
-    for section, mapping in (
-        ("fields", names),
-        ("address_fields", msgspec.structs.asdict(address_fields)),
-    ):
-        seen: dict[str, str] = {}
-        for field, key in mapping.items():
-            if not key:
-                raise ConfigError("must not be empty", path=f"source.{section}.{field}")
-            if key in seen:
-                raise ConfigError(
-                    f"{seen[key]} and {field} are both read from key {key!r}",
-                    path=f"source.{section}",
-                )
-            seen[key] = field
-
-
-def _url_problem(url: str) -> str | None:
-    # The message never quotes the URL: it may hold a password.
-    if _CONTROL.search(url) or " " in url:
-        return "must not hold spaces or control characters"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "is not a URL (a port out of range, or a stray bracket?)"
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be a whole URL starting with http:// or https://"
-    if "@" in parts.netloc:
-        return "must not hold a user name or password: credentials come from *_env variables"
-    if not parts.hostname:
-        return "must name a host"
-    if port == 0:
-        return "port must be within 1..65535"
-    return None
-
-
-def _check_urls(section: msgspec.Struct, path: str = "") -> None:
-    """Every key typed :data:`Url`, in every section, follows the same rule."""
-    hints = get_type_hints(type(section), include_extras=True)
-    for name in section.__struct_fields__:
-        value = getattr(section, name)
-        key = f"{path}{name}"
-        if isinstance(value, _Section):
-            _check_urls(value, f"{key}.")
-        elif hints[name] in (Url, Url | None) and value is not None:
-            problem = _url_problem(value)
-            if problem is not None:
-                raise ConfigError(problem, path=key)
-
-
-def _check_base_url(url: str, endpoints: tuple[str, ...], key: str) -> None:
-    """A target's ``url`` is the base its endpoint paths are added to: it must not already hold
-    one (its first two segments are enough to tell, ``/sync/customers``)."""
-    path = urlsplit(url).path.rstrip("/") + "/"
-    for endpoint in endpoints:
-        lead = "/".join(endpoint.strip("/").split("/")[:2])
-        if f"/{lead}/" in path:
-            raise ConfigError(
-                f"must be the base URL only: the pipeline adds {endpoint} itself", path=key
-            )
-
-
-def listen_address(listen: str) -> tuple[str, int]:
-    """``[metrics] listen`` as host and port: ``host:port``, ``[ipv6]:port``, or ``:port`` for
-    every interface; port 0 picks a free one.
-
-    Raises:
-        ConfigError: not of that form, or the port is not within 0..65535.
-    """
-    host, sep, port = listen.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    if bracketed:
-        host = host[1:-1]
-    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ConfigError("must be host:port with a port within 0..65535", path="metrics.listen")
-    # An IPv6 address without brackets: which colon ends it would be a guess.
-    if (":" in host and not bracketed) or any(c in host for c in "[]/@ ") or _CONTROL.search(host):
-        raise ConfigError(
-            "must be host:port (an IPv6 host in brackets: [::1]:9108), not a URL",
-            path="metrics.listen",
-        )
-    return host, int(port)
-
-
-def _check_deactivation(settings: Settings) -> None:
-    """Deactivation trusts a read to have seen every record: with offset paging that needs an
-    overlap, or one deletion between two page requests skips a live customer, who is then
-    deactivated."""
-    targets = settings.targets
-    deactivating = [
-        name
-        for name in targets.enabled()
-        if getattr(getattr(targets, name), "deactivate_missing", False)
-    ]
-    if deactivating and settings.source.paging == "offset" and settings.source.overlap == 0:
-        raise ConfigError(
-            f"must be at least 1 while targets.{deactivating[0]}.deactivate_missing is true: "
-            "without it, a deletion at the source during a pass skips a live customer",
-            path="source.overlap",
-        )
-
-
-def _check_range(span: tuple[int, int] | None, key: str) -> None:
-    if span is not None and span[0] > span[1]:
-        raise ConfigError("must be [first, last] with first <= last", path=key)
-
-
-def _check_ids(syncbatch: SyncBatchSettings) -> None:
-    """Ids come from a rule or a range named on purpose, never from a default."""
-    key = "targets.syncbatch"
-    _check_range(syncbatch.account_id_range, f"{key}.account_id_range")
-    _check_range(syncbatch.organisation_id_range, f"{key}.organisation_id_range")
-    if syncbatch.account_ids == "range":
-        if syncbatch.account_id_range is None:
-            raise ConfigError(
-                'is required with account_ids = "range": the ids this feed alone may use, '
-                "such as [1000000, 1999999]",
-                path=f"{key}.account_id_range",
-            )
-        for name in ("customer_id_prefix", "account_id_offset"):
-            if getattr(syncbatch, name):
-                raise ConfigError(
-                    'applies to account_ids = "customer_id" only', path=f"{key}.{name}"
-                )
-    elif syncbatch.account_id_range is not None:
-        raise ConfigError('applies to account_ids = "range" only', path=f"{key}.account_id_range")
-    if not syncbatch.organisation_ids and syncbatch.organisation_id_range is None:
-        raise ConfigError(
-            "name the organisation id of each business unit here, or set "
-            "organisation_id_range (or both): ids are never counted from 1",
-            path=f"{key}.organisation_ids",
-        )
-    owners: dict[int, str] = {}
-    span = syncbatch.organisation_id_range
-    for unit, number in syncbatch.organisation_ids.items():
-        if not 1 <= number <= MAX_ID:
-            raise ConfigError(
-                f"must be an id within 1..{MAX_ID}, got {number}",
-                path=f"{key}.organisation_ids.{unit}",
-            )
-        if number in owners:
-            raise ConfigError(
-                f"{owners[number]!r} and {unit!r} have the same id {number}",
-                path=f"{key}.organisation_ids",
-            )
-        owners[number] = unit
-        if span is not None and span[0] <= number <= span[1]:
-            raise ConfigError(
-                f"id {number} of {unit!r} lies in organisation_id_range: the range is for the "
-                "units the map does not name",
-                path=f"{key}.organisation_ids",
-            )
-
-
-def _check_syncbatch(syncbatch: SyncBatchSettings | None) -> None:
-    """``url`` is the service's base; ``profile_url`` must be a whole http(s) URL that places
-    the customer id; ids come from a rule or a named range."""
-    if syncbatch is None:
-        return
-    _check_ids(syncbatch)
-    _check_base_url(syncbatch.url, (SYNCBATCH_PATH,), "targets.syncbatch.url")
-    url = syncbatch.profile_url
-    parts = urlsplit(url.replace("{customer_id}", "id"))
-    if parts.scheme not in ("http", "https") or not parts.netloc or "{customer_id}" not in url:
-        raise ConfigError(
-            "must be an http(s) URL holding {customer_id} "
-            "(https://shop.example.com/users/{customer_id})",
-            path="targets.syncbatch.profile_url",
-        )
-
-
-def _check_emporix(emporix: EmporixSettings | None) -> None:
-    """``url`` is the API's base; mixins are opt-in, and Emporix needs their schema hosted: an
-    https URL is required."""
-    if emporix is None:
-        return
-    customers = EMPORIX_CUSTOMERS_PATH.format(tenant=emporix.tenant)
-    _check_base_url(emporix.url, (customers, EMPORIX_TOKEN_PATH), "targets.emporix.url")
-    if not emporix.mixins:
-        return
-    url = urlsplit(emporix.mixin_schema_url or "")
-    if url.scheme != "https" or not url.hostname:
-        raise ConfigError(
-            "must be the https URL of the hosted mixin schema while mixins is true",
-            path="targets.emporix.mixin_schema_url",
-        )
-
-
-def _check_norce(norce: NorceSettings | None) -> None:
-    """``url`` is the client's base; Norce requires an ``ApplicationKey`` on every company and
-    account it creates; a company code is never blank."""
-    if norce is not None:
-        endpoints = (norce.connect_path, NORCE_TOKEN_PATH)
-        _check_base_url(norce.url, endpoints, "targets.norce.url")
-    for unit, code in (norce.company_codes if norce is not None else {}).items():
-        if not code.strip():
-            raise ConfigError(
-                "must not be blank: it is the company's code in Norce",
-                path=f"targets.norce.company_codes.{unit}",
-            )
-    key = (norce.application_key or "").strip() if norce is not None else ""
-    if norce is None or key or not (norce.create_companies or norce.accounts):
-        return
-    option = "create_companies" if norce.create_companies else "accounts"
-    raise ConfigError(
-        f"is required while targets.norce.{option} is true: Norce refuses companies and "
-        "accounts without an ApplicationKey",
-        path="targets.norce.application_key",
-    )
-
-
-def _check_source(source: SourceSettings) -> None:
-    """Rules across keys of ``[source]`` (a single key's rules are in its type)."""
-    check_field_maps(source.fields, source.address_fields)
-    if source.paging == "page" and source.first_page is None:
-        raise ConfigError(
-            'is required with paging = "page" (0 or 1): a wrong guess would skip a page',
-            path="source.first_page",
-        )
-    params = [source.limit_param, source.offset_param if source.paging == "offset" else None]
-    if source.paging == "page":
-        params.append(source.page_param)
-    names = [p for p in params if p is not None]
-    if len(set(names)) != len(names) or not all(names):
-        raise ConfigError("paging parameters must be distinct and not empty", path="source")
-
-
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and decode a TOML configuration file.
-
-    Raises:
-        ConfigError: the file is missing, is not TOML, or does not decode.
-    """
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read configuration file: {exc.strerror}", path=str(path)
-        ) from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from exc
-    return settings_from_mapping(data, environ)
-
-
-def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}

@@ -24,7 +24,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pipeline.config import listen_address
+from pipeline.config_load import listen_address
 from pipeline.errors import PipelineError
 from pipeline.flow import Pass
 from pipeline.http import LATENCY_BUCKETS, HttpStats
@@ -199,7 +199,8 @@ async def serve_metrics(listen: str, metrics: Metrics, health: Health) -> AsyncI
     base URL (port 0 picks a free port).
 
     Raises:
-        ConfigError: ``listen`` is not ``host:port`` (see :func:`~pipeline.config.listen_address`).
+        ConfigError: ``listen`` is not ``host:port``
+            (see :func:`~pipeline.config_load.listen_address`).
         PipelineError: the address cannot be listened on (the port is taken, say).
     """
     host, port = listen_address(listen)

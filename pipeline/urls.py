@@ -1,7 +1,8 @@
 """URLs as they may be shown: in errors, reports, logs and ``/readyz``.
 
-Configured URLs are refused at load when they hold credentials (:mod:`pipeline.config`); this
-is the second line, for URLs that come from elsewhere or are built at run time.
+Configured URLs are refused at load when they hold credentials
+(:mod:`pipeline.config_load`); this is the second line, for URLs that come from elsewhere
+or are built at run time.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import Settings, settings_from_mapping
+from pipeline.config import Settings
+from pipeline.config_load import settings_from_mapping
 from pipeline.emulators import (
     BUSINESS_UNITS,
     Dataset,

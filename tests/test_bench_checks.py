@@ -12,7 +12,7 @@ import pytest
 from benchmarks.checks import ci_checks
 from benchmarks.harness import Emulators
 from benchmarks.pipeline_runs import TARGET_SETTINGS, config_toml
-from pipeline.config import settings_from_mapping
+from pipeline.config_load import settings_from_mapping
 
 
 def ran(results: dict[str, dict[str, Any]]) -> bool | None:

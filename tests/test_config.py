@@ -20,11 +20,9 @@ from pipeline.config import (
     SyncBatchSettings,
     TargetsSettings,
     Url,
-    listen_address,
-    load_settings,
     secret,
-    settings_from_mapping,
 )
+from pipeline.config_load import listen_address, load_settings, settings_from_mapping
 from pipeline.errors import ConfigError
 
 # The [source], [flow], [state], [serve], [metrics] and [targets.syncbatch] parts of DESIGN §4.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import settings_from_mapping
+from pipeline.config_load import settings_from_mapping
 from pipeline.demo import EmulatorPlan, EmulatorUrls, demo_config, load_plan
 from pipeline.emulators import FaultPlan
 from pipeline.errors import ConfigError

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from pipeline.cli import _parser
-from pipeline.config import settings_from_mapping
+from pipeline.config_load import settings_from_mapping
 
 DOCKERFILE = (Path(__file__).parent.parent / "Dockerfile").read_text()
 

@@ -19,7 +19,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import settings_from_mapping
+from pipeline.config_load import settings_from_mapping
 from pipeline.flow import Pass
 from pipeline.http import HttpStats
 from pipeline.records import Ack, Customer, Item

@@ -16,7 +16,7 @@ from aiohttp import web
 from rich.console import Console
 
 from pipeline.admin import dlq_list, status
-from pipeline.config import settings_from_mapping
+from pipeline.config_load import settings_from_mapping
 from pipeline.emulators import Dataset, EmporixEmulatorConfig, serve_app
 from pipeline.errors import ConfigError
 from pipeline.logs import configure

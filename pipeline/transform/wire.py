@@ -14,14 +14,8 @@ from typing import Any
 import msgspec
 from msgspec.structs import fields as struct_fields
 
-from pipeline.config import (
-    FIRST_ELEMENT,
-    AddressFieldMap,
-    AddressPick,
-    FieldMap,
-    SourceSettings,
-    check_field_maps,
-)
+from pipeline.config import AddressFieldMap, AddressPick, FieldMap, SourceSettings
+from pipeline.config_load import FIRST_ELEMENT, check_field_maps
 
 __all__ = [
     "DEFAULT_DECODER",

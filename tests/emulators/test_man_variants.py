@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pipeline.config import settings_from_mapping
+from pipeline.config_load import settings_from_mapping
 from pipeline.demo import EmulatorUrls, config_toml, demo_config, load_plan, source_variant_keys
 from pipeline.emulators.dataset import Dataset
 from pipeline.emulators.man import MAN_LOG, ManEmulatorConfig, ManRequest, create_man_app

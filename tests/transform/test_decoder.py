@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import AddressFieldMap, FieldMap, SourceSettings, settings_from_mapping
+from pipeline.config import AddressFieldMap, FieldMap, SourceSettings
+from pipeline.config_load import settings_from_mapping
 from pipeline.errors import ConfigError
 from pipeline.records import Address, Customer, Page, RecordBatch, Rejected
 from pipeline.transform.dedupe import PassDedupe
