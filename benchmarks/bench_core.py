@@ -13,13 +13,13 @@ import time
 import msgspec
 
 from benchmarks.child import PAGE_SIZE, Endpoints, Measured, child_main
-from pipeline.config import SyncBatchSettings
 from pipeline.emulators import Dataset
 from pipeline.records import Page
+from pipeline.targets.syncbatch.payload import map_account
+from pipeline.targets.syncbatch.settings import SyncBatchSettings
 from pipeline.transform.dedupe import PassDedupe
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.stage import transform_page
-from pipeline.transform.syncbatch import map_account
 
 __all__ = ["build_pages", "run"]
 

@@ -27,7 +27,6 @@ from pipeline.flow import build_targets
 from pipeline.logs import configure as configure_logs
 from pipeline.report import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
 from pipeline.runner import run_once, serve
-from pipeline.sinks.syncbatch_ids import describe as describe_ids
 from pipeline.sources.customers import CustomerSource
 from pipeline.state.store import StateStore
 from pipeline.text import plain
@@ -215,8 +214,9 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: ok; targets: {names}")
     for line in source.describe():
         print(line)
-    if settings.targets.syncbatch is not None:
-        print(describe_ids(settings.targets.syncbatch))
+    for section in settings.targets.sections.values():
+        for line in section.describe():
+            print(line)
     return EXIT_OK
 
 

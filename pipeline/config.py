@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -18,26 +18,23 @@ from pipeline.errors import ConfigError
 __all__ = [
     "CONTROL",
     "DEFAULT_MAX_RESPONSE_MB",
-    "EMPORIX_CUSTOMERS_PATH",
-    "EMPORIX_TOKEN_PATH",
     "ENV_PREFIX",
-    "NORCE_TOKEN_PATH",
-    "SYNCBATCH_PATH",
     "AddressFieldMap",
     "AddressPick",
-    "EmporixSettings",
     "FieldMap",
     "FlowSettings",
     "MetricsSettings",
-    "NorceSettings",
+    "NonNegativeFloat",
     "PagingMode",
+    "PositiveFloat",
+    "PositiveInt",
     "RetrySettings",
     "Secret",
     "ServeSettings",
     "Settings",
     "SourceSettings",
     "StateSettings",
-    "SyncBatchSettings",
+    "TargetSettings",
     "TargetsSettings",
     "Url",
     "secret",
@@ -52,15 +49,6 @@ like are refused rather than taken as "never"."""
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0, lt=FOREVER)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, lt=FOREVER)]
 DEFAULT_MAX_RESPONSE_MB = 64
-MAX_ID = 2_147_483_647
-"""The largest id a ServiceStack ``int`` holds."""
-TargetId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
-
-SYNCBATCH_PATH = "/sync/customers/batch"
-EMPORIX_CUSTOMERS_PATH = "/customer/{tenant}/customers"
-EMPORIX_TOKEN_PATH = "/oauth/token"
-NORCE_TOKEN_PATH = "/identity/1.0/connect/token"
-"""The paths the targets add to their base ``url`` (a base that holds one is refused)."""
 
 
 class _UrlKind:
@@ -200,74 +188,18 @@ class MetricsSettings(_Section, frozen=True):
     listen: str = "127.0.0.1:9108"
 
 
-class SyncBatchSettings(_Section, frozen=True):
-    """``[targets.syncbatch]``: the ServiceStack ``POST /sync/customers/batch`` endpoint."""
+class TargetSettings(_Section, frozen=True):
+    """What every ``[targets.<name>]`` section holds; a target's own settings subclass it (in
+    its folder, ``pipeline/targets/<name>/settings.py``) and may change a default."""
 
     url: Url
-    """Base URL; the pipeline posts to ``/sync/customers/batch``."""
-    profile_url: Url
-    """The account's profile page in the shop, ``{customer_id}`` filled in per customer
-    (``https://shop.example.com/users/{customer_id}``); required: an example host is no URL."""
-    account_ids: Literal["customer_id", "range"]
-    """How accounts get their integer ``id`` (required: there is no safe default, an id
-    another feed uses is overwritten). ``customer_id``: the number in the customer id, after
-    ``customer_id_prefix``, plus ``account_id_offset``; ``range``: allocated once per customer
-    from ``account_id_range`` and kept in the state file."""
-    token_env: str | None = None
-    batch_size: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 100
-    """Accounts (MAN customers) per request."""
+    """The target's base URL; the target adds its endpoint paths (:meth:`endpoints`)."""
+    batch_size: PositiveInt = 100
+    """Records handed to one writer at a time."""
     rate_per_second: PositiveFloat | None = None
     """Requests per second; absent means no limit."""
     max_in_flight: PositiveInt = 4
-    permissions: tuple[str, ...] = ()
-    customer_type: Literal["Internal", "Network", "External"] = "External"
-    deactivate_missing: bool = False
-    """After a complete pass, deactivate customers the source no longer returns."""
-    max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
-    """Skip deactivation (with a warning) when more than this share of known customers would go."""
-    timeout_seconds: PositiveFloat = 30.0
-    ca_bundle: str | None = None
-    """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
-    retry: RetrySettings = RetrySettings()
-    max_response_mb: PositiveInt = DEFAULT_MAX_RESPONSE_MB
-    """No answer is read past this many MB (MiB) once decoded: that request fails instead."""
-    customer_id_prefix: str = ""
-    """Stripped from the customer id before its number is read (``C`` for ``C0001234``)."""
-    account_id_offset: Annotated[int, msgspec.Meta(ge=0, lt=MAX_ID)] = 0
-    """Added to the number read from the customer id, to keep two feeds' ids apart."""
-    account_id_range: tuple[TargetId, TargetId] | None = None
-    """``[first, last]`` ids this feed may allocate, with ``account_ids = "range"``."""
-    organisation_ids: dict[str, int] = {}
-    """Business unit -> organisation id, for the units named."""
-    organisation_id_range: tuple[TargetId, TargetId] | None = None
-    """``[first, last]`` ids for the business units ``organisation_ids`` does not name."""
-
-
-class EmporixSettings(_Section, frozen=True):
-    """``[targets.emporix]``: Emporix Customer Service, one customer and its address at a time."""
-
-    url: Url
-    """API base URL (``https://api.emporix.io``)."""
-    tenant: Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9]+$", min_length=3, max_length=16)]
-    client_id_env: str
-    client_secret_env: str
-    token_url: Url | None = None
-    """OAuth2 token endpoint; ``{url}/oauth/token`` when absent."""
-    scope: str | None = None
-    """Space-separated scopes to ask for; absent asks for all the client has."""
-    rate_per_second: PositiveFloat | None = None
-    max_in_flight: PositiveInt = 8
-    batch_size: PositiveInt = 50
-    """Customers handed to one writer at a time (each is still its own requests)."""
-    mixins: bool = False
-    """Write ``role`` and ``businessUnit`` into a mixin (its schema must be hosted)."""
-    mixin_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")] = "manCustomer"
-    """Mixin holding ``role`` and ``businessUnit``."""
-    mixin_schema_url: Url | None = None
-    """https URL of the hosted mixin schema; required when ``mixins`` is true."""
-    adopt_existing: bool = False
-    """A customer Emporix already holds under its own number (same ``contactEmail``) is
-    adopted: its number is kept in the state and it is updated from then on."""
+    """Requests (writers) in flight."""
     deactivate_missing: bool = False
     """After a complete pass, deactivate customers the source no longer returns."""
     max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
@@ -279,62 +211,45 @@ class EmporixSettings(_Section, frozen=True):
     max_response_mb: PositiveInt = DEFAULT_MAX_RESPONSE_MB
     """No answer is read past this many MB (MiB) once decoded: that request fails instead."""
 
+    def endpoints(self) -> tuple[str, ...]:
+        """The paths the target adds to ``url``: a ``url`` that already holds one is refused."""
+        return ()
 
-class NorceSettings(_Section, frozen=True):
-    """``[targets.norce]``: Norce Commerce Connect 4.0, batched asynchronous imports."""
+    def check(self, key: str) -> None:
+        """The rules across this section's keys (``key`` is ``targets.<name>``), run once it
+        decoded; a single key's rules are in its type.
 
-    url: Url
-    """Client base URL (``https://{client}.api-se.norce.tech``)."""
-    application_id: int
-    account_id: int
-    """AccountId of the integration user, sent in ``X-StormConnect-Header``."""
-    scope: str
-    """The environment: ``playground``, ``stage`` or ``prod``."""
-    client_id_env: str
-    client_secret_env: str
-    token_url: Url | None = None
-    """``{url}/identity/1.0/connect/token`` when absent."""
-    connect_path: str = "/commerce/connect/4.0"
-    batch_size: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 500
-    rate_per_second: PositiveFloat | None = None
-    max_in_flight: PositiveInt = 2
-    company_codes: dict[str, str] = {}
-    """Business unit name -> Norce company code; a unit not listed uses its name."""
-    create_companies: bool = False
-    """Import missing companies first (``Customer/ImportCompanies``) and wait for that job."""
-    application_key: str | None = None
-    """Application uuid (``ApplicationKey``); required when ``create_companies`` or
-    ``accounts`` is on."""
-    accounts: bool = False
-    """Also write a login account per customer, with ``role`` as its role code."""
-    job_timeout_seconds: PositiveFloat = 600.0
-    """A job not finished by then fails its batch; the records are tried again next pass."""
-    job_queue_timeout_seconds: PositiveFloat = 3600.0
-    """A job still queued (not started by Norce) after this long fails its batch, which is sent
-    again next pass: a pass never waits for ever on a queue that does not move."""
-    poll_initial_seconds: PositiveFloat = 0.05
-    poll_max_seconds: PositiveFloat = 5.0
-    deactivate_missing: bool = False
-    """After a complete pass, deactivate customers the source no longer returns."""
-    max_deactivate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
-    """Skip deactivation (with a warning) when more than this share of known customers would go."""
-    timeout_seconds: PositiveFloat = 30.0
-    ca_bundle: str | None = None
-    """PEM file of extra CAs to trust; certificates are always checked, there is no opt-out."""
-    retry: RetrySettings = RetrySettings()
-    max_response_mb: PositiveInt = DEFAULT_MAX_RESPONSE_MB
-    """No answer is read past this many MB (MiB) once decoded: that request fails instead."""
+        Raises:
+            ConfigError: naming the key.
+        """
+
+    def describe(self) -> list[str]:
+        """Lines ``pipeline check-config`` prints about this target (where its ids come from,
+        say); none by default."""
+        return []
+
+
+S = TypeVar("S", bound=TargetSettings)
 
 
 class TargetsSettings(_Section, frozen=True):
-    """``[targets.*]``: a section that is absent is a target that is off."""
+    """``[targets.*]``: the section of each target that is on, by name, in the registry's
+    order (decoded by :mod:`pipeline.config_load`, each with its registered type)."""
 
-    syncbatch: SyncBatchSettings | None = None
-    emporix: EmporixSettings | None = None
-    norce: NorceSettings | None = None
+    sections: dict[str, TargetSettings] = {}
 
     def enabled(self) -> list[str]:
-        return [name for name in self.__struct_fields__ if getattr(self, name) is not None]
+        return list(self.sections)
+
+    def __getitem__(self, name: str) -> TargetSettings:
+        return self.sections[name]
+
+    def get(self, kind: type[S]) -> S | None:
+        """The section of type ``kind``, if that target is on."""
+        for section in self.sections.values():
+            if isinstance(section, kind):
+                return section
+        return None
 
 
 class Settings(_Section, frozen=True):

@@ -21,21 +21,16 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from pipeline import registry
 from pipeline.config import (
     CONTROL,
-    EMPORIX_CUSTOMERS_PATH,
-    EMPORIX_TOKEN_PATH,
     ENV_PREFIX,
-    MAX_ID,
-    NORCE_TOKEN_PATH,
-    SYNCBATCH_PATH,
     AddressFieldMap,
-    EmporixSettings,
     FieldMap,
-    NorceSettings,
     Settings,
     SourceSettings,
-    SyncBatchSettings,
+    TargetSettings,
+    TargetsSettings,
     Url,
 )
 from pipeline.errors import ConfigError
@@ -95,19 +90,45 @@ def settings_from_mapping(
         ConfigError: an unknown key, a wrong type or an out-of-range value, with its path.
     """
     merged = _env_overrides(_deep_copy(data), os.environ if environ is None else environ)
-    try:
-        settings = msgspec.convert(merged, Settings)
-    except msgspec.ValidationError as exc:
-        message, path = _path_of(str(exc))
-        raise ConfigError(message, path=path) from exc
+    sections = merged.pop("targets", {})
+    settings: Settings = _convert(merged, Settings)
+    settings = msgspec.structs.replace(settings, targets=_targets(sections))
     _check_urls(settings)
+    for name, section in settings.targets.sections.items():
+        _check_urls(section, f"targets.{name}.")
     listen_address(settings.metrics.listen)
     _check_source(settings.source)
     _check_deactivation(settings)
-    _check_syncbatch(settings.targets.syncbatch)
-    _check_emporix(settings.targets.emporix)
-    _check_norce(settings.targets.norce)
+    for name, section in settings.targets.sections.items():
+        key = f"targets.{name}"
+        _check_base_url(section.url, section.endpoints(), f"{key}.url")
+        section.check(key)
     return settings
+
+
+def _convert(data: Any, kind: type[Any], prefix: str = "") -> Any:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        message, path = _path_of(str(exc))
+        where = ".".join(p for p in (prefix, path) if p)
+        raise ConfigError(message, path=where or None) from exc
+
+
+def _targets(sections: Any) -> TargetsSettings:
+    """Each ``[targets.<name>]`` decoded with the settings type its target registered, in the
+    registry's order; a name no target registered is an error naming it."""
+    if not isinstance(sections, dict):
+        raise ConfigError("must be a table of [targets.<name>] sections", path="targets")
+    known = {spec.name: spec for spec in registry.targets()}
+    for name in sections:
+        if name not in known:
+            raise ConfigError(f"no such target (known: {', '.join(known)})", path=f"targets.{name}")
+    decoded: dict[str, TargetSettings] = {}
+    for name, spec in known.items():
+        if name in sections:
+            decoded[name] = _convert(sections[name], spec.settings, f"targets.{name}")
+    return TargetsSettings(sections=decoded)
 
 
 FIRST_ELEMENT = "[0]"
@@ -219,127 +240,13 @@ def _check_deactivation(settings: Settings) -> None:
     """Deactivation trusts a read to have seen every record: with offset paging that needs an
     overlap, or one deletion between two page requests skips a live customer, who is then
     deactivated."""
-    targets = settings.targets
-    deactivating = [
-        name
-        for name in targets.enabled()
-        if getattr(getattr(targets, name), "deactivate_missing", False)
-    ]
+    deactivating = [n for n, t in settings.targets.sections.items() if t.deactivate_missing]
     if deactivating and settings.source.paging == "offset" and settings.source.overlap == 0:
         raise ConfigError(
             f"must be at least 1 while targets.{deactivating[0]}.deactivate_missing is true: "
             "without it, a deletion at the source during a pass skips a live customer",
             path="source.overlap",
         )
-
-
-def _check_range(span: tuple[int, int] | None, key: str) -> None:
-    if span is not None and span[0] > span[1]:
-        raise ConfigError("must be [first, last] with first <= last", path=key)
-
-
-def _check_ids(syncbatch: SyncBatchSettings) -> None:
-    """Ids come from a rule or a range named on purpose, never from a default."""
-    key = "targets.syncbatch"
-    _check_range(syncbatch.account_id_range, f"{key}.account_id_range")
-    _check_range(syncbatch.organisation_id_range, f"{key}.organisation_id_range")
-    if syncbatch.account_ids == "range":
-        if syncbatch.account_id_range is None:
-            raise ConfigError(
-                'is required with account_ids = "range": the ids this feed alone may use, '
-                "such as [1000000, 1999999]",
-                path=f"{key}.account_id_range",
-            )
-        for name in ("customer_id_prefix", "account_id_offset"):
-            if getattr(syncbatch, name):
-                raise ConfigError(
-                    'applies to account_ids = "customer_id" only', path=f"{key}.{name}"
-                )
-    elif syncbatch.account_id_range is not None:
-        raise ConfigError('applies to account_ids = "range" only', path=f"{key}.account_id_range")
-    if not syncbatch.organisation_ids and syncbatch.organisation_id_range is None:
-        raise ConfigError(
-            "name the organisation id of each business unit here, or set "
-            "organisation_id_range (or both): ids are never counted from 1",
-            path=f"{key}.organisation_ids",
-        )
-    owners: dict[int, str] = {}
-    span = syncbatch.organisation_id_range
-    for unit, number in syncbatch.organisation_ids.items():
-        if not 1 <= number <= MAX_ID:
-            raise ConfigError(
-                f"must be an id within 1..{MAX_ID}, got {number}",
-                path=f"{key}.organisation_ids.{unit}",
-            )
-        if number in owners:
-            raise ConfigError(
-                f"{owners[number]!r} and {unit!r} have the same id {number}",
-                path=f"{key}.organisation_ids",
-            )
-        owners[number] = unit
-        if span is not None and span[0] <= number <= span[1]:
-            raise ConfigError(
-                f"id {number} of {unit!r} lies in organisation_id_range: the range is for the "
-                "units the map does not name",
-                path=f"{key}.organisation_ids",
-            )
-
-
-def _check_syncbatch(syncbatch: SyncBatchSettings | None) -> None:
-    """``url`` is the service's base; ``profile_url`` must be a whole http(s) URL that places
-    the customer id; ids come from a rule or a named range."""
-    if syncbatch is None:
-        return
-    _check_ids(syncbatch)
-    _check_base_url(syncbatch.url, (SYNCBATCH_PATH,), "targets.syncbatch.url")
-    url = syncbatch.profile_url
-    parts = urlsplit(url.replace("{customer_id}", "id"))
-    if parts.scheme not in ("http", "https") or not parts.netloc or "{customer_id}" not in url:
-        raise ConfigError(
-            "must be an http(s) URL holding {customer_id} "
-            "(https://shop.example.com/users/{customer_id})",
-            path="targets.syncbatch.profile_url",
-        )
-
-
-def _check_emporix(emporix: EmporixSettings | None) -> None:
-    """``url`` is the API's base; mixins are opt-in, and Emporix needs their schema hosted: an
-    https URL is required."""
-    if emporix is None:
-        return
-    customers = EMPORIX_CUSTOMERS_PATH.format(tenant=emporix.tenant)
-    _check_base_url(emporix.url, (customers, EMPORIX_TOKEN_PATH), "targets.emporix.url")
-    if not emporix.mixins:
-        return
-    url = urlsplit(emporix.mixin_schema_url or "")
-    if url.scheme != "https" or not url.hostname:
-        raise ConfigError(
-            "must be the https URL of the hosted mixin schema while mixins is true",
-            path="targets.emporix.mixin_schema_url",
-        )
-
-
-def _check_norce(norce: NorceSettings | None) -> None:
-    """``url`` is the client's base; Norce requires an ``ApplicationKey`` on every company and
-    account it creates; a company code is never blank."""
-    if norce is not None:
-        endpoints = (norce.connect_path, NORCE_TOKEN_PATH)
-        _check_base_url(norce.url, endpoints, "targets.norce.url")
-    for unit, code in (norce.company_codes if norce is not None else {}).items():
-        if not code.strip():
-            raise ConfigError(
-                "must not be blank: it is the company's code in Norce",
-                path=f"targets.norce.company_codes.{unit}",
-            )
-    key = (norce.application_key or "").strip() if norce is not None else ""
-    if norce is None or key or not (norce.create_companies or norce.accounts):
-        return
-    option = "create_companies" if norce.create_companies else "accounts"
-    raise ConfigError(
-        f"is required while targets.norce.{option} is true: Norce refuses companies and "
-        "accounts without an ApplicationKey",
-        path="targets.norce.application_key",
-    )
 
 
 def _check_source(source: SourceSettings) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 from pipeline.report import TargetCounters
-from pipeline.sinks.base import Target
 from pipeline.state.store import StateStore
+from pipeline.targets.base import Target
 from pipeline.transform.dedupe import Dedupe
 
 __all__ = ["deactivate_missing", "plan_deactivation"]

@@ -1,24 +1,31 @@
-"""One error tree for the whole pipeline, with a retry marker orthogonal to the branches.
+"""One error tree for the whole pipeline, with two markers orthogonal to its branches.
 
 ::
 
     PipelineError
-     +-- ConfigError              bad file, bad key, missing secret (exit code 2)
+     +-- ConfigError              bad file, bad key, missing secret (exit code 2)       Fatal
      +-- SourceError              the MAN API failed for good (names URL and status)
-     +-- DecodeError              a page that is not JSON of the expected shape
-     +-- SinkError                a target failed for good
-     |    +-- AuthError           401/403: a configuration problem, never retried
-     +-- StateError               the state store could not be read or written
-     +-- TLSError                 a certificate is not trusted: never retried
-     +-- RedirectError            a redirect not followed (another origin, or not a GET)
-     +-- ResponseTooLargeError    an answer larger than max_response_mb once decoded
-     +-- ThrottledError           a Retry-After longer than retry.max_seconds
-     +-- TokenError               no token from a token endpoint after the retries
-    Retryable                     marker mixin: the operation may succeed if tried again
-     +-- TransientHTTPError       (also a PipelineError) 429, 5xx, timeouts, connection errors
+     +-- DecodeError              a body that is not JSON of the expected shape
+     +-- SinkError                a target failed a request for good
+     +-- StateError               the state store could not be read or written           Fatal
+     +-- TLSError                 a certificate is not trusted                           Fatal
+     +-- HTTPStatusError          a 4xx other than 429, not retried
+     |    +-- AuthError           401/403: credentials or permissions                    Fatal
+     |    +-- UnsupportedError    the server refuses the only safe way to write          Fatal
+     +-- TransientHTTPError       429, 5xx, timeouts, connection errors              Retryable
+     +-- RedirectError            a redirect not followed (another origin, not a GET)    Fatal
+     +-- ResponseTooLargeError    an answer larger than max_response_mb once decoded     Fatal
+     +-- ThrottledError           a Retry-After longer than retry.max_seconds            Fatal
+     +-- TokenError               no token from a token endpoint after the retries       Fatal
 
-The last five stop the source (the pass aborts) or the target (for the pass), as an
-:class:`AuthError` does: trying again cannot help.
+The markers are what the code checks, never the branches:
+
+* :class:`Retryable`: the operation may pass if tried again. The HTTP client retries exactly
+  these (``except Retryable`` in :meth:`~pipeline.http.HttpClient.request`).
+* :class:`Fatal`: trying again this pass cannot help. A target that meets one stops for the
+  pass (:meth:`~pipeline.targets.base.HttpTarget.failed` raises it on instead of
+  dead-lettering the batch); the source that meets one aborts the pass. Any other error of a
+  target's request fails that batch only: its records are dead-lettered, sent again next pass.
 
 Constructors take facts (target, URL, status, retry delay) and compose the message, so no
 call site writes prose and no message carries customer data beyond a record's id. A URL is
@@ -33,6 +40,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "DecodeError",
+    "Fatal",
     "HTTPStatusError",
     "PipelineError",
     "RedirectError",
@@ -45,6 +53,7 @@ __all__ = [
     "ThrottledError",
     "TokenError",
     "TransientHTTPError",
+    "UnsupportedError",
 ]
 
 
@@ -52,13 +61,21 @@ class PipelineError(Exception):
     """Root of every error the pipeline raises on purpose."""
 
 
-class Retryable:
-    """Marker: the failed operation may succeed when tried again."""
+class Retryable(Exception):
+    """Marker: the failed request may pass when sent again (after ``retry_after`` seconds,
+    when the server said)."""
 
+    method: str
+    url: str
+    status: int | None
     retry_after: float | None = None
 
 
-class ConfigError(PipelineError):
+class Fatal(Exception):
+    """Marker: trying again this pass cannot help; it stops the target (or the source)."""
+
+
+class ConfigError(Fatal, PipelineError):
     """The configuration is invalid; ``path`` names the offending key when known."""
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
@@ -88,11 +105,11 @@ class SinkError(PipelineError):
         super().__init__(f"{target}: {message}")
 
 
-class StateError(PipelineError):
+class StateError(Fatal, PipelineError):
     """The state store failed."""
 
 
-class TLSError(PipelineError):
+class TLSError(Fatal, PipelineError):
     """The server's certificate could not be verified; a configuration problem (``ca_bundle``)."""
 
     def __init__(self, url: str, detail: str) -> None:
@@ -116,8 +133,13 @@ class HTTPStatusError(PipelineError):
         super().__init__(f"{method} {url} answered {status}{tail}")
 
 
-class AuthError(HTTPStatusError):
+class AuthError(Fatal, HTTPStatusError):
     """401 or 403: credentials or permissions are wrong; a configuration problem."""
+
+
+class UnsupportedError(Fatal, HTTPStatusError):
+    """The server refuses the only way the pipeline may write (a 415 of a merge patch, say):
+    a setting of the server, the same for every record."""
 
 
 class TransientHTTPError(Retryable, PipelineError):
@@ -142,7 +164,7 @@ class TransientHTTPError(Retryable, PipelineError):
         super().__init__(f"{method} {url} {what}")
 
 
-class TokenError(PipelineError):
+class TokenError(Fatal, PipelineError):
     """No token could be had from a token endpoint after the retries (down, 5xx, timeouts):
     the target cannot write anything this pass, so it stops, as for a refused token."""
 
@@ -157,7 +179,7 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-class RedirectError(PipelineError):
+class RedirectError(Fatal, PipelineError):
     """A redirect that is not followed: to another origin (no credential is ever sent to one),
     of a request other than a GET (its body would be sent again), or one too many."""
 
@@ -169,7 +191,7 @@ class RedirectError(PipelineError):
         super().__init__(f"{method} {url} answered {status}, a redirect not followed: {detail}")
 
 
-class ResponseTooLargeError(PipelineError):
+class ResponseTooLargeError(Fatal, PipelineError):
     """An answer grew past the cap on decoded bodies (``max_response_mb``); it is not read on."""
 
     def __init__(self, method: str, url: str, limit_bytes: int) -> None:
@@ -184,7 +206,7 @@ class ResponseTooLargeError(PipelineError):
         )
 
 
-class ThrottledError(PipelineError):
+class ThrottledError(Fatal, PipelineError):
     """The server asked for a pause (``Retry-After``) longer than ``retry.max_seconds``: the
     source or target stops for the pass instead of asking again sooner than it was told."""
 

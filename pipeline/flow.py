@@ -19,6 +19,7 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from pipeline import registry
 from pipeline.channels import Channels, ChannelStats, broadcast
 from pipeline.checkpoint import Checkpoint
 from pipeline.config import Settings
@@ -26,13 +27,11 @@ from pipeline.deactivation import deactivate_missing
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.records import Ack, Customer, Item, Outcome, Page, RecordBatch, Settled
 from pipeline.report import PassReport, PassStatus, SourceReport, TargetCounters, TargetReport
-from pipeline.sinks.base import Target, dead, mask_batch
-from pipeline.sinks.emporix import EmporixTarget
-from pipeline.sinks.norce import NorceTarget
-from pipeline.sinks.syncbatch import SyncBatchTarget
 from pipeline.sources.customers import CustomerSource
 from pipeline.state.seen import SeenOnDisk
 from pipeline.state.store import StateStore
+from pipeline.targets.acks import dead, mask_batch
+from pipeline.targets.base import Target, TargetContext
 from pipeline.transform.dedupe import Dedupe, PassDedupe
 from pipeline.transform.stage import TransformStats, run_transform
 from pipeline.transform.wire import RecordDecoder
@@ -49,7 +48,8 @@ _report_encoder = msgspec.json.Encoder()
 def build_targets(
     settings: Settings, store: StateStore, only: Sequence[str] | None = None
 ) -> list[Target]:
-    """The enabled targets, limited to ``only`` when given (a name given twice counts once).
+    """The enabled targets, limited to ``only`` when given (a name given twice counts once),
+    each built by its registered spec.
 
     Raises:
         ConfigError: ``only`` names a target that is not configured.
@@ -59,16 +59,10 @@ def build_targets(
     unknown = [n for n in names if n not in enabled]
     if unknown:
         raise ConfigError(f"target {unknown[0]!r} is not configured", path="targets")
-    targets: list[Target] = []
-    configured = settings.targets
-    for name in names:
-        if name == "syncbatch" and configured.syncbatch is not None:
-            targets.append(SyncBatchTarget(configured.syncbatch, store))
-        elif name == "emporix" and configured.emporix is not None:
-            targets.append(EmporixTarget(configured.emporix, store))
-        elif name == "norce" and configured.norce is not None:
-            targets.append(NorceTarget(configured.norce))
-    return targets
+    return [
+        registry.spec(name).build(settings.targets[name], TargetContext(name, store))
+        for name in names
+    ]
 
 
 class Pass:

@@ -28,6 +28,7 @@ from pipeline.errors import (
     HTTPStatusError,
     RedirectError,
     ResponseTooLargeError,
+    Retryable,
     ThrottledError,
     TLSError,
     TransientHTTPError,
@@ -302,7 +303,7 @@ class HttpClient:
                 if response.status in accept:
                     return response
                 return self._check(method, url, response)
-            except TransientHTTPError as exc:
+            except Retryable as exc:
                 self._refuse_long_pause(exc)
                 if attempt >= self._retry.max_attempts:
                     self.stats.failures += 1
@@ -336,7 +337,7 @@ class HttpClient:
                 unreadable = TransientHTTPError(method, url, reason=detail)
                 await self.pause_for(unreadable, attempt)
 
-    async def pause_for(self, exc: TransientHTTPError, attempt: int) -> None:
+    async def pause_for(self, exc: Retryable, attempt: int) -> None:
         """Wait before the next attempt; a 429 pauses the whole client.
 
         Raises:
@@ -350,7 +351,7 @@ class HttpClient:
             self._paused_until = max(self._paused_until, anyio.current_time() + delay)
         await anyio.sleep(delay)
 
-    def _refuse_long_pause(self, exc: TransientHTTPError) -> None:
+    def _refuse_long_pause(self, exc: Retryable) -> None:
         # Waiting max_seconds instead would ask again long before the server said to.
         if exc.retry_after is None or exc.retry_after <= self._retry.max_seconds:
             return

@@ -29,7 +29,7 @@ from pipeline.errors import PipelineError
 from pipeline.flow import Pass
 from pipeline.http import LATENCY_BUCKETS, HttpStats
 from pipeline.report import PassReport
-from pipeline.sinks.base import Target
+from pipeline.targets.base import Target
 
 __all__ = ["Health", "Metrics", "serve_metrics"]
 

@@ -17,8 +17,8 @@ from pipeline.flow import Pass, build_targets
 from pipeline.metrics import Health, Metrics, serve_metrics
 from pipeline.progress import render_summary, watch
 from pipeline.report import EXIT_OK, PassReport, exit_code
-from pipeline.sinks.base import Target
 from pipeline.state.store import StateStore
+from pipeline.targets.base import Target
 
 __all__ = ["run_once", "serve"]
 

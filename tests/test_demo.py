@@ -10,6 +10,7 @@ from pipeline.config_load import settings_from_mapping
 from pipeline.demo import EmulatorPlan, EmulatorUrls, demo_config, load_plan
 from pipeline.emulators import FaultPlan
 from pipeline.errors import ConfigError
+from pipeline.targets.syncbatch.settings import SyncBatchSettings
 
 URLS = EmulatorUrls(
     source="http://127.0.0.1:1/customer-users",
@@ -45,7 +46,7 @@ def test_demo_config_fits_the_emulators_limits() -> None:
     plan = load_plan(None)
     settings = settings_from_mapping(demo_config(URLS, plan=plan, rate_per_second=None), {})
     assert settings.source.page_size <= plan.man.max_limit
-    assert settings.targets.syncbatch is not None
-    assert settings.targets.syncbatch.rate_per_second is None
+    assert settings.targets.get(SyncBatchSettings) is not None
+    assert settings.targets.get(SyncBatchSettings).rate_per_second is None
     small = EmulatorPlan(man=plan.man.__class__(max_limit=50))
     assert settings_from_mapping(demo_config(URLS, plan=small), {}).source.page_size == 50

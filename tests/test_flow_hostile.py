@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.emulators import Dataset, serve_app
+from pipeline.targets.syncbatch.settings import SyncBatchSettings
 from tests.conftest import MAN_TOKEN, Env
 from tests.test_flow import run_pass
 
@@ -37,7 +38,7 @@ async def test_target_throttled_for_a_day_stops_for_the_pass_others_go_on(env: E
     assert stopped.error is not None and "pause of 86400 s" in stopped.error
     assert "retry.max_seconds" in stopped.error
     # Asked once per worker at most (those in flight together), never again after the answer.
-    assert len(arrivals) <= env.settings().targets.syncbatch.max_in_flight  # type: ignore[union-attr]
+    assert len(arrivals) <= env.settings().targets.get(SyncBatchSettings).max_in_flight  # type: ignore[union-attr]
     assert stopped.created == 0 and stopped.skipped == SIZE
     assert healthy.error is None and healthy.created == SIZE
     assert len(env.emx_store.customers) == SIZE

@@ -23,10 +23,10 @@ from pipeline.config_load import settings_from_mapping
 from pipeline.flow import Pass
 from pipeline.http import HttpStats
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import confirmed
 from pipeline.sources.customers import CustomerSource
 from pipeline.sources.envelope import Answer
 from pipeline.state.store import StateStore
+from pipeline.targets.acks import confirmed
 
 LIMIT = 20
 

@@ -21,8 +21,8 @@ from pipeline.emulators import Dataset, EmporixEmulatorConfig, serve_app
 from pipeline.errors import ConfigError
 from pipeline.logs import configure
 from pipeline.progress import render_summary
-from pipeline.sinks.base import mask_personal
 from pipeline.state.store import StateStore
+from pipeline.targets.acks import mask_personal
 from tests.conftest import MAN_TOKEN, SB_TOKEN, Env
 from tests.test_flow import run_pass
 from tests.test_flow_hostile import Capture, redirecting

@@ -16,12 +16,12 @@ from typing import Any, Literal
 import msgspec
 import pytest
 
-from pipeline.config import MAX_ID, SyncBatchSettings
 from pipeline.emulators import Dataset, ManEmulatorConfig, create_man_app, serve_app
 from pipeline.records import Customer
 from pipeline.report import PassReport
-from pipeline.sinks.syncbatch_ids import IdPolicy, account_number
 from pipeline.state.store import StateStore
+from pipeline.targets.syncbatch.ids import IdPolicy, account_number
+from pipeline.targets.syncbatch.settings import MAX_ID, SyncBatchSettings
 from tests.conftest import MAN_TOKEN, Env, sb_config
 from tests.test_flow import expected_account, run_pass
 

@@ -11,15 +11,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from pipeline.config import (
-    EmporixSettings,
-    NorceSettings,
-    RetrySettings,
-    SourceSettings,
-    SyncBatchSettings,
-)
+from pipeline.config import RetrySettings, SourceSettings
 from pipeline.errors import ConfigError, TLSError
 from pipeline.http import HttpClient, tls_context
+from pipeline.targets.emporix.settings import EmporixSettings
+from pipeline.targets.norce.settings import NorceSettings
+from pipeline.targets.syncbatch.settings import SyncBatchSettings
 
 RETRY = RetrySettings(max_attempts=3, initial_seconds=0.001)
 

@@ -10,7 +10,6 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from pipeline.config import EmporixSettings
 from pipeline.emulators import (
     Dataset,
     EmporixEmulatorConfig,
@@ -21,7 +20,10 @@ from pipeline.emulators import (
 )
 from pipeline.errors import HTTPStatusError
 from pipeline.records import Ack, Page
-from pipeline.sinks.emporix import EmporixTarget
+from pipeline.state.store import StateStore
+from pipeline.targets.base import TargetContext
+from pipeline.targets.emporix.client import EmporixTarget
+from pipeline.targets.emporix.settings import EmporixSettings
 from pipeline.transform.dedupe import PassDedupe
 from pipeline.transform.stage import transform_page
 
@@ -43,7 +45,10 @@ async def write(url: str, n: int, **overrides: Any) -> tuple[list[Ack], EmporixT
         },
         EmporixSettings,
     )
-    async with EmporixTarget(settings) as target:
+    async with (
+        StateStore(":memory:") as store,
+        EmporixTarget(settings, TargetContext("emporix", store)) as target,
+    ):
         items = await target.prepare(items_for(n))
         started = anyio.current_time()
         with anyio.fail_after(30):

@@ -14,7 +14,7 @@ from pipeline.config import RetrySettings, Secret
 from pipeline.emulators import serve_app
 from pipeline.errors import AuthError, RedirectError, SinkError
 from pipeline.http import HttpClient
-from pipeline.sinks.oauth import ClientCredentials
+from pipeline.targets.oauth import ClientCredentials
 
 FAST = RetrySettings(max_attempts=3, initial_seconds=0.001, max_seconds=0.01)
 

@@ -10,13 +10,14 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from pipeline.config import SyncBatchSettings
 from pipeline.emulators import Dataset, FaultPlan, SyncBatchStore, create_syncbatch_app, serve_app
 from pipeline.emulators.syncbatch import Principal, SyncBatchEmulatorConfig
 from pipeline.errors import AuthError
 from pipeline.records import Ack, Customer, Page
-from pipeline.sinks.syncbatch import SyncBatchTarget
 from pipeline.state.store import StateStore
+from pipeline.targets.base import TargetContext
+from pipeline.targets.syncbatch.client import SyncBatchTarget
+from pipeline.targets.syncbatch.settings import SyncBatchSettings
 from pipeline.transform.dedupe import PassDedupe
 from pipeline.transform.stage import transform_page
 from tests.conftest import SB_IDS, SB_TOKEN, sb_config
@@ -48,7 +49,7 @@ async def write_all(
 ) -> list[Ack]:
     async with (
         StateStore(tmp_path / "s.sqlite3") as store,
-        SyncBatchTarget(settings(url, **overrides), store) as target,
+        SyncBatchTarget(settings(url, **overrides), TargetContext("syncbatch", store)) as target,
     ):
         items = await target.prepare(records)
         with anyio.fail_after(30):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from pipeline.config import EmporixSettings
 from pipeline.records import Address, Customer
-from pipeline.transform.emporix import (
+from pipeline.targets.emporix.payload import (
     address_id,
     address_part_changed,
     customer_part_changed,
@@ -17,6 +16,7 @@ from pipeline.transform.emporix import (
     title_of,
     valid_customer_number,
 )
+from pipeline.targets.emporix.settings import EmporixSettings
 
 SETTINGS = EmporixSettings(
     url="http://emporix.test",

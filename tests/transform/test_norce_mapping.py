@@ -7,15 +7,15 @@ import json
 import msgspec
 import pytest
 
-from pipeline.config import NorceSettings
 from pipeline.records import Address, Customer
-from pipeline.transform.norce import (
+from pipeline.targets.norce.payload import (
     company_code,
     company_header,
     customer_header,
     map_company,
     map_customer,
 )
+from pipeline.targets.norce.settings import NorceSettings
 
 SETTINGS = NorceSettings(
     url="http://norce.test",

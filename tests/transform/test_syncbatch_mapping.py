@@ -10,10 +10,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline.config import SyncBatchSettings
 from pipeline.records import Address, Customer
+from pipeline.targets.syncbatch.payload import SbAccount, map_account, read_error, read_results
+from pipeline.targets.syncbatch.settings import SyncBatchSettings
 from pipeline.transform.hashing import HASH_SIZE, payload_hash
-from pipeline.transform.syncbatch import SbAccount, map_account, read_error, read_results
 
 PROFILE = "https://shop.example.com/users/{customer_id}"
 SETTINGS = SyncBatchSettings(url="http://x", account_ids="customer_id", profile_url=PROFILE)

@@ -2,7 +2,7 @@
 
 DESIGN §5: one organisation (a ServiceStack "Customer") per business unit, each MAN customer a
 user account of it; integer ids for both come from the configured rule or range
-(:mod:`pipeline.sinks.syncbatch_ids`); ``profileUrl`` from a template; ``roles`` = [role];
+(:mod:`pipeline.targets.syncbatch.ids`); ``profileUrl`` from a template; ``roles`` = [role];
 ``permissions`` from configuration.
 """
 
@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from pipeline.config import SyncBatchSettings
 from pipeline.records import Customer
+from pipeline.targets.syncbatch.settings import SyncBatchSettings
 
 __all__ = [
     "SbAccount",

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.config import MAX_ID, SyncBatchSettings
 from pipeline.records import Customer
 from pipeline.state.store import StateStore
+from pipeline.targets.syncbatch.settings import MAX_ID, SyncBatchSettings
 
-__all__ = ["Assigned", "IdPolicy", "account_number", "describe"]
+__all__ = ["Assigned", "IdPolicy", "account_number"]
 
 ACCOUNT = "account"
 ORGANISATION = "organisation"
@@ -58,26 +58,6 @@ def account_number(customer_id: str, prefix: str, offset: int) -> int | str:
 
 def _span(span: tuple[int, int]) -> str:
     return f"[{span[0]}, {span[1]}]"
-
-
-def describe(settings: SyncBatchSettings) -> str:
-    """Where the ids come from, in one line (``pipeline check-config`` prints it)."""
-    if settings.account_ids == "customer_id":
-        number = "the number in customer_id"
-        if settings.customer_id_prefix:
-            number += f" after {settings.customer_id_prefix!r}"
-        if settings.account_id_offset:
-            number = f"{settings.account_id_offset} + {number}"
-        accounts = number
-    else:
-        assert settings.account_id_range is not None
-        accounts = f"allocated from {_span(settings.account_id_range)}"
-    parts = []
-    if settings.organisation_ids:
-        parts.append(f"{len(settings.organisation_ids)} named")
-    if settings.organisation_id_range is not None:
-        parts.append(f"allocated from {_span(settings.organisation_id_range)}")
-    return f"syncbatch ids: accounts {accounts}; organisations {', '.join(parts)}"
 
 
 class Assigned:

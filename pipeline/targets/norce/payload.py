@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
-from pipeline.config import NorceSettings
 from pipeline.records import Customer
+from pipeline.targets.norce.settings import NorceSettings
 
 __all__ = [
     "NcAccount",

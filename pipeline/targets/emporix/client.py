@@ -25,13 +25,12 @@ from urllib.parse import quote
 import anyio
 import msgspec
 
-from pipeline.config import EMPORIX_CUSTOMERS_PATH, EMPORIX_TOKEN_PATH, EmporixSettings
-from pipeline.errors import AuthError, HTTPStatusError, PipelineError, TransientHTTPError
+from pipeline.errors import HTTPStatusError, PipelineError, UnsupportedError
 from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead, redact
-from pipeline.state.store import StateStore
-from pipeline.transform.emporix import (
+from pipeline.targets.acks import confirmed, dead, redact
+from pipeline.targets.base import HttpTarget, TargetContext
+from pipeline.targets.emporix.payload import (
     EmxMetadata,
     EmxPayload,
     address_id,
@@ -41,6 +40,11 @@ from pipeline.transform.emporix import (
     map_customer,
     merge_patch,
     valid_customer_number,
+)
+from pipeline.targets.emporix.settings import (
+    EMPORIX_CUSTOMERS_PATH,
+    EMPORIX_TOKEN_PATH,
+    EmporixSettings,
 )
 
 __all__ = ["EmporixTarget"]
@@ -104,16 +108,13 @@ def _refusal(what: str, response: Response) -> _Refused:
 class EmporixTarget(HttpTarget):
     """Upserts customers and their addresses into one Emporix tenant."""
 
-    name = "emporix"
-
-    def __init__(self, settings: EmporixSettings, store: StateStore | None = None) -> None:
+    def __init__(self, settings: EmporixSettings, context: TargetContext) -> None:
         self.settings = settings
-        self._store = store  # adopted customers' numbers (confirmed.ref); None: found again
+        self._store = context.store  # adopted customers' numbers (confirmed.ref)
         base = settings.url.rstrip("/")
         self._customers = base + EMPORIX_CUSTOMERS_PATH.format(tenant=settings.tenant)
-        super().__init__(settings, {"Accept": "application/json"})
-        self.tokens = client_credentials(
-            self,
+        super().__init__(settings, context, {"Accept": "application/json"})
+        self.client_credentials(
             token_url=settings.token_url or base + EMPORIX_TOKEN_PATH,
             client_id_env=settings.client_id_env,
             client_secret_env=settings.client_secret_env,
@@ -122,7 +123,7 @@ class EmporixTarget(HttpTarget):
 
     async def prepare(self, customers: Sequence[Customer]) -> list[Item]:
         refs: dict[str, str | None] = {}
-        if self._store is not None and self.settings.adopt_existing:
+        if self.settings.adopt_existing:
             refs = await self._store.refs(self.name, [c.customer_id for c in customers])
         items = []
         for customer in customers:
@@ -149,34 +150,27 @@ class EmporixTarget(HttpTarget):
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Response:
-        """One API call with the shared token; an expired token is renewed once."""
-        for renewed in (False, True):
-            token = await self.tokens.token()
-            headers = {"Authorization": f"Bearer {token}"}
-            if body is not None:
-                headers["Content-Type"] = content_type
-            try:
-                response = await self._http.request(
-                    method, url, params=params, body=body, headers=headers, accept=_ACCEPT
-                )
-            except HTTPStatusError as exc:
-                if exc.status == 415 and content_type == MERGE_PATCH:
-                    # Never fall back to a replacing PUT: it would wipe fields we do not own.
-                    raise HTTPStatusError(
-                        exc.method,
-                        exc.url,
-                        415,
-                        "this tenant refuses application/merge-patch+json updates; "
-                        "a replacing PUT would wipe fields the pipeline does not own",
-                    ) from exc
-                raise
-            if response.status != 401:
-                return response
-            if EXPIRED in response.body and not renewed:
-                self.tokens.invalidate(token)
-                continue
-            break
-        raise AuthError(method, url, 401, "access token refused")
+        """One API call (an expired token is renewed once, see :meth:`expired`)."""
+        headers = {"Content-Type": content_type} if body is not None else {}
+        try:
+            return await self.call(
+                method, url, params=params, body=body, headers=headers, accept=_ACCEPT
+            )
+        except HTTPStatusError as exc:
+            if exc.status == 415 and content_type == MERGE_PATCH:
+                # Never fall back to a replacing PUT: it would wipe fields we do not own.
+                raise UnsupportedError(
+                    exc.method,
+                    exc.url,
+                    415,
+                    "this tenant refuses application/merge-patch+json updates; "
+                    "a replacing PUT would wipe fields the pipeline does not own",
+                ) from exc
+            raise
+
+    def expired(self, response: Response) -> bool:
+        """Emporix says ``access_token_expired``; any other 401 is a refusal."""
+        return EXPIRED in response.body
 
     async def _email_owner(self, email: str) -> str | None:
         response = await self._call(
@@ -302,8 +296,8 @@ class EmporixTarget(HttpTarget):
                     raise _Refused("address refused with 404: customer not found")
         except _Refused as refused:
             return dead(self.name, item, str(refused))
-        except TransientHTTPError as exc:
-            return dead(self.name, item, f"request failed: {exc}", request_failed=True)
+        except PipelineError as exc:
+            return self.failed([item], "request failed", exc)[0]
         item.ref = number if number != item.customer_id else None
         return confirmed(self.name, item)
 
@@ -333,16 +327,15 @@ class EmporixTarget(HttpTarget):
     async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
         """Set ``active`` false on each customer gone from the source."""
         done: list[str] = []
-        refs: dict[str, str | None] = {}
-        if self._store is not None:
-            refs = await self._store.refs(self.name, customer_ids)
+        refs = await self._store.refs(self.name, customer_ids)
 
         async def one(customer_id: str) -> None:
             try:
                 if await self._deactivate_one(refs.get(customer_id) or customer_id):
                     done.append(customer_id)
-            except TransientHTTPError:
-                pass  # tried again after the next complete pass
+            except PipelineError as exc:
+                self.failed((), "deactivation failed", exc)  # raises on what stops the target
+                # else tried again after the next complete pass
 
         try:
             async with anyio.create_task_group() as tg:

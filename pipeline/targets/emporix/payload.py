@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from pipeline.config import EmporixSettings
 from pipeline.records import Customer
+from pipeline.targets.emporix.settings import EmporixSettings
 from pipeline.transform.hashing import payload_hash
 
 __all__ = [

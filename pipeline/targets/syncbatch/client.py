@@ -17,14 +17,13 @@ from typing import NamedTuple
 
 import msgspec
 
-from pipeline.config import SYNCBATCH_PATH, SyncBatchSettings, secret
-from pipeline.errors import AuthError, HTTPStatusError, TransientHTTPError
+from pipeline.config import secret
+from pipeline.errors import PipelineError, TransientHTTPError
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import HttpTarget, confirmed, dead, redact
-from pipeline.sinks.syncbatch_ids import IdPolicy
-from pipeline.state.store import StateStore
-from pipeline.transform.hashing import payload_hash
-from pipeline.transform.syncbatch import (
+from pipeline.targets.acks import confirmed, dead, redact
+from pipeline.targets.base import HttpTarget, TargetContext
+from pipeline.targets.syncbatch.ids import IdPolicy
+from pipeline.targets.syncbatch.payload import (
     SbAccount,
     SbCustomer,
     SbRequest,
@@ -36,6 +35,8 @@ from pipeline.transform.syncbatch import (
     read_error,
     read_results,
 )
+from pipeline.targets.syncbatch.settings import SYNCBATCH_PATH, SyncBatchSettings
+from pipeline.transform.hashing import payload_hash
 
 __all__ = ["TRANSIENT_ITEM_CODES", "SyncBatchTarget"]
 
@@ -149,18 +150,14 @@ def _parse_ref(ref: str) -> tuple[int, str]:
 class SyncBatchTarget(HttpTarget):
     """Writes accounts, grouped by organisation, to the sync-batch endpoint."""
 
-    name = "syncbatch"
-
-    def __init__(self, settings: SyncBatchSettings, store: StateStore) -> None:
+    def __init__(self, settings: SyncBatchSettings, context: TargetContext) -> None:
         self.settings = settings
-        self._store = store
+        self._store = context.store
         self._url = settings.url.rstrip("/") + SYNCBATCH_PATH
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        token = secret(settings.token_env, key="targets.syncbatch.token_env")
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token.reveal()}"
-        super().__init__(settings, headers)
-        self._ids = IdPolicy(settings, store)
+        token = secret(settings.token_env, key=context.key("token_env"))
+        super().__init__(settings, context, headers, token=token)
+        self._ids = IdPolicy(settings, context.store)
 
     # Mapping ---------------------------------------------------------------------------
 
@@ -253,14 +250,9 @@ class SyncBatchTarget(HttpTarget):
             settled = len(acks)
             body, slots = self._build(pending, alone)
             try:
-                response = await self._http.request(
-                    "POST", self._url, body=body, accept=frozenset({400})
-                )
-            except AuthError:
-                raise
-            except (TransientHTTPError, HTTPStatusError) as exc:
-                reason = f"request failed: {exc}"
-                acks.extend(dead(self.name, i, reason, request_failed=True) for i in pending)
+                response = await self.call("POST", self._url, body=body, accept=frozenset({400}))
+            except PipelineError as exc:
+                acks.extend(self.failed(pending, "request failed", exc))
                 break
             # -- a 400 names the accounts it refuses; the rest goes again at once
             retry: list[Item] = []

@@ -27,19 +27,18 @@ from xml.etree import ElementTree
 import anyio
 import msgspec
 
-from pipeline.config import NORCE_TOKEN_PATH, NorceSettings
 from pipeline.errors import (
     AuthError,
     DecodeError,
     HTTPStatusError,
+    PipelineError,
     SinkError,
-    TransientHTTPError,
 )
 from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
-from pipeline.sinks.base import HttpTarget, client_credentials, confirmed, dead
-from pipeline.transform.hashing import payload_hash
-from pipeline.transform.norce import (
+from pipeline.targets.acks import confirmed, dead
+from pipeline.targets.base import HttpTarget, TargetContext
+from pipeline.targets.norce.payload import (
     NcActivity,
     NcCustomer,
     company_code,
@@ -49,6 +48,8 @@ from pipeline.transform.norce import (
     map_company,
     map_customer,
 )
+from pipeline.targets.norce.settings import NORCE_TOKEN_PATH, NorceSettings
+from pipeline.transform.hashing import payload_hash
 
 __all__ = ["JobTimeoutError", "NorceTarget"]
 
@@ -161,16 +162,13 @@ def _code_of(row: str | None, batch: Mapping[str, Sequence[str]]) -> str | None:
 class NorceTarget(HttpTarget):
     """Imports customers into Norce Commerce in batches."""
 
-    name = "norce"
-
-    def __init__(self, settings: NorceSettings) -> None:
+    def __init__(self, settings: NorceSettings, context: TargetContext) -> None:
         self.settings = settings
         base = settings.url.rstrip("/")
         self._connect = base + "/" + settings.connect_path.strip("/")
         headers = {"Accept": "application/json", "ApplicationId": str(settings.application_id)}
-        super().__init__(settings, headers)
-        self.tokens = client_credentials(
-            self,
+        super().__init__(settings, context, headers)
+        self.client_credentials(
             token_url=settings.token_url or base + NORCE_TOKEN_PATH,
             client_id_env=settings.client_id_env,
             client_secret_env=settings.client_secret_env,
@@ -204,22 +202,14 @@ class NorceTarget(HttpTarget):
         header: str | None = None,
         params: dict[str, str] | None = None,
     ) -> Response:
+        headers = {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if header is not None:
+            headers["X-StormConnect-Header"] = header
+        # A 401 is an expired or revoked token: one new token, one retry (HttpTarget.call).
         url = f"{self._connect}/{path}"
-        for attempt in range(2):
-            token = await self.tokens.token()
-            headers = {"Authorization": f"Bearer {token}"}
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            if header is not None:
-                headers["X-StormConnect-Header"] = header
-            response = await self._http.request(
-                method, url, params=params, body=body, headers=headers, accept=frozenset({401})
-            )
-            if response.status != 401:
-                return response
-            if attempt == 0:
-                self.tokens.invalidate(token)  # expired or revoked: one new token, one retry
-        raise AuthError(method, url, 401, "bearer token refused")
+        return await self.call(method, url, params=params, body=body, headers=headers)
 
     async def _read(
         self,
@@ -338,11 +328,8 @@ class NorceTarget(HttpTarget):
             codes = {link.Code for i in items for link in i.payload.Companies}
             try:
                 await self._ensure_companies(codes)
-            except AuthError:
-                raise
-            except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
-                reason = f"creating companies failed: {exc}"
-                return [dead(self.name, i, reason, request_failed=True) for i in items]
+            except PipelineError as exc:
+                return self.failed(items, "creating companies failed", exc)
         return await self._import(list(items), may_split=True)
 
     async def deactivate(self, customer_ids: Sequence[str]) -> list[str]:
@@ -355,9 +342,8 @@ class NorceTarget(HttpTarget):
             try:
                 job = await self._run_job("Customer/ImportCustomers", header, body)
                 failures = await self._failures(job, dict.fromkeys(chunk, ()))
-            except AuthError:
-                raise
-            except (TransientHTTPError, HTTPStatusError, SinkError):
+            except PipelineError as exc:
+                self.failed((), "deactivation failed", exc)  # raises on what stops the target
                 continue  # tried again after the next complete pass
             if not job.explained_by(len(failures.keys() & set(chunk))):
                 continue  # which ones failed is not known: all are tried again
@@ -372,10 +358,8 @@ class NorceTarget(HttpTarget):
             )
             batch = {c.Code: (c.EmailAddress,) for c in customers}
             failures = await self._failures(job, batch)
-        except AuthError:
-            raise
-        except (TransientHTTPError, HTTPStatusError, SinkError) as exc:
-            return [dead(self.name, i, f"import failed: {exc}", request_failed=True) for i in items]
+        except PipelineError as exc:
+            return self.failed(items, "import failed", exc)
         named = [i for i in items if i.customer_id in failures]
         if not job.explained_by(len(named)):
             # The log names fewer items than failed: the others are not known to be in.

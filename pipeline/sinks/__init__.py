@@ -1,1 +1,0 @@
-"""Sink stage: the target protocol and one module per target."""
