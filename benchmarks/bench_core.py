@@ -17,7 +17,7 @@ from pipeline.emulators import Dataset
 from pipeline.records import Page
 from pipeline.targets.syncbatch.payload import map_account
 from pipeline.targets.syncbatch.settings import SyncBatchSettings
-from pipeline.transform.dedupe import PassDedupe
+from pipeline.transform.dedupe import SeenInMemory
 from pipeline.transform.hashing import payload_hash
 from pipeline.transform.stage import transform_page
 
@@ -47,7 +47,7 @@ def run(customers: int, endpoints: Endpoints | None) -> Measured:
     )
     encode = msgspec.json.encode
     organisations: dict[str, int] = {}
-    dedupe = PassDedupe()
+    dedupe = SeenInMemory()
     account_id = valid = rejected = 0
     started = time.perf_counter()
     for page in pages:

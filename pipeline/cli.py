@@ -23,8 +23,8 @@ from pipeline.demo import (
     use_demo_tokens,
 )
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.flow import build_targets
 from pipeline.logs import configure as configure_logs
+from pipeline.registry import build_targets
 from pipeline.report import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
 from pipeline.runner import run_once, serve
 from pipeline.sources.customers import CustomerSource

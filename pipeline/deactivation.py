@@ -8,7 +8,7 @@ import logging
 from pipeline.report import TargetCounters
 from pipeline.state.store import StateStore
 from pipeline.targets.base import Target
-from pipeline.transform.dedupe import Dedupe
+from pipeline.transform.dedupe import Seen
 
 __all__ = ["deactivate_missing", "plan_deactivation"]
 
@@ -21,7 +21,7 @@ def plan_deactivation(known: int, missing: int, max_share: float) -> bool:
 
 
 async def deactivate_missing(
-    target: Target, counters: TargetCounters, store: StateStore, seen: Dedupe
+    target: Target, counters: TargetCounters, store: StateStore, seen: Seen
 ) -> None:
     """Deactivate in ``target`` the customers it confirmed that the pass did not see.
 

@@ -54,6 +54,7 @@ __all__ = [
     "TokenError",
     "TransientHTTPError",
     "UnsupportedError",
+    "first_error",
 ]
 
 
@@ -224,3 +225,12 @@ class ThrottledError(Fatal, PipelineError):
             f"(Retry-After), longer than retry.max_seconds = {_seconds(max_seconds)} s: "
             "not asked again this pass"
         )
+
+
+def first_error(group: BaseExceptionGroup[PipelineError]) -> BaseException:
+    """The first error itself, however deep the task groups nested it (``except*`` keeps the
+    nesting: its message would be "unhandled errors in a TaskGroup")."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

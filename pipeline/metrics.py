@@ -29,6 +29,7 @@ from pipeline.errors import PipelineError
 from pipeline.flow import Pass
 from pipeline.http import LATENCY_BUCKETS, HttpStats
 from pipeline.report import PassReport
+from pipeline.statistics import PassStatistics
 from pipeline.targets.base import Target
 
 __all__ = ["Health", "Metrics", "serve_metrics"]
@@ -74,7 +75,7 @@ class Metrics(Collector):
         self.source_stats = HttpStats()
         self.registry.register(self)
 
-    def pass_finished(self, run: Pass, report: PassReport) -> None:
+    def pass_finished(self, finished: Pass, report: PassReport) -> None:
         """Fold a finished pass into the totals."""
         self.records_read += report.source.records
         for name, target in report.targets.items():
@@ -84,27 +85,27 @@ class Metrics(Collector):
         self.last_duration = report.seconds
         if report.status in ("ok", "dead_letters"):
             self.last_success = time.time()
-        _add(self.source_stats, run.source.http.stats)
-        if self.current is run:
+        _add(self.source_stats, finished.statistics().source.http)
+        if self.current is finished:
             self.current = None
 
     def collect(self) -> Iterable[Metric]:
-        run = self.current
+        live = self.current.statistics() if self.current is not None else None
         read = CounterMetricFamily("pipeline_records_read", "Records read from the source")
-        read.add_metric([], self.records_read + (run.source.progress.records if run else 0))
+        read.add_metric([], self.records_read + (live.source.records if live else 0))
         yield read
         records = CounterMetricFamily(
             "pipeline_records", "Records per target and outcome", labels=["target", "outcome"]
         )
-        live = run.counters if run else {}
+        counts = {n: t.counts for n, t in live.targets.items()} if live else {}
         for target in self.targets:
             for outcome in _OUTCOMES:
-                now = getattr(live[target.name], outcome) if target.name in live else 0
+                now = getattr(counts[target.name], outcome) if target.name in counts else 0
                 records.add_metric(
                     [target.name, outcome], self.outcomes[target.name, outcome] + now
                 )
         yield records
-        yield from self._http(run)
+        yield from self._http(live)
         passes = CounterMetricFamily(
             "pipeline_passes", "Passes by how they ended", labels=["status"]
         )
@@ -122,7 +123,7 @@ class Metrics(Collector):
                 self.last_success,
             )
         running = GaugeMetricFamily("pipeline_pass_running", "1 while a pass runs")
-        running.add_metric([], 1 if run else 0)
+        running.add_metric([], 1 if live else 0)
         yield running
         depth = GaugeMetricFamily(
             "pipeline_queue_depth", "Items buffered per channel", labels=["channel"]
@@ -132,17 +133,17 @@ class Metrics(Collector):
             "Tasks waiting to send per channel",
             labels=["channel"],
         )
-        for stats in run.statistics() if run else []:
+        for stats in live.channels if live else []:
             depth.add_metric([stats.name], stats.buffered)
             blocked.add_metric([stats.name], stats.senders_waiting)
         yield depth
         yield blocked
 
-    def _http(self, run: Pass | None) -> Iterable[Metric]:
+    def _http(self, live: PassStatistics | None) -> Iterable[Metric]:
         clients: list[tuple[str, HttpStats]] = [(t.name, t.stats) for t in self.targets]
         source = self.source_stats.copy()
-        if run is not None:
-            _add(source, run.source.http.stats)
+        if live is not None:
+            _add(source, live.source.http)
         clients.append(("source", source))
         requests = CounterMetricFamily("pipeline_requests", "HTTP requests", labels=["client"])
         retries = CounterMetricFamily("pipeline_retries", "HTTP retries", labels=["client"])

@@ -20,18 +20,22 @@ __all__ = ["nothing_written", "render_summary", "watch"]
 
 
 async def watch(
-    run: Pass, *, total: int | None = None, stream: IO[str] | None = None, interval: float = 5.0
+    running: Pass,
+    *,
+    total: int | None = None,
+    stream: IO[str] | None = None,
+    interval: float = 5.0,
 ) -> None:
-    """Show the pass's progress until cancelled: a live bar on a terminal, else a line every
-    ``interval`` seconds."""
+    """Show the pass's progress (its :meth:`~pipeline.flow.Pass.statistics`) until cancelled:
+    a live bar on a terminal, else a line every ``interval`` seconds."""
     out = stream or sys.stderr
     if out.isatty():
-        await _live(run, total, Console(file=out))
+        await _live(running, total, Console(file=out))
     else:
-        await _lines(run, out, interval)
+        await _lines(running, out, interval)
 
 
-async def _live(run: Pass, total: int | None, console: Console) -> None:
+async def _live(running: Pass, total: int | None, console: Console) -> None:
     columns = (
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -41,25 +45,28 @@ async def _live(run: Pass, total: int | None, console: Console) -> None:
     )
     with Progress(*columns, console=console, transient=False) as bar:
         read = bar.add_task("read", total=total, rate="")
-        tasks = {name: bar.add_task(name, total=total, rate="") for name in run.counters}
+        names = list(running.statistics().targets)
+        tasks = {name: bar.add_task(name, total=total, rate="") for name in names}
         clock = anyio.current_time()
         while True:
             elapsed = max(anyio.current_time() - clock, 1e-6)
-            records = run.source.progress.records
+            stats = running.statistics()
+            records = stats.source.records
             bar.update(read, completed=records, rate=f"{records / elapsed:,.0f}")
             for name, task in tasks.items():
-                settled = run.counters[name].settled + run.transform.duplicates
+                settled = stats.targets[name].counts.settled + stats.source.duplicates
                 bar.update(task, completed=settled, rate=f"{settled / elapsed:,.0f}")
             await anyio.sleep(0.1)
 
 
-async def _lines(run: Pass, out: IO[str], interval: float) -> None:
+async def _lines(running: Pass, out: IO[str], interval: float) -> None:
     clock = anyio.current_time()
     while True:
         await anyio.sleep(interval)
         elapsed = anyio.current_time() - clock
-        parts = [f"read {run.source.progress.records}"]
-        parts += [f"{name} {c.settled}" for name, c in run.counters.items()]
+        stats = running.statistics()
+        parts = [f"read {stats.source.records}"]
+        parts += [f"{name} {t.counts.settled}" for name, t in stats.targets.items()]
         print(f"[{elapsed:6.1f}s] " + ", ".join(parts), file=out, flush=True)
 
 

@@ -8,15 +8,21 @@ with :func:`register` and takes part in every command as the built-in ones do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from pipeline.targets.base import TargetSpec
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.targets.base import Target, TargetContext, TargetSpec
 from pipeline.targets.emporix import SPEC as EMPORIX
 from pipeline.targets.norce import SPEC as NORCE
 from pipeline.targets.syncbatch import SPEC as SYNCBATCH
 
-__all__ = ["TargetSpec", "register", "registered", "spec", "targets", "unregister"]
+__all__ = ["TargetSpec", "build_targets", "register", "registered", "spec", "targets", "unregister"]
+
+if TYPE_CHECKING:
+    from pipeline.state.store import StateStore
 
 _TARGETS: dict[str, TargetSpec] = {}
 
@@ -58,6 +64,23 @@ def spec(name: str) -> TargetSpec:
         KeyError: no target has that name.
     """
     return _TARGETS[name]
+
+
+def build_targets(
+    settings: Settings, store: StateStore, only: Sequence[str] | None = None
+) -> list[Target]:
+    """The enabled targets, limited to ``only`` when given (a name given twice counts once),
+    each built by its registered spec.
+
+    Raises:
+        ConfigError: ``only`` names a target that is not configured.
+    """
+    enabled = settings.targets.enabled()
+    names = list(dict.fromkeys(only)) if only else enabled
+    unknown = [n for n in names if n not in enabled]
+    if unknown:
+        raise ConfigError(f"target {unknown[0]!r} is not configured", path="targets")
+    return [spec(name).build(settings.targets[name], TargetContext(name, store)) for name in names]
 
 
 for _builtin in (SYNCBATCH, EMPORIX, NORCE):

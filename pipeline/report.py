@@ -110,6 +110,24 @@ class PassReport(msgspec.Struct, frozen=True, kw_only=True):
     targets: dict[str, TargetReport]
     error: str | None = None
 
+    def log_fields(self) -> dict[str, object]:
+        """The report in the fields of the "pass finished" log line."""
+        fields: dict[str, object] = {
+            "pass_id": self.pass_id,
+            "status": self.status,
+            "seconds": self.seconds,
+            "records": self.source.records,
+            "checkpoint": self.source.checkpoint,
+        }
+        for name, t in self.targets.items():
+            fields[name] = {
+                "created": t.created,
+                "updated": t.updated,
+                "unchanged": t.unchanged,
+                "dead_lettered": t.dead_lettered,
+            }
+        return fields
+
 
 def exit_code(report: PassReport) -> int:
     """DESIGN §4: 0 all confirmed or unchanged (or stopped by a signal, state saved),

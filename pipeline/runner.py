@@ -13,9 +13,10 @@ import msgspec
 from rich.console import Console
 
 from pipeline.config import Settings
-from pipeline.flow import Pass, build_targets
+from pipeline.flow import Pass
 from pipeline.metrics import Health, Metrics, serve_metrics
 from pipeline.progress import render_summary, watch
+from pipeline.registry import build_targets
 from pipeline.report import EXIT_OK, PassReport, exit_code
 from pipeline.state.store import StateStore
 from pipeline.targets.base import Target
@@ -75,20 +76,13 @@ async def run_once(
         chosen = build_targets(settings, store, targets)
         fresh = replay is not None or dry_run
         start = 0 if fresh else await _start_offset(settings, store, chosen, restart)
-        run = Pass(
-            settings,
-            store,
-            chosen,
-            dry_run=dry_run,
-            start_offset=start,
-            replay=replay,
-        )
+        one = Pass(settings, store, chosen, dry_run=dry_run, start_offset=start, replay=replay)
         async with anyio.create_task_group() as tg:
             if show_progress:
-                tg.start_soon(lambda: watch(run, total=total, stream=console.file))
+                tg.start_soon(lambda: watch(one, total=total, stream=console.file))
             if handle_signals:
-                tg.start_soon(_on_signals, lambda: run.stop(settings.serve.grace_seconds))
-            report = await run.run()
+                tg.start_soon(_on_signals, lambda: one.stop(settings.serve.grace_seconds))
+            report = await one.run()
             tg.cancel_scope.cancel()
     render_summary(report, console)
     if report_path:
@@ -120,8 +114,8 @@ async def serve(
 
     def stop() -> None:
         stopping.set()
-        for run in current:
-            run.stop(settings.serve.grace_seconds)
+        for running in current:
+            running.stop(settings.serve.grace_seconds)
 
     async with StateStore(settings.state.path) as store:
         health.store_open = True
@@ -139,12 +133,12 @@ async def serve(
             while not stopping.is_set():
                 started = anyio.current_time()
                 start = await _start_offset(settings, store, targets, restart and passes == 0)
-                run = Pass(settings, store, targets, start_offset=start)
-                current[:] = [run]
-                metrics.current = run
-                report = await run.run()
+                this = Pass(settings, store, targets, start_offset=start)
+                current[:] = [this]
+                metrics.current = this
+                report = await this.run()
                 current.clear()
-                metrics.pass_finished(run, report)
+                metrics.pass_finished(this, report)
                 health.last_status, health.last_error = report.status, report.error
                 health.stopped = {n: t.error for n, t in report.targets.items() if t.error}
                 passes += 1

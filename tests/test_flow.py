@@ -13,7 +13,8 @@ from pipeline.emulators import (
     FaultPlan,
     ManEmulatorConfig,
 )
-from pipeline.flow import Pass, build_targets
+from pipeline.flow import Pass
+from pipeline.registry import build_targets
 from pipeline.report import PassReport
 from pipeline.state.store import StateStore
 from tests.conftest import MAN_TOKEN, Env, sb_config
@@ -205,10 +206,11 @@ async def test_slow_target_keeps_records_in_memory_bounded(env: Env) -> None:
             async def sample() -> None:
                 nonlocal peak_in_memory, source_blocked
                 while True:
-                    stats = {s.name: s for s in run.statistics()}
+                    snapshot = run.statistics()
+                    stats = {s.name: s for s in snapshot.channels}
                     if stats and stats["pages"].senders_waiting:
                         source_blocked += 1
-                    peak_in_memory = max(peak_in_memory, run.in_memory())
+                    peak_in_memory = max(peak_in_memory, snapshot.in_memory)
                     await anyio.sleep(0.002)
 
             tg.start_soon(sample)

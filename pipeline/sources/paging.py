@@ -21,7 +21,7 @@ alone:
   like an empty page, except on the first page and below an announced total
   (:meth:`Paging.may_end_at`), where it is a failure.
 
-Several pages are in flight; they are settled here in offset order.
+Several pages are in flight; they are judged here in offset order.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ MAX_REOPEN = 3
 
 
 class Verdict(enum.Enum):
-    """What to do with a page once it is settled."""
+    """What to do with a page once it is judged."""
 
     USE = "use"
     """Deliver its records; the read goes on."""
@@ -66,9 +66,9 @@ class Paging:
         >>> p = Paging(limit=10)
         >>> p.plan(), p.plan()
         (0, 10)
-        >>> p.settle(0, 10), p.settle(10, 4), p.plan()
+        >>> p.judge(0, 10), p.judge(10, 4), p.plan()
         (<Verdict.USE: 'use'>, <Verdict.USE: 'use'>, 14)
-        >>> p.settle(14, 0), p.done
+        >>> p.judge(14, 0), p.done
         (<Verdict.LAST: 'last'>, True)
     """
 
@@ -109,7 +109,7 @@ class Paging:
         self._suspect = 0
         self._suspect_records = 0
         self._stale = 0
-        self._settled = 0
+        self._judged = 0
         self._next = start
 
     @property
@@ -172,7 +172,7 @@ class Paging:
         self.reopened += 1
         self.generation += 1
 
-    def settle(
+    def judge(
         self,
         offset: int,
         count: int,
@@ -181,7 +181,8 @@ class Paging:
         repeated: bool = False,
         new: bool = True,
     ) -> Verdict:
-        """Settle the page at ``offset``, which held ``count`` records.
+        """Judge the page at ``offset``, which held ``count`` records: use it, end the read there,
+        or ask for it again (the :class:`Verdict`).
 
         Args:
             total: the record count the answer announced, if any.
@@ -192,8 +193,8 @@ class Paging:
         """
         if self.end is not None and offset >= self.end:
             return Verdict.STALE
-        first = self._settled == 0
-        self._settled += 1
+        first = self._judged == 0
+        self._judged += 1
         self._note_total(total)
         reach = offset + count
         if count == 0:

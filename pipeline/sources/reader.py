@@ -212,7 +212,7 @@ class Reader:
                 slot = slots.popleft()
                 await slot.done.wait()
                 generation = paging.generation
-                verdict, records, keys, error = self._settle(slot)
+                verdict, records, keys, error = self._judge(slot)
                 if verdict is Verdict.STALE:
                     continue
                 if paging.generation != generation:  # planned at the wrong stride: ask again
@@ -228,7 +228,7 @@ class Reader:
                         stale.scope.cancel()
                     slots.clear()
 
-    def _settle(
+    def _judge(
         self, slot: _Slot
     ) -> tuple[Verdict, list[msgspec.Raw], list[Key], PipelineError | None]:
         paging = self.paging
@@ -244,7 +244,7 @@ class Reader:
         stale = self._stale(page, repeated=repeated)
         count = 0 if stale else len(records)
         total = slot.answer.total if slot.answer is not None else None
-        verdict = paging.settle(slot.offset, count, total=total, repeated=repeated, new=new)
+        verdict = paging.judge(slot.offset, count, total=total, repeated=repeated, new=new)
         if verdict is Verdict.STALLED:
             raise self.stalled(slot.offset)
         if self._first is None and verdict is not Verdict.STALE:

@@ -25,7 +25,7 @@ _PREFIX = ".pass-seen-"
 
 
 class SeenOnDisk:
-    """A :class:`~pipeline.transform.dedupe.Dedupe` backed by a temporary SQLite file."""
+    """A :class:`~pipeline.transform.dedupe.Seen` backed by a temporary SQLite file."""
 
     def __init__(self, directory: str | Path, owner: str = "") -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)

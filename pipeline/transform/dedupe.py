@@ -1,14 +1,16 @@
-"""Pass-wide uniqueness: repeats of a customer_id are dropped, a reused email is refused (pure)."""
+"""What a pass has seen (its ids and emails): repeats of a customer_id are dropped, a reused
+email is refused. :class:`Seen` is the contract, :class:`SeenInMemory` keeps it in memory
+(pure), :class:`~pipeline.state.seen.SeenOnDisk` in a temporary file."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-__all__ = ["Dedupe", "PassDedupe"]
+__all__ = ["Seen", "SeenInMemory"]
 
 
-class Dedupe(Protocol):
+class Seen(Protocol):
     """What the transform asks of the pass's memory of ids and emails.
 
     ``begin_page`` announces the ids and emails a page may claim, so that a store kept out of
@@ -26,7 +28,7 @@ class Dedupe(Protocol):
     def missing(self, customer_ids: Iterable[str]) -> list[str]: ...
 
 
-class PassDedupe:
+class SeenInMemory:
     """What one pass has seen so far.
 
     The first record with a ``customer_id`` wins; later copies (offset drift repeats records)

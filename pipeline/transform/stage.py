@@ -7,7 +7,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from pipeline.errors import SourceError
 from pipeline.records import Page, RecordBatch, Rejected
-from pipeline.transform.dedupe import Dedupe
+from pipeline.transform.dedupe import Seen
 from pipeline.transform.validate import SUSPECT, Invalid, customer_id_of, email_key, validate
 from pipeline.transform.wire import DEFAULT_DECODER, RECORD_ERRORS, ManRecord, RecordDecoder
 
@@ -106,20 +106,18 @@ def _decode(
     return decoded, ids, emails
 
 
-def transform_page(
-    page: Page, dedupe: Dedupe, decoder: RecordDecoder = DEFAULT_DECODER
-) -> RecordBatch:
+def transform_page(page: Page, seen: Seen, decoder: RecordDecoder = DEFAULT_DECODER) -> RecordBatch:
     """Decode and validate every record of ``page`` on its own; nothing here raises
-    (but the dedupe's own storage). ``decoder`` reads the source's field names."""
+    (but the seen-set's own storage). ``decoder`` reads the source's field names."""
     customers = []
     rejected = []
     duplicates = 0
     pick = decoder.pick
     decoded, ids, emails = _decode(page, decoder)
-    dedupe.begin_page(ids, emails)
+    seen.begin_page(ids, emails)
     for i, (raw, wire) in enumerate(zip(page.records, decoded, strict=True)):
         if isinstance(wire, _Unreadable):
-            if not dedupe.seen_id(wire.key):
+            if not seen.seen_id(wire.key):
                 rejected.append(Rejected(wire.key, _decode_error_reason(wire.error)))
             else:
                 duplicates += 1
@@ -129,7 +127,7 @@ def transform_page(
         except Invalid as exc:
             rejected.append(Rejected(position_key(page.offset + i), str(exc)))
             continue
-        if dedupe.seen_id(customer_id):
+        if seen.seen_id(customer_id):
             duplicates += 1
             continue
         try:
@@ -138,12 +136,12 @@ def transform_page(
         except Invalid as exc:
             rejected.append(Rejected(customer_id, str(exc)))
             continue
-        owner = dedupe.email_owner(customer.email, customer_id)
+        owner = seen.email_owner(customer.email, customer_id)
         if owner is not None:
             rejected.append(Rejected(customer_id, f"email already used by customer {owner}"))
             continue
         customers.append(customer)
-    dedupe.end_page()
+    seen.end_page()
     return RecordBatch(
         offset=page.offset,
         size=len(page.records),
@@ -157,12 +155,12 @@ async def run_transform(
     pages: MemoryObjectReceiveStream[Page],
     out: MemoryObjectSendStream[RecordBatch],
     stats: TransformStats,
-    dedupe: Dedupe,
+    seen: Seen,
     decoder: RecordDecoder = DEFAULT_DECODER,
 ) -> None:
     """Transform pages until the source closes its end, then close ours."""
     async with pages, out:
         async for page in pages:
-            batch = transform_page(page, dedupe, decoder)
+            batch = transform_page(page, seen, decoder)
             stats.count(batch)
             await out.send(batch)

@@ -24,14 +24,14 @@ from pipeline.state.store import StateStore
 from pipeline.targets.base import TargetContext
 from pipeline.targets.emporix.client import EmporixTarget
 from pipeline.targets.emporix.settings import EmporixSettings
-from pipeline.transform.dedupe import PassDedupe
+from pipeline.transform.dedupe import SeenInMemory
 from pipeline.transform.stage import transform_page
 
 
 def items_for(n: int) -> list[Any]:
     dataset = Dataset(n, seed=3, defects=False)
     page = Page(0, [msgspec.Raw(msgspec.json.encode(r)) for r in dataset.records()])
-    return transform_page(page, PassDedupe()).customers
+    return transform_page(page, SeenInMemory()).customers
 
 
 async def write(url: str, n: int, **overrides: Any) -> tuple[list[Ack], EmporixTarget, float]:

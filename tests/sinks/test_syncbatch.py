@@ -18,7 +18,7 @@ from pipeline.state.store import StateStore
 from pipeline.targets.base import TargetContext
 from pipeline.targets.syncbatch.client import SyncBatchTarget
 from pipeline.targets.syncbatch.settings import SyncBatchSettings
-from pipeline.transform.dedupe import PassDedupe
+from pipeline.transform.dedupe import SeenInMemory
 from pipeline.transform.stage import transform_page
 from tests.conftest import SB_IDS, SB_TOKEN, sb_config
 
@@ -28,7 +28,7 @@ FAST_RETRY = {"initial_seconds": 0.001, "max_seconds": 0.02, "max_attempts": 8}
 def customers(n: int, seed: int = 4) -> list[Customer]:
     dataset = Dataset(n, seed=seed, defects=False)
     page = Page(0, [msgspec.Raw(msgspec.json.encode(r)) for r in dataset.records()])
-    return transform_page(page, PassDedupe()).customers
+    return transform_page(page, SeenInMemory()).customers
 
 
 def settings(url: str, **overrides: Any) -> SyncBatchSettings:

@@ -1,6 +1,6 @@
 """The paging state machine (pure): offsets planned, page size learnt, the end found.
 
-Each test drives :class:`Paging` the way the source does (pages in flight, settled in offset
+Each test drives :class:`Paging` the way the source does (pages in flight, judged in offset
 order, stale ones dropped after a re-plan) against a model server written from what a real
 MAN server may do: cap the limit, ignore it, ignore the offset, send a total or not.
 """
@@ -58,7 +58,7 @@ def read(
         repeated = bool(records) and records == last == first
         first = records if first is None else first
         before = paging.generation
-        verdict = paging.settle(offset, len(records), total=total, repeated=repeated)
+        verdict = paging.judge(offset, len(records), total=total, repeated=repeated)
         if verdict is Verdict.STALE:
             continue
         if verdict is Verdict.STALLED:
@@ -150,12 +150,12 @@ def test_an_empty_page_with_records_after_it_is_a_hole() -> None:
 def test_short_page_alone_is_not_the_end_without_total() -> None:
     paging = Paging(10)
     assert paging.plan() == 0
-    assert paging.settle(0, 10) is Verdict.USE
+    assert paging.judge(0, 10) is Verdict.USE
     assert paging.plan() == 10
-    assert paging.settle(10, 4) is Verdict.USE
+    assert paging.judge(10, 4) is Verdict.USE
     assert paging.done is False
     assert paging.plan() == 14  # asked again from where the short page ended
-    assert paging.settle(14, 0) is Verdict.LAST
+    assert paging.judge(14, 0) is Verdict.LAST
     assert paging.end == 14
 
 
@@ -217,7 +217,7 @@ def test_pages_planned_at_the_wrong_stride_are_planned_again() -> None:
     paging = Paging(100)
     assert [paging.plan() for _ in range(3)] == [0, 100, 200]
     generation = paging.generation
-    assert paging.settle(0, 50, total=250) is Verdict.USE
+    assert paging.judge(0, 50, total=250) is Verdict.USE
     assert paging.generation != generation
     assert paging.plan() == 50
 
@@ -251,7 +251,7 @@ def test_an_ignored_offset_stalls_instead_of_looping(total: bool) -> None:
 def test_a_repeated_first_page_is_not_a_stall() -> None:
     paging = Paging(10)
     paging.plan()
-    assert paging.settle(0, 10, repeated=True) is Verdict.USE
+    assert paging.judge(0, 10, repeated=True) is Verdict.USE
 
 
 def test_stall_needs_repeats_in_a_row_and_total_waits_for_them() -> None:
@@ -259,7 +259,7 @@ def test_stall_needs_repeats_in_a_row_and_total_waits_for_them() -> None:
     verdicts = []
     for offset in range(0, 60, 10):
         assert paging.plan() == offset
-        verdicts.append(paging.settle(offset, 10, total=20, repeated=offset > 0))
+        verdicts.append(paging.judge(offset, 10, total=20, repeated=offset > 0))
     assert verdicts[:3] == [Verdict.USE, Verdict.USE, Verdict.USE]  # not ended by total 20
     assert verdicts[3] is Verdict.STALLED
 
@@ -269,7 +269,7 @@ def test_a_new_page_clears_the_suspicion() -> None:
     pattern = [False, True, True, False, True, True, False]
     for i, repeated in enumerate(pattern):
         assert paging.plan() == 10 * i
-        assert paging.settle(10 * i, 10, repeated=repeated) is Verdict.USE
+        assert paging.judge(10 * i, 10, repeated=repeated) is Verdict.USE
 
 
 def test_a_short_page_of_repeats_is_not_a_stall() -> None:
@@ -288,11 +288,11 @@ def test_an_error_answer_may_mean_the_end_except_first_and_below_total() -> None
     paging = Paging(100)
     assert paging.may_end_at(0) is False  # the first page: a wrong URL, not an empty source
     paging.plan()
-    paging.settle(0, 100)
+    paging.judge(0, 100)
     assert paging.may_end_at(100) is True
     with_total = Paging(100)
     with_total.plan()
-    with_total.settle(0, 100, total=150)
+    with_total.judge(0, 100, total=150)
     assert with_total.may_end_at(100) is False
     assert with_total.may_end_at(150) is True
 
@@ -304,7 +304,7 @@ def test_page_numbers_follow_the_honoured_size() -> None:
     paging = Paging(100, by_page=True)
     assert paging.plan() == 0
     assert paging.page_number(0, 1) == 1
-    paging.settle(0, 10)  # the server serves 10 per page
+    paging.judge(0, 10)  # the server serves 10 per page
     assert paging.plan() == 10
     assert paging.page_number(10, 1) == 2
     assert paging.page_number(10, 0) == 1

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.state.seen import SeenOnDisk
-from pipeline.transform.dedupe import Dedupe, PassDedupe
+from pipeline.transform.dedupe import Seen, SeenInMemory
 
 
 @pytest.fixture(params=["memory", "disk"])
-def dedupe(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dedupe]:
+def dedupe(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Seen]:
     if request.param == "memory":
-        yield PassDedupe()
+        yield SeenInMemory()
         return
     disk = SeenOnDisk(tmp_path)
     yield disk
@@ -22,7 +22,7 @@ def dedupe(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dedupe]:
     assert not Path(disk.path).exists()
 
 
-def page(dedupe: Dedupe, records: list[tuple[str, str]]) -> list[str | None]:
+def page(dedupe: Seen, records: list[tuple[str, str]]) -> list[str | None]:
     """Claim each (id, email) in order; 'dup' for a repeated id, the owner for a taken email."""
     dedupe.begin_page([r[0] for r in records], [r[1] for r in records])
     out: list[str | None] = []
@@ -35,7 +35,7 @@ def page(dedupe: Dedupe, records: list[tuple[str, str]]) -> list[str | None]:
     return out
 
 
-def test_first_claim_wins_within_and_across_pages(dedupe: Dedupe) -> None:
+def test_first_claim_wins_within_and_across_pages(dedupe: Seen) -> None:
     assert page(dedupe, [("a", "x@e.com"), ("b", "y@e.com"), ("a", "z@e.com")]) == [
         None,
         None,
@@ -49,13 +49,13 @@ def test_first_claim_wins_within_and_across_pages(dedupe: Dedupe) -> None:
     assert page(dedupe, [("e", "d@e.com"), ("f", "y@e.com")]) == ["d", "b"]
 
 
-def test_missing_lists_ids_the_pass_never_saw(dedupe: Dedupe) -> None:
+def test_missing_lists_ids_the_pass_never_saw(dedupe: Seen) -> None:
     page(dedupe, [(f"c{i}", f"{i}@e.com") for i in range(1200)])
     known = [f"c{i}" for i in range(0, 1300, 7)]
     assert dedupe.missing(known) == [k for k in known if int(k[1:]) >= 1200]
 
 
-def test_large_pages_are_looked_up_in_chunks(dedupe: Dedupe) -> None:
+def test_large_pages_are_looked_up_in_chunks(dedupe: Seen) -> None:
     first = [(f"c{i}", f"{i}@e.com") for i in range(2500)]
     assert page(dedupe, first) == [None] * 2500
     assert page(dedupe, first) == ["dup"] * 2500

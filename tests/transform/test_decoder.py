@@ -13,7 +13,7 @@ from pipeline.config import AddressFieldMap, FieldMap, SourceSettings
 from pipeline.config_load import settings_from_mapping
 from pipeline.errors import ConfigError
 from pipeline.records import Address, Customer, Page, RecordBatch, Rejected
-from pipeline.transform.dedupe import PassDedupe
+from pipeline.transform.dedupe import SeenInMemory
 from pipeline.transform.stage import transform_page
 from pipeline.transform.validate import Invalid, customer_id_of, validate
 from pipeline.transform.wire import DEFAULT_DECODER, ManAddress, ManRecord, RecordDecoder
@@ -54,7 +54,7 @@ def page(*items: Any, offset: int = 0) -> Page:
 
 
 def run(decoder: RecordDecoder, *items: Any) -> RecordBatch:
-    return transform_page(page(*items), PassDedupe(), decoder)
+    return transform_page(page(*items), SeenInMemory(), decoder)
 
 
 def one(decoder: RecordDecoder, item: Any) -> Customer:

@@ -13,7 +13,7 @@ from pipeline.config import SourceSettings
 from pipeline.errors import DecodeError
 from pipeline.records import Page
 from pipeline.sources.customers import CustomerSource
-from pipeline.transform.dedupe import PassDedupe
+from pipeline.transform.dedupe import SeenInMemory
 from pipeline.transform.stage import transform_page
 
 FIELDS = ["customer_id", "salutation", "firstName", "lastName", "email", "businessUnit", "role"]
@@ -70,7 +70,7 @@ raw_records = st.one_of(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(raw_records, max_size=12), min_size=1, max_size=3))
 def test_every_record_is_accepted_sound_or_rejected_with_a_reason(pages: list[list[bytes]]) -> None:
-    dedupe = PassDedupe()
+    dedupe = SeenInMemory()
     offset = 0
     for raws in pages:
         page = Page(offset, [msgspec.Raw(raw) for raw in raws])

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from pipeline.records import Page, RecordBatch, Rejected
-from pipeline.transform.dedupe import PassDedupe
+from pipeline.transform.dedupe import SeenInMemory
 from pipeline.transform.stage import position_key, transform_page
 
 
@@ -57,7 +57,7 @@ def test_transform_page_mixed_page() -> None:
             rec("c5"),
             rec("c1"),
         ),
-        PassDedupe(),
+        SeenInMemory(),
     )
     assert batch.offset == 200
     assert batch.size == 9
@@ -77,7 +77,7 @@ def test_transform_page_mixed_page() -> None:
 
 def test_transform_page_valid_records_in_source_order() -> None:
     order = ["z9", "a1", "m5", "42", "b2"]
-    batch = transform_page(page(0, *(rec(i) for i in order)), PassDedupe())
+    batch = transform_page(page(0, *(rec(i) for i in order)), SeenInMemory())
     assert ids(batch) == order
     assert [c.email for c in batch.customers] == [f"{i}@example.com" for i in order]
     assert batch.rejected == []
@@ -85,13 +85,13 @@ def test_transform_page_valid_records_in_source_order() -> None:
 
 
 def test_transform_page_empty_page() -> None:
-    assert transform_page(Page(30, []), PassDedupe()) == RecordBatch(
+    assert transform_page(Page(30, []), SeenInMemory()) == RecordBatch(
         offset=30, size=0, customers=[], rejected=[], duplicates=0
     )
 
 
 def test_transform_page_int_customer_id_becomes_text() -> None:
-    batch = transform_page(page(0, rec(1001, email="n@example.com")), PassDedupe())
+    batch = transform_page(page(0, rec(1001, email="n@example.com")), SeenInMemory())
     assert ids(batch) == ["1001"]
 
 
@@ -148,7 +148,7 @@ def test_transform_page_int_customer_id_becomes_text() -> None:
 def test_transform_page_wrong_type_names_field_path(
     record: dict[str, Any], key: str, reason: str
 ) -> None:
-    batch = transform_page(page(7, record), PassDedupe())
+    batch = transform_page(page(7, record), SeenInMemory())
     assert batch.customers == []
     assert batch.rejected == [Rejected(key, f"invalid record: {reason}")]
 
@@ -191,7 +191,7 @@ def test_transform_page_unreadable_record_gets_position_key(
     item: bytes, reason: str, offset: int, filler: int
 ) -> None:
     fillers = [rec(f"ok{i}") for i in range(filler)]
-    batch = transform_page(page(offset, *fillers, item), PassDedupe())
+    batch = transform_page(page(offset, *fillers, item), SeenInMemory())
     assert ids(batch) == [f"ok{i}" for i in range(filler)]
     assert batch.rejected == [Rejected(f"#position-{offset + filler}", f"invalid record: {reason}")]
 
@@ -208,7 +208,7 @@ def test_transform_page_unreadable_record_gets_position_key(
 )
 def test_transform_page_unusable_id_gets_position_key(customer_id: Any, reason: str) -> None:
     batch = transform_page(
-        page(50, rec("c0"), rec(customer_id, email="x@example.com")), PassDedupe()
+        page(50, rec("c0"), rec(customer_id, email="x@example.com")), SeenInMemory()
     )
     assert batch.rejected == [Rejected("#position-51", reason)]
     assert ids(batch) == ["c0"]
@@ -223,7 +223,7 @@ def test_position_key_format(position: int) -> None:
 
 
 def test_transform_page_repeat_across_pages_is_a_duplicate() -> None:
-    dedupe = PassDedupe()
+    dedupe = SeenInMemory()
     first = transform_page(page(0, rec("c1"), rec("c2")), dedupe)
     second = transform_page(page(2, rec("c2"), rec("c3"), rec("c1")), dedupe)
     assert ids(first) == ["c1", "c2"]
@@ -234,14 +234,14 @@ def test_transform_page_repeat_across_pages_is_a_duplicate() -> None:
 
 
 def test_transform_page_repeat_within_page_is_a_duplicate() -> None:
-    batch = transform_page(page(0, rec("c1"), rec("c1"), rec(" c1 "), rec("c2")), PassDedupe())
+    batch = transform_page(page(0, rec("c1"), rec("c1"), rec(" c1 "), rec("c2")), SeenInMemory())
     assert ids(batch) == ["c1", "c2"]
     assert batch.rejected == []
     assert batch.duplicates == 2
 
 
 def test_transform_page_first_copy_wins_over_changed_repeat() -> None:
-    dedupe = PassDedupe()
+    dedupe = SeenInMemory()
     transform_page(page(0, rec("c1", firstName="First")), dedupe)
     batch = transform_page(page(1, rec("c1", firstName="Second")), dedupe)
     assert batch.customers == []
@@ -249,14 +249,16 @@ def test_transform_page_first_copy_wins_over_changed_repeat() -> None:
 
 
 def test_transform_page_int_and_text_ids_are_one_customer() -> None:
-    batch = transform_page(page(0, rec(7, email="a@x.de"), rec("7", email="a@x.de")), PassDedupe())
+    batch = transform_page(
+        page(0, rec(7, email="a@x.de"), rec("7", email="a@x.de")), SeenInMemory()
+    )
     assert ids(batch) == ["7"]
     assert batch.duplicates == 1
     assert batch.rejected == []
 
 
 def test_transform_page_repeat_of_rejected_record_is_a_duplicate() -> None:
-    dedupe = PassDedupe()
+    dedupe = SeenInMemory()
     first = transform_page(page(0, rec("c1", email=5), rec("c2", firstName="")), dedupe)
     second = transform_page(page(2, rec("c1"), rec("c2")), dedupe)
     assert [r.customer_id for r in first.rejected] == ["c1", "c2"]
@@ -266,7 +268,7 @@ def test_transform_page_repeat_of_rejected_record_is_a_duplicate() -> None:
 
 
 def test_transform_page_unreadable_records_keyed_by_position() -> None:
-    dedupe = PassDedupe()
+    dedupe = SeenInMemory()
     first = transform_page(page(0, b"[]", b"[]"), dedupe)
     again = transform_page(page(0, b"[]"), dedupe)
     assert [r.customer_id for r in first.rejected] == ["#position-0", "#position-1"]
@@ -284,7 +286,7 @@ def test_transform_page_unreadable_records_keyed_by_position() -> None:
     ["ada@example.com", "ADA@Example.COM", "  ada@example.com  ", "\tAda@EXAMPLE.com\n"],
 )
 def test_transform_page_reused_email_rejected_naming_owner(second_email: str) -> None:
-    dedupe = PassDedupe()
+    dedupe = SeenInMemory()
     first = transform_page(page(0, rec("c1", email="Ada@Example.com")), dedupe)
     second = transform_page(page(1, rec("c2", email=second_email), rec("c3")), dedupe)
     assert ids(first) == ["c1"]
@@ -296,7 +298,7 @@ def test_transform_page_reused_email_rejected_naming_owner(second_email: str) ->
 def test_transform_page_reused_email_within_page() -> None:
     batch = transform_page(
         page(0, rec("c1", email="a@x.de"), rec("c2", email="A@X.DE"), rec("c3", email="a@x.de")),
-        PassDedupe(),
+        SeenInMemory(),
     )
     assert ids(batch) == ["c1"]
     assert batch.rejected == [
@@ -307,14 +309,14 @@ def test_transform_page_reused_email_within_page() -> None:
 
 def test_transform_page_invalid_record_does_not_claim_its_email() -> None:
     batch = transform_page(
-        page(0, rec("c1", email="a@x.de", lastName=""), rec("c2", email="a@x.de")), PassDedupe()
+        page(0, rec("c1", email="a@x.de", lastName=""), rec("c2", email="a@x.de")), SeenInMemory()
     )
     assert ids(batch) == ["c2"]
     assert batch.rejected == [Rejected("c1", "lastName is empty")]
 
 
 def test_transform_page_duplicate_keeps_its_own_email() -> None:
-    dedupe = PassDedupe()
+    dedupe = SeenInMemory()
     batch = transform_page(page(0, rec("c1", email="a@x.de"), rec("c1", email="b@x.de")), dedupe)
     later = transform_page(page(2, rec("c2", email="b@x.de")), dedupe)
     assert ids(batch) == ["c1"]
@@ -380,7 +382,7 @@ NESTED_JUNK = msgspec.json.decode(b"[" * 100 + b"]" * 100)
 def test_transform_page_hostile_record_rejected_not_raised(
     item: Any, key: str, reason: str
 ) -> None:
-    batch = transform_page(page(0, rec("a"), rec("b"), rec("c"), item, rec("d")), PassDedupe())
+    batch = transform_page(page(0, rec("a"), rec("b"), rec("c"), item, rec("d")), SeenInMemory())
     assert ids(batch) == ["a", "b", "c", "d"]
     assert batch.size == 5
     assert batch.rejected == [Rejected(key, reason)]
@@ -398,7 +400,7 @@ def test_transform_page_hostile_record_rejected_not_raised(
     ids=["huge-unknown-field", "wide-junk", "nested-junk", "huge-int-id", "url-chars-id"],
 )
 def test_transform_page_hostile_but_valid_record_passes(item: Any, key: str) -> None:
-    batch = transform_page(page(0, rec("a"), item, rec("b")), PassDedupe())
+    batch = transform_page(page(0, rec("a"), item, rec("b")), SeenInMemory())
     assert ids(batch) == ["a", key, "b"]
     assert batch.rejected == []
 
@@ -413,7 +415,7 @@ def test_transform_page_hostile_but_valid_record_passes(item: Any, key: str) -> 
     ids=["in-customer-id", "in-email", "encoded-surrogate-in-name"],
 )
 def test_transform_page_invalid_utf8_is_rejected_not_raised(item: bytes, key: str) -> None:
-    batch = transform_page(page(0, rec("a"), item, rec("b")), PassDedupe())
+    batch = transform_page(page(0, rec("a"), item, rec("b")), SeenInMemory())
     assert ids(batch) == ["a", "b"]
     assert [r.customer_id for r in batch.rejected] == [key]
     assert batch.rejected[0].reason.startswith("invalid record: ")
@@ -422,7 +424,7 @@ def test_transform_page_invalid_utf8_is_rejected_not_raised(item: bytes, key: st
 def test_transform_page_deeply_nested_junk_is_rejected_not_raised() -> None:
     depth = 1500
     item = b'{"customer_id": "c1", "junk": ' + b"[" * depth + b"]" * depth + b"}"
-    batch = transform_page(page(0, rec("a"), item, rec("b")), PassDedupe())
+    batch = transform_page(page(0, rec("a"), item, rec("b")), SeenInMemory())
     assert ids(batch) == ["a", "b"]
     assert len(batch.rejected) == 1
     assert batch.rejected[0].customer_id in {"c1", "#position-1"}
@@ -432,7 +434,7 @@ def test_transform_page_deeply_nested_junk_is_rejected_not_raised() -> None:
     "customer_id", ["X" * 100_000, "c\x001", "c\n1"], ids=["huge", "nul", "newline"]
 )
 def test_transform_page_decode_error_key_obeys_id_rules(customer_id: str) -> None:
-    batch = transform_page(page(0, rec(customer_id, email=5)), PassDedupe())
+    batch = transform_page(page(0, rec(customer_id, email=5)), SeenInMemory())
     assert [r.customer_id for r in batch.rejected] == ["#position-0"]
 
 
@@ -454,7 +456,7 @@ def test_control_characters_in_a_field_are_refused_naming_it(field: str, value: 
     else:
         record = rec("c1", address=address, **{field: value})
     batch = transform_page(
-        page(0, record, rec("c2", firstName="Zoë", lastName="Ñuñez")), PassDedupe()
+        page(0, record, rec("c2", firstName="Zoë", lastName="Ñuñez")), SeenInMemory()
     )
     assert batch.rejected == [Rejected("c1", f"{field} holds a control character")]
     assert ids(batch) == ["c2"]  # non-ASCII letters are no control characters

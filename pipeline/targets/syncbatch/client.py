@@ -245,9 +245,9 @@ class SyncBatchTarget(HttpTarget):
         acks: list[Ack] = []
         pending = list(items)
         alone: set[str] = set()
-        stalled = 0  # rounds that settled nothing: only these count against max_attempts
+        stalled = 0  # rounds that answered nothing for good: only these count against max_attempts
         while pending:
-            settled = len(acks)
+            answered = len(acks)
             body, slots = self._build(pending, alone)
             try:
                 response = await self.call("POST", self._url, body=body, accept=frozenset({400}))
@@ -267,7 +267,7 @@ class SyncBatchTarget(HttpTarget):
                 retry = [i for i in pending if id(i) not in refused]
                 pending = retry
                 continue
-            # -- a 200 answers per item: settle each, keep what must go again
+            # -- a 200 answers per item: an ack for each, keep what must go again
             conflicts: list[_Conflict] = []
             foreign: list[Item] = []
             try:
@@ -279,7 +279,7 @@ class SyncBatchTarget(HttpTarget):
                 retry = [item for slot in slots for item in slot]
             else:
                 lasting = "transient item errors persisted after retries"
-                retry = self._settle(
+                retry = self._sort_answers(
                     results, slots, alone, acks, conflicts=conflicts, foreign=foreign
                 )
             if conflicts:
@@ -290,7 +290,7 @@ class SyncBatchTarget(HttpTarget):
                 )
                 acks.extend(self._ack(i, units[i.payload.company]) for i in foreign)
             if retry:
-                if len(acks) == settled:
+                if len(acks) == answered:
                     stalled += 1
                     if stalled >= self.settings.retry.max_attempts:
                         acks.extend(self._ack(i, lasting) for i in retry)
@@ -331,7 +331,7 @@ class SyncBatchTarget(HttpTarget):
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
 
-    def _settle(
+    def _sort_answers(
         self,
         results: list[SbResult],
         slots: list[list[Item]],
