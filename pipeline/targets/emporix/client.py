@@ -28,8 +28,15 @@ import msgspec
 from pipeline.errors import HTTPStatusError, PipelineError, UnsupportedError
 from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
-from pipeline.targets.acks import confirmed, dead, redact
+from pipeline.targets.acks import confirmed, dead
 from pipeline.targets.base import HttpTarget, TargetContext
+from pipeline.targets.emporix.answers import (
+    Refused,
+    error_of,
+    found_decoder,
+    refusal,
+    version_decoder,
+)
 from pipeline.targets.emporix.payload import (
     EmxMetadata,
     EmxPayload,
@@ -55,54 +62,7 @@ VERSION_RETRIES = 6
 _ACCEPT = frozenset({400, 401, 404, 409})
 
 
-class _Detail(msgspec.Struct):
-    field: str | None = None
-    message: str | None = None
-
-
-class _ErrorMessage(msgspec.Struct):
-    status: int | None = None
-    type: str | None = None
-    message: str | None = None
-    details: list[_Detail] = []
-
-
-class _Version(msgspec.Struct):
-    metadata: EmxMetadata | None = None
-
-
-class _Found(msgspec.Struct):
-    id: str | None = None
-    customerNumber: str | None = None
-
-
-_error = msgspec.json.Decoder(_ErrorMessage)
-_version = msgspec.json.Decoder(_Version)
-_found = msgspec.json.Decoder(list[_Found])
 _encoder = msgspec.json.Encoder()
-
-
-class _Refused(Exception):
-    """Emporix refused this record for good; the message is the dead-letter reason."""
-
-
-def _problem(response: Response) -> _ErrorMessage:
-    try:
-        return _error.decode(response.body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return _ErrorMessage(status=response.status)
-
-
-def _refusal(what: str, response: Response) -> _Refused:
-    problem = _problem(response)
-    fields = sorted({d.field for d in problem.details if d.field})
-    parts = [f"{what} refused with {response.status}"]
-    if problem.type:
-        parts.append(problem.type)
-    if fields:
-        parts.append("fields " + ", ".join(fields))
-    # Never its message: it may quote anyone ("Duplicate account 'x@y'").
-    return _Refused(redact(": ".join(parts)))
 
 
 class EmporixTarget(HttpTarget):
@@ -179,7 +139,7 @@ class EmporixTarget(HttpTarget):
         if response.status != 200:
             return None
         try:
-            found = _found.decode(response.body)
+            found = found_decoder.decode(response.body)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
         return next((f.customerNumber or f.id for f in found if f.customerNumber or f.id), None)
@@ -189,7 +149,7 @@ class EmporixTarget(HttpTarget):
         if response.status != 200:
             return None
         try:
-            metadata = _version.decode(response.body).metadata
+            metadata = version_decoder.decode(response.body).metadata
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
         return metadata.version if metadata is not None else None
@@ -211,7 +171,7 @@ class EmporixTarget(HttpTarget):
             response = await self._patch(number, patch)
             if response.status in (200, 201, 204):
                 return number
-            problem = _problem(response)
+            problem = error_of(response)
             duplicate = (problem.message or "").startswith("Duplicate account")
             if response.status == 409 and problem.type == "conflict_resource" and duplicate:
                 owner = await self._email_owner(payload.customer.contactEmail)
@@ -219,17 +179,17 @@ class EmporixTarget(HttpTarget):
                     if self.settings.adopt_existing:
                         number, adopted = owner, True
                         continue
-                    raise _Refused(
+                    raise Refused(
                         f"duplicate email: already held by customer {owner} in Emporix; "
                         "set targets.emporix.adopt_existing = true to adopt that customer"
                     )
-                raise _Refused("duplicate email: already held by another customer in Emporix")
+                raise Refused("duplicate email: already held by another customer in Emporix")
             if response.status != 409 or problem.type != "optimistic_lock":
-                raise _refusal("customer", response)
+                raise refusal("customer", response)
             # A version conflict: someone wrote between our read and our write. Re-read.
             version = await self._current_version(self._customer_url(number))
             patch["metadata"] = {**(patch.get("metadata") or {}), "version": version}
-        raise _Refused("customer: version conflict persisted after re-reads")
+        raise Refused("customer: version conflict persisted after re-reads")
 
     def _address_url(self, number: str, customer_id: str) -> str:
         base = f"{self._customer_url(number)}/addresses"
@@ -245,17 +205,17 @@ class EmporixTarget(HttpTarget):
             if response.status in (200, 201, 204):
                 return True
             if response.status == 404:
-                if not (_problem(response).message or "").startswith("Address"):
+                if not (error_of(response).message or "").startswith("Address"):
                     return False  # the customer is missing
                 # "Address ... not found": this PUT does not create; add it under our id.
                 if await self._post_address(payload, number):
                     return True
                 continue
-            if response.status != 409 or _problem(response).type != "optimistic_lock":
-                raise _refusal("address", response)
+            if response.status != 409 or error_of(response).type != "optimistic_lock":
+                raise refusal("address", response)
             version = await self._current_version(url)
             body = msgspec.structs.replace(body, metadata=EmxMetadata(version=version))
-        raise _Refused("address: version conflict persisted after re-reads")
+        raise Refused("address: version conflict persisted after re-reads")
 
     async def _post_address(self, payload: EmxPayload, number: str) -> bool:
         """Add the address with its stable id; False when it exists already (added meanwhile)."""
@@ -265,14 +225,14 @@ class EmporixTarget(HttpTarget):
         response = await self._call("POST", url, _encoder.encode(body))
         if response.status in (200, 201, 204):
             return True
-        if response.status == 409 and _problem(response).type == "conflict_resource":
+        if response.status == 409 and error_of(response).type == "conflict_resource":
             return False
-        raise _refusal("address", response)
+        raise refusal("address", response)
 
     async def _delete_address(self, payload: EmxPayload, number: str) -> None:
         response = await self._call("DELETE", self._address_url(number, payload.customer_number))
         if response.status not in (200, 202, 204, 404):
-            raise _refusal("address delete", response)
+            raise refusal("address delete", response)
 
     # Writing ---------------------------------------------------------------------------
 
@@ -293,8 +253,8 @@ class EmporixTarget(HttpTarget):
             ):
                 number = await self._put_customer(payload, number)
                 if not await self._put_address(payload, number):
-                    raise _Refused("address refused with 404: customer not found")
-        except _Refused as refused:
+                    raise Refused("address refused with 404: customer not found")
+        except Refused as refused:
             return dead(self.name, item, str(refused))
         except PipelineError as exc:
             return self.failed([item], "request failed", exc)[0]
@@ -311,7 +271,7 @@ class EmporixTarget(HttpTarget):
             if read.status != 200:
                 return False
             try:
-                metadata = _version.decode(read.body).metadata
+                metadata = version_decoder.decode(read.body).metadata
             except (msgspec.ValidationError, msgspec.DecodeError):
                 return False
             # The version read makes the patch fail, not recreate, if the customer went away.
@@ -320,7 +280,7 @@ class EmporixTarget(HttpTarget):
             response = await self._patch(number, patch)
             if response.status in (200, 201, 204):
                 return True
-            if response.status != 409 or _problem(response).type != "optimistic_lock":
+            if response.status != 409 or error_of(response).type != "optimistic_lock":
                 return False
         return False
 

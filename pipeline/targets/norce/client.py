@@ -19,10 +19,8 @@ their end, and each failed log line traced back to its record's ``Code``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
-from xml.etree import ElementTree
+from typing import TypeVar
 
 import anyio
 import msgspec
@@ -38,6 +36,16 @@ from pipeline.http import Response
 from pipeline.records import Ack, Customer, Item
 from pipeline.targets.acks import confirmed, dead
 from pipeline.targets.base import HttpTarget, TargetContext
+from pipeline.targets.norce.jobs import (
+    ERROR,
+    QUEUED,
+    Job,
+    JobTimeoutError,
+    code_of,
+    job_decoder,
+    job_response,
+    log_decoder,
+)
 from pipeline.targets.norce.payload import (
     NcActivity,
     NcCustomer,
@@ -51,112 +59,11 @@ from pipeline.targets.norce.payload import (
 from pipeline.targets.norce.settings import NORCE_TOKEN_PATH, NorceSettings
 from pipeline.transform.hashing import payload_hash
 
-__all__ = ["JobTimeoutError", "NorceTarget"]
+__all__ = ["NorceTarget"]
 
 T = TypeVar("T")
-SUCCEEDED = 2
-ERROR = 3
-QUEUED = 6
 _JOB_PREFIXES = ("", "api/")
-
-
-class _JobResponse(msgspec.Struct):
-    JobId: str | int
-
-
-class _Job(msgspec.Struct):
-    JobId: int
-    StatusId: int
-    IsFinished: bool = False
-    Fail: int | None = None
-
-    @property
-    def needs_log(self) -> bool:
-        """The job failed, or says some of its items did."""
-        return self.StatusId != SUCCEEDED or bool(self.Fail)
-
-    def explained_by(self, named: int) -> bool:
-        """Whether ``named`` items named in the log account for every failure of the job: all
-        of them when it counts its failures, else at least one. When they do not, the items
-        the log does not name may have failed too: none of them can be confirmed."""
-        if not self.needs_log:
-            return True
-        if self.Fail is not None and self.Fail > 0:
-            return named >= self.Fail
-        return named > 0
-
-
-class _LogLine(msgspec.Struct):
-    SeverityId: int
-    Message: str | None = None
-    ImportedRow: str | dict[str, Any] | None = None
-    """The row as Norce received it: a JSON or XML string, or (seen from some hosts) the
-    object itself."""
-
-
-_job_response = msgspec.json.Decoder(_JobResponse)
-_job = msgspec.json.Decoder(_Job)
-_log = msgspec.json.Decoder(list[_LogLine])
 _encoder = msgspec.json.Encoder()
-
-
-class JobTimeoutError(SinkError):
-    """A Norce job did not finish within the configured bound."""
-
-    def __init__(self, job_id: str, seconds: float, *, queued: bool = False) -> None:
-        what = "was still queued after" if queued else "did not finish within"
-        super().__init__("norce", f"job {job_id} {what} {seconds:g} s")
-
-
-def _top_level_code(row: str) -> str | None:
-    """The top-level ``Code`` of a whole JSON or XML row; None when it does not parse."""
-    text = row.strip()
-    if text.startswith("{"):
-        try:
-            parsed: Any = msgspec.json.decode(text)
-        except msgspec.DecodeError:
-            return None
-        if isinstance(parsed, dict):
-            code = next((v for k, v in parsed.items() if k.casefold() == "code"), None)
-            return code if isinstance(code, str) and code else None
-        return None
-    if text.startswith("<"):
-        try:
-            root = ElementTree.fromstring(text)
-        except ElementTree.ParseError:
-            return None
-        for child in root:
-            if child.tag.rpartition("}")[2].casefold() == "code" and child.text:
-                return child.text.strip() or None
-    return None
-
-
-def _in_row(value: str, row: str) -> bool:
-    return bool(value) and (msgspec.json.encode(value).decode() in row or f">{value}<" in row)
-
-
-def _code_of(row: str | None, batch: Mapping[str, Sequence[str]]) -> str | None:
-    """The ``Code`` of the batch item a log line's ``ImportedRow`` stands for.
-
-    ``batch`` maps each Code sent to other values that tell its item apart (the e-mail).
-    A row that parses gives its own top-level ``Code``. A row that does not (it may be
-    truncated) is matched against the batch: the one item whose Code appears there as a
-    ``Code`` value, else the one whose other values appear; otherwise no item.
-    """
-    if not row:
-        return None
-    code = _top_level_code(row)
-    if code is not None:
-        return code
-    as_json = re.sub(r"\s+", "", row)
-    found = [
-        c
-        for c in batch
-        if f'"Code":{msgspec.json.encode(c).decode()}' in as_json or f"<Code>{c}</Code>" in row
-    ]
-    if not found:
-        found = [c for c, values in batch.items() if any(_in_row(v, row) for v in values)]
-    return found[0] if len(found) == 1 else None
 
 
 class NorceTarget(HttpTarget):
@@ -255,15 +162,15 @@ class NorceTarget(HttpTarget):
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _run_job(self, path: str, header: str, body: bytes) -> _Job:
-        answer = await self._read("POST", path, _job_response, body=body, header=header)
+    async def _run_job(self, path: str, header: str, body: bytes) -> Job:
+        answer = await self._read("POST", path, job_response, body=body, header=header)
         job_id = str(answer.JobId)
         deadline: float | None = None  # set when the job leaves the queue
         queue_limit = self.settings.job_queue_timeout_seconds
         queued_until = anyio.current_time() + queue_limit
         delay = self.settings.poll_initial_seconds
         while True:
-            job = await self._job_read("Get", job_id, _job)
+            job = await self._job_read("Get", job_id, job_decoder)
             if job.IsFinished:
                 return job
             now = anyio.current_time()
@@ -278,17 +185,17 @@ class NorceTarget(HttpTarget):
             await anyio.sleep(min(delay, bound - now))
             delay = min(delay * 2, self.settings.poll_max_seconds)
 
-    async def _failures(self, job: _Job, batch: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    async def _failures(self, job: Job, batch: Mapping[str, Sequence[str]]) -> dict[str, str]:
         """Code -> log message of every item the job's log says was not imported. The log is
         read for every job, even one that succeeded and counted no failure: a job's counts are
         Norce's summary, its log lines are the evidence (one request per job, not per item)."""
-        lines = await self._job_read("GetLog", str(job.JobId), _log)
+        lines = await self._job_read("GetLog", str(job.JobId), log_decoder)
         failures: dict[str, str] = {}
         for line in lines:
             row = line.ImportedRow
             if isinstance(row, dict):
                 row = msgspec.json.encode(row).decode()
-            code = _code_of(row, batch) if line.SeverityId >= ERROR else None
+            code = code_of(row, batch) if line.SeverityId >= ERROR else None
             if code is not None:
                 # Never the message: Norce's log lines quote the row, and any other.
                 failures.setdefault(

@@ -9,19 +9,28 @@ sends the rest again.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 import msgspec
 
 from pipeline.config import secret
 from pipeline.errors import PipelineError, TransientHTTPError
 from pipeline.records import Ack, Customer, Item
-from pipeline.targets.acks import confirmed, dead, redact
+from pipeline.targets.acks import confirmed, dead
 from pipeline.targets.base import HttpTarget, TargetContext
+from pipeline.targets.syncbatch.answers import (
+    ACCOUNT_REF,
+    Conflict,
+    echoed_accounts,
+    item_reason,
+    names_organisation_id,
+    other_organisation,
+    own_earlier,
+    parse_ref,
+    slot_of,
+)
 from pipeline.targets.syncbatch.ids import IdPolicy
 from pipeline.targets.syncbatch.payload import (
     SbAccount,
@@ -29,7 +38,6 @@ from pipeline.targets.syncbatch.payload import (
     SbRequest,
     SbResponseStatus,
     SbResult,
-    SbResultAccount,
     map_account,
     profile_url,
     read_error,
@@ -43,108 +51,7 @@ __all__ = ["TRANSIENT_ITEM_CODES", "SyncBatchTarget"]
 TRANSIENT_ITEM_CODES = frozenset(
     {"TimeoutException", "ServiceUnavailable", "TooManyRequests", "DeadlockException"}
 )
-_ACCOUNT_REF = re.compile(r"(?:customers\[(\d+)\]\.)?accounts\[(\d+)\](\.id\b)?", re.IGNORECASE)
-"""A field error's account ("Customers[0].Accounts[2].UserName"), and whether it is the id."""
-
 _encoder = msgspec.json.Encoder()
-
-
-class _Conflict(NamedTuple):
-    """An account whose id the service showed holding another user: the account its answer
-    echoed there (None when it refused the id, saying ``reason``)."""
-
-    item: Item
-    held: SbResultAccount | None
-    reason: str = ""
-
-
-def _slot_of(result: SbResult, ids: list[int]) -> int | None:
-    """The request item a result answers: its ``index`` (absent means 0: a host that leaves
-    out default values drops it), checked against the organisation id it echoes; when the
-    two disagree, the id decides if it names one item alone. None: it cannot be told."""
-    index = 0 if result.index is None else result.index
-    echoed = result.customer.id if result.customer is not None else None
-    in_range = 0 <= index < len(ids)
-    if echoed is None or (in_range and ids[index] == echoed):
-        return index if in_range else None
-    matches = [i for i, known in enumerate(ids) if known == echoed]
-    return matches[0] if len(matches) == 1 else None
-
-
-def _folded_name(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
-def _other_organisation(result: SbResult, members: list[Item]) -> bool:
-    """Whether the answer echoes the item's organisation id with another organisation's name:
-    the service holds someone else's organisation there (it kept it)."""
-    echoed = result.customer.name if result.customer is not None else None
-    sent: SbAccount = members[0].payload
-    return echoed is not None and _folded_name(echoed) != _folded_name(sent.company)
-
-
-def _echoed_accounts(result: SbResult, members: list[Item]) -> dict[str, SbResultAccount | None]:
-    """What the answer's echo says of each account it disagrees with: the account it holds
-    under the account's id when that has another ``userName``, None when a non-empty echo
-    leaves the account out. A result without an echo of accounts says nothing either way."""
-    if result.customer is None or not result.customer.accounts:
-        return {}
-    held = {a.id: a for a in result.customer.accounts}
-    odd: dict[str, SbResultAccount | None] = {}
-    for item in members:
-        account: SbAccount = item.payload
-        if account.id not in held:
-            odd[item.customer_id] = None
-            continue
-        echoed = held[account.id]
-        name = echoed.user_name
-        if name is not None and name.casefold() != account.user_name.casefold():
-            odd[item.customer_id] = echoed
-    return odd
-
-
-def _own_earlier(item: Item, held: SbResultAccount, ref: str | None) -> bool:
-    """Whether the account the service holds under this item's id is this customer's own
-    earlier version (a user name change it did not take), not someone else's. The echo says
-    so by the customer id the account was written for and its organisation; without those,
-    the user name and organisation this state file last confirmed for the customer do."""
-    sent: SbAccount = item.payload
-    written_for = held.customer_id()
-    if written_for is not None:
-        return written_for == item.customer_id and held.ref_id in (None, sent.ref_id)
-    if not ref:
-        return False
-    organisation, user_name = _parse_ref(ref)
-    same_name = (held.user_name or "").casefold() == user_name.casefold()
-    return same_name and held.ref_id in (None, organisation)
-
-
-_ORGANISATION_ID = re.compile(r"^customers\[\d+\]\.id$", re.IGNORECASE)
-
-
-def _names_organisation_id(status: SbResponseStatus) -> bool:
-    """An item error on the organisation's own ``Id`` ("Customers[0].Id")."""
-    return any(_ORGANISATION_ID.match(e.field_name or "") for e in status.errors)
-
-
-def _reason(status: SbResponseStatus | None, fallback: str) -> str:
-    """The service's error code and the fields it names; never its message, which may quote
-    anyone (the record, another one of the batch, one of last week)."""
-    if status is None:
-        return fallback
-    parts = [status.error_code or "Error"]
-    fields = sorted({e.field_name for e in status.errors if e.field_name})
-    codes = sorted({e.error_code for e in status.errors if e.error_code} - {status.error_code})
-    if fields:
-        parts.append("fields " + ", ".join(fields))
-    if codes:
-        parts.append("codes " + ", ".join(codes))
-    return redact(": ".join(parts))
-
-
-def _parse_ref(ref: str) -> tuple[int, str]:
-    ref_id, _, user_name = ref.partition("\t")
-    return int(ref_id), user_name
 
 
 class SyncBatchTarget(HttpTarget):
@@ -222,7 +129,7 @@ class SyncBatchTarget(HttpTarget):
             return []
         named = []
         for error in status.errors:
-            match = _ACCOUNT_REF.search(error.field_name or "")
+            match = ACCOUNT_REF.search(error.field_name or "")
             if match is None or (ids_only and match.group(3) is None):
                 continue
             slot = int(match.group(1)) if match.group(1) is not None else index
@@ -259,7 +166,7 @@ class SyncBatchTarget(HttpTarget):
             if response.status == 400:
                 status = self._decode_error(response.body)
                 named = self._named_accounts(status, slots, None)
-                reason = _reason(status, "rejected with 400")
+                reason = item_reason(status, "rejected with 400")
                 if not named:
                     named = pending
                 acks.extend(self._ack(i, reason) for i in named)
@@ -268,7 +175,7 @@ class SyncBatchTarget(HttpTarget):
                 pending = retry
                 continue
             # -- a 200 answers per item: an ack for each, keep what must go again
-            conflicts: list[_Conflict] = []
+            conflicts: list[Conflict] = []
             foreign: list[Item] = []
             try:
                 results = read_results(response.body)
@@ -299,9 +206,9 @@ class SyncBatchTarget(HttpTarget):
             pending = retry
         return acks
 
-    async def _conflicted(self, conflicts: list[_Conflict]) -> list[Ack]:
+    async def _conflicted(self, conflicts: list[Conflict]) -> list[Ack]:
         """Dead-letter accounts whose id the service showed holding another user. When that
-        is the customer's own earlier account (see :func:`_own_earlier`; when the service only
+        is the customer's own earlier account (see :func:`own_earlier`; when the service only
         refused the id: any account this state file confirmed for the customer), the service
         did not take a change of the user name: a refusal like any other. Else the id is
         someone else's: an id conflict."""
@@ -313,7 +220,7 @@ class SyncBatchTarget(HttpTarget):
             ref = refs.get(item.customer_id)
             if conflict.held is None and ref:
                 own.append(self._ack(item, conflict.reason))
-            elif conflict.held is not None and _own_earlier(item, conflict.held, ref):
+            elif conflict.held is not None and own_earlier(item, conflict.held, ref):
                 reason = (
                     f"the service kept this customer's earlier user name under account id "
                     f"{item.payload.id} and did not take the new one"
@@ -338,14 +245,14 @@ class SyncBatchTarget(HttpTarget):
         alone: set[str],
         acks: list[Ack],
         *,
-        conflicts: list[_Conflict],
+        conflicts: list[Conflict],
         foreign: list[Item],
     ) -> list[Item]:
         """Read the per-item results; return what must be sent again. An account whose id the
         service shows holding another user goes to ``conflicts``; the accounts of an item whose
         organisation id holds another organisation go to ``foreign``; neither is confirmed."""
         ids = [members[0].payload.ref_id for members in slots]
-        answered = [_slot_of(result, ids) for result in results]
+        answered = [slot_of(result, ids) for result in results]
         twice = {i for i, n in Counter(answered).items() if n > 1}  # contradictory: resent
         seen: set[int] = set()
         retry: list[Item] = []
@@ -356,32 +263,32 @@ class SyncBatchTarget(HttpTarget):
             members = slots[index]
             status = result.response_status
             if status is None or not status.failed:
-                if _other_organisation(result, members):
+                if other_organisation(result, members):
                     foreign.extend(members)
                     continue
-                odd = _echoed_accounts(result, members)
+                odd = echoed_accounts(result, members)
                 for item in members:
                     if item.customer_id not in odd:
                         acks.append(self._ack(item))
                     elif (held := odd[item.customer_id]) is not None:
-                        conflicts.append(_Conflict(item, held))
+                        conflicts.append(Conflict(item, held))
                     else:
                         reason = f"the answer does not hold account id {item.payload.id}"
                         acks.append(self._ack(item, reason))
             elif status.error_code in TRANSIENT_ITEM_CODES:
                 retry.extend(members)
-            elif _names_organisation_id(status):
+            elif names_organisation_id(status):
                 foreign.extend(members)  # the service refused the organisation's id
             elif clashed := self._named_accounts(status, slots, index, ids_only=True):
                 # The service refused an account's id: it holds someone else there.
-                refused = _reason(status, "id refused")
-                conflicts.extend(_Conflict(i, None, refused) for i in clashed)
+                refused = item_reason(status, "id refused")
+                conflicts.extend(Conflict(i, None, refused) for i in clashed)
                 retry.extend(i for i in members if i not in clashed)
             else:
                 named = self._named_accounts(status, slots, index)
                 if len(members) == 1 or named:
                     culprits = named or members
-                    reason = _reason(status, "item refused")
+                    reason = item_reason(status, "item refused")
                     acks.extend(self._ack(i, reason) for i in culprits)
                     retry.extend(i for i in members if i not in culprits)
                 else:
@@ -396,7 +303,7 @@ class SyncBatchTarget(HttpTarget):
         """Lock the accounts (``lockedDate`` now, no roles) of customers gone from the source."""
         refs = await self._store.refs(self.name, customer_ids)
         # A confirmation keeps "<organisation id>\t<user name>" (see prepare).
-        known = {cid: _parse_ref(ref) for cid, ref in refs.items() if ref}
+        known = {cid: parse_ref(ref) for cid, ref in refs.items() if ref}
         accounts = await self._ids.accounts(sorted(known))
         names = await self._ids.organisation_names(sorted({r[0] for r in known.values()}))
         locked = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
