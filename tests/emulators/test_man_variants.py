@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline.config_load import settings_from_mapping
 from pipeline.demo import EmulatorUrls, config_toml, demo_config, load_plan, source_variant_keys
-from pipeline.emulators.dataset import Dataset
 from pipeline.emulators.man import MAN_LOG, ManEmulatorConfig, ManRequest, create_man_app
-from pipeline.emulators.man_paging import PageAsk, read_paging
-from pipeline.emulators.man_shape import envelope_body, set_path, shape_record
+from pipeline.emulators.man.dataset import Dataset
+from pipeline.emulators.man.paging import PageAsk, read_paging
+from pipeline.emulators.man.shape import envelope_body, set_path, shape_record
 
 BEARER = {"Authorization": "Bearer demo-man-token"}
 URLS = EmulatorUrls(
