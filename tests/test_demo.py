@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from pipeline import registry
+from pipeline.cli import main
 from pipeline.config_load import settings_from_mapping
 from pipeline.demo import DEMO_PREFIX
 from pipeline.emulators import FaultPlan, ManEmulatorConfig
@@ -146,3 +149,31 @@ async def test_a_registered_target_with_an_emulator_joins_the_stack(tmp_path: Pa
             async with aiohttp.ClientSession() as session, session.get(echo.url) as answer:
                 assert await answer.json() == {"customers": 3}
     assert "echo" not in [s.name for s in systems()]
+
+
+MIRROR = TargetSpec(
+    "mirror",
+    SyncBatchSettings,
+    registry.spec("syncbatch").build,
+    emulator=registry.spec("syncbatch").emulator,
+)
+"""A second sync-batch under a name of its own: a target the stack knows only by the registry."""
+
+
+def test_a_registered_target_joins_the_demo_and_emulate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report.json"
+    state = str(tmp_path / "demo.sqlite3")
+    with registry.registered(MIRROR):
+        args = ["demo", "--customers", "200", "--state", state, "--no-rate-limit"]
+        assert main([*args, "--report", str(report)]) == 0
+        # emulate takes one port more: the last first port with room for five is 65531.
+        with pytest.raises(SystemExit) as refused:
+            main(["emulate", "--port", "65532"])
+        assert refused.value.code == 2
+    assert "the 5 ports must lie within 1..65535" in capsys.readouterr().err
+    targets = json.loads(report.read_text())["targets"]
+    assert list(targets) == ["syncbatch", "emporix", "norce", "mirror"]
+    assert targets["mirror"]["created"] == targets["syncbatch"]["created"] > 0
+    assert os.environ["PIPELINE_DEMO_MIRROR_TOKEN"] == "demo-syncbatch-token"
