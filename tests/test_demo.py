@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,17 @@ def test_a_registered_target_joins_the_demo_and_emulate(
     assert list(targets) == ["syncbatch", "emporix", "norce", "mirror"]
     assert targets["mirror"]["created"] == targets["syncbatch"]["created"] > 0
     assert os.environ["PIPELINE_DEMO_MIRROR_TOKEN"] == "demo-syncbatch-token"
+
+
+def test_no_emulator_imports_what_it_checks() -> None:
+    """The emulators stand apart from the clients they check: no import of a target, the
+    source, the registry or the stack (those import the emulators, never the other way)."""
+    root = Path(__file__).resolve().parent.parent / "pipeline" / "emulators"
+    forbidden = re.compile(r"^\s*(from|import)\s+pipeline\.(targets|sources|registry|stack)\b")
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for path in sorted(root.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if forbidden.match(line)
+    ]
+    assert found == []
