@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from benchmarks.bench_plain import account_body, looks_valid
-from benchmarks.child import DEMO_TOKENS, PAGE_SIZE, Endpoints, Measured, child_main
+from benchmarks.child import PAGE_SIZE, Endpoints, Measured, child_main
 
 __all__ = ["run"]
 
@@ -77,7 +77,7 @@ def _run_dlt(endpoints: Endpoints, workdir: str) -> Measured:
 
     ids = _Ids()
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {DEMO_TOKENS['SYNCBATCH_TOKEN']}"
+    session.headers["Authorization"] = f"Bearer {endpoints.syncbatch_token}"
     target = endpoints.syncbatch.rstrip("/") + "/sync/customers/batch"
     counts = {"sent": 0, "requests": 0}
 
@@ -85,7 +85,7 @@ def _run_dlt(endpoints: Endpoints, workdir: str) -> Measured:
     def man_customers() -> Any:
         client = RESTClient(
             base_url=endpoints.source,
-            auth=BearerTokenAuth(DEMO_TOKENS["MAN_TOKEN"]),
+            auth=BearerTokenAuth(endpoints.source_token),
             paginator=OffsetPaginator(limit=PAGE_SIZE, total_path=None),
             data_selector="data",
         )

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from typing import Any
 
-from benchmarks.child import DEMO_TOKENS, PAGE_SIZE, Endpoints, Measured, child_main
+from benchmarks.child import PAGE_SIZE, Endpoints, Measured, child_main
 
 __all__ = ["account_body", "looks_valid", "run"]
 
@@ -61,7 +61,7 @@ def run(customers: int, endpoints: Endpoints | None) -> Measured:
     """Read every page, then post each valid-looking record on its own."""
     assert endpoints is not None, "the plain client needs --source and --syncbatch"
     target = endpoints.syncbatch.rstrip("/") + "/sync/customers/batch"
-    man, syncbatch = DEMO_TOKENS["MAN_TOKEN"], DEMO_TOKENS["SYNCBATCH_TOKEN"]
+    man, syncbatch = endpoints.source_token, endpoints.syncbatch_token
     organisations: dict[str, int] = {}
     records = sent = created = 0
     started = time.perf_counter()

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from benchmarks.child import DEMO_TOKENS, Endpoints
+from pipeline.stack import systems
 
 __all__ = [
     "PYTHON",
@@ -41,8 +41,6 @@ __all__ = [
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 """The checkout holding ``benchmarks/``: children import it from there, whatever their cwd."""
-_URL_LINES = {"MAN source:": "source", "sync-batch:": "syncbatch", "emporix:": "emporix",
-              "norce:": "norce"}  # fmt: skip
 _START_TIMEOUT = 60.0
 _FRAME = "+-|^~ "
 
@@ -87,20 +85,28 @@ class ChildRun(NamedTuple):
 
 
 class Emulators(NamedTuple):
-    """A running ``pipeline emulate``: its URLs and process id."""
+    """A running ``pipeline emulate --json``: per system (by name) what it printed (``url``,
+    ``credentials``, ``config``: its configuration section), and its process id."""
 
-    source: str
-    syncbatch: str
-    emporix: str
-    norce: str
+    systems: dict[str, dict[str, Any]]
     pid: int
 
+    def url(self, name: str) -> str:
+        """Where the system's emulator listens (its ``/_admin`` routes are there)."""
+        url: str = self.systems[name]["url"]
+        return url
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The system's configuration section (a copy)."""
+        return dict(self.systems[name]["config"])
+
     @property
-    def endpoints(self) -> Endpoints:
-        return Endpoints(self.source, self.syncbatch)
+    def credentials(self) -> dict[str, str]:
+        """Every emulator's variables (name -> value) for a child's environment."""
+        return {k: v for s in self.systems.values() for k, v in s["credentials"].items()}
 
 
-def free_port_range(count: int = 4) -> int:
+def free_port_range(count: int) -> int:
     """A first port such that it and the ``count - 1`` ports after it can be bound now."""
     for _ in range(50):
         with socket.socket() as probe:
@@ -118,51 +124,50 @@ def free_port_range(count: int = 4) -> int:
         finally:
             for sock in sockets:
                 sock.close()
-    raise BenchError("found no 4 free consecutive ports on 127.0.0.1")
+    raise BenchError(f"found no {count} free consecutive ports on 127.0.0.1")
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This environment plus the emulators' credentials, without ``PIPELINE__*`` overrides
-    (a stray override would silently change what is measured)."""
+    """This environment plus ``extra`` (the emulators' credentials, say), without
+    ``PIPELINE__*`` overrides (a stray override would silently change what is measured)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE__")}
-    env.update(DEMO_TOKENS)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.update(extra or {})
     return env
 
 
-def _printed_urls(out: Path) -> dict[str, str]:
-    urls: dict[str, str] = {}
-    for line in out.read_text().splitlines():
-        for prefix, name in _URL_LINES.items():
-            if line.startswith(prefix):
-                urls[name] = line.split()[-1]
-    return urls
+def _printed(out: Path) -> dict[str, Any] | None:
+    """The JSON document ``emulate --json`` printed (one line), once it is whole."""
+    text = out.read_text()
+    if not text.endswith("\n"):
+        return None
+    found: dict[str, Any] = json.loads(text.splitlines()[0])
+    return found
 
 
 def _start_emulators(
     customers: int, plan: Path, workdir: Path
 ) -> tuple[subprocess.Popen[bytes], Emulators]:
-    port = free_port_range()
-    command = [PYTHON, "-m", "pipeline", "emulate", "--customers", str(customers)]
+    port = free_port_range(len(systems()))
+    command = [PYTHON, "-m", "pipeline", "emulate", "--json", "--customers", str(customers)]
     command += ["--port", str(port), "--plan", str(plan)]
     out, log = workdir / "emulate.out", workdir / "emulate.log"
     with out.open("w") as stdout, log.open("w") as stderr:  # unbuffered: see child_env
         proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=child_env())
     deadline = time.monotonic() + _START_TIMEOUT
-    urls = _printed_urls(out)
-    # Ends when the four URLs are printed, the process ended (a port taken meanwhile, a bad
+    printed = _printed(out)
+    # Ends when the document is printed, the process ended (a port taken meanwhile, a bad
     # plan) or the deadline passed.
-    while len(urls) < len(_URL_LINES) and proc.poll() is None and time.monotonic() < deadline:
+    while printed is None and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-        urls = _printed_urls(out)
-    if len(urls) < len(_URL_LINES):
+        printed = _printed(out)
+    if printed is None:
         _stop(proc)
         raise BenchError.from_child(
-            "pipeline emulate printed no URLs", proc.returncode, log.read_text()
+            "pipeline emulate printed no description", proc.returncode, log.read_text()
         )
-    return proc, Emulators(pid=proc.pid, **urls)
+    return proc, Emulators(systems=printed["systems"], pid=proc.pid)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -177,10 +182,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def emulators(customers: int, workdir: Path, plan: str) -> Iterator[Emulators]:
-    """``pipeline emulate --customers N --plan PLAN`` in a subprocess while the block runs.
+    """``pipeline emulate --json --customers N --plan PLAN`` in a subprocess while the block
+    runs.
 
     Raises:
-        BenchError: it did not print its four URLs (tried three times, on fresh ports).
+        BenchError: it did not print its description (tried three times, on fresh ports).
     """
     plan_path = workdir / "plan.toml"
     plan_path.write_text(plan)

@@ -16,75 +16,41 @@ from typing import Any
 
 from benchmarks.child import PAGE_SIZE
 from benchmarks.harness import PYTHON, BenchError, ChildRun, Emulators, child_env, run_child
+from pipeline.stack import SOURCE
+from pipeline.stack import config_toml as toml_text
 
-__all__ = ["TARGET_SETTINGS", "config_toml", "pipeline_result", "run_pipeline"]
+__all__ = ["TARGET_SETTINGS", "config_toml", "pipeline_config", "pipeline_result", "run_pipeline"]
 
 EXIT_OK, EXIT_DEAD_LETTERS = 0, 3
 
 TARGET_SETTINGS: dict[str, dict[str, Any]] = {
-    "syncbatch": {
-        "token_env": "SYNCBATCH_TOKEN",
-        "profile_url": "https://shop.example.com/users/{customer_id}",
-        "account_ids": "customer_id",
-        "customer_id_prefix": "C",
-        "account_id_offset": 1_000_000,
-        "organisation_id_range": [1, 1000],
-        "batch_size": 1000,
-        "max_in_flight": 4,
-    },
-    "emporix": {
-        "tenant": "demo",
-        "client_id_env": "EMPORIX_CLIENT_ID",
-        "client_secret_env": "EMPORIX_CLIENT_SECRET",
-        "max_in_flight": 64,
-    },
-    "norce": {
-        "application_id": 1234,
-        "account_id": 42,
-        "scope": "stage",
-        "client_id_env": "NORCE_CLIENT_ID",
-        "client_secret_env": "NORCE_CLIENT_SECRET",
-        "batch_size": 500,
-    },
+    "syncbatch": {"organisation_id_range": [1, 1000], "batch_size": 1000, "max_in_flight": 4},
+    "emporix": {"max_in_flight": 64},
+    "norce": {"batch_size": 500, "max_in_flight": 4},
 }
-"""Each target's section, less its ``url``: no ``rate_per_second``, so no rate limit."""
+"""The benchmark's own keys of each target, over the section ``pipeline emulate --json``
+gives (url, credentials, ids), whose ``rate_per_second`` is dropped: no rate limit."""
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+def pipeline_config(
+    emulators: Emulators, target: str, state: Path, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The configuration of a pass from the source emulator to one target, state store on."""
+    section = emulators.section(target)
+    section.pop("rate_per_second", None)
+    return {
+        "source": {**emulators.section(SOURCE), "page_size": PAGE_SIZE, "max_in_flight": 4},
+        "flow": {"queue_size": 8},
+        "state": {"path": str(state)},
+        "targets": {target: {**section, **TARGET_SETTINGS[target], **(overrides or {})}},
+    }
 
 
 def config_toml(
     emulators: Emulators, target: str, state: Path, overrides: Mapping[str, Any] | None = None
 ) -> str:
-    """The configuration of a pass from the MAN emulator to one target, state store on."""
-    sections: dict[str, dict[str, Any]] = {
-        "source": {
-            "url": emulators.source,
-            "page_size": PAGE_SIZE,
-            "max_in_flight": 4,
-            "token_env": "MAN_TOKEN",
-        },
-        "flow": {"queue_size": 8},
-        "state": {"path": str(state)},
-        f"targets.{target}": {
-            "url": getattr(emulators, target),
-            **TARGET_SETTINGS[target],
-            **(overrides or {}),
-        },
-    }
-    lines: list[str] = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
-        lines.append("")
-    return "\n".join(lines)
+    """:func:`pipeline_config` as a TOML file."""
+    return toml_text(pipeline_config(emulators, target, state, overrides))
 
 
 def run_pipeline(
@@ -111,7 +77,7 @@ def run_pipeline(
     argv += ["--report", str(report_path)]
     child = run_child(
         argv,
-        env=child_env(),
+        env=child_env(emulators.credentials),
         workdir=workdir,
         timeout=timeout,
         on_tick=on_tick,

@@ -135,7 +135,7 @@ def _steady_rate(samples: list[tuple[float, int]]) -> float | None:
 def _rate(ctx: Context, sizes: tuple[int, ...]) -> dict[str, Any]:
     work = ctx.workdir("rate-limit")
     with emulators(sizes[0], work, _RATE_PLAN) as emu:
-        stats = f"{emu.syncbatch}/_admin/stats"
+        stats = f"{emu.url('syncbatch')}/_admin/stats"
         samples: list[tuple[float, int]] = [(time.perf_counter(), get_json(stats)["requests"])]
 
         def sample() -> None:
@@ -182,15 +182,25 @@ def _memory(ctx: Context, sizes: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
+def _endpoints(emu: Emulators) -> list[str]:
+    """A peer's arguments: where it reads and writes, and the variables of the tokens."""
+    source, syncbatch = emu.section("source"), emu.section("syncbatch")
+    return [
+        "--source", source["url"], "--source-token-env", source["token_env"],
+        "--syncbatch", syncbatch["url"], "--syncbatch-token-env", syncbatch["token_env"],
+    ]  # fmt: skip
+
+
 def _peer(module: str, extra_env: dict[str, str] | None = None) -> ScenarioRun:
     def run(ctx: Context, sizes: tuple[int, ...]) -> dict[str, Any]:
         name = module.removeprefix("bench_")
         work = ctx.workdir(name)
         with emulators(sizes[0], work, _BASE_PLAN) as emu:
             argv = [PYTHON, "-m", f"benchmarks.{module}", str(sizes[0])]
-            argv += ["--source", emu.source, "--syncbatch", emu.syncbatch]
+            argv += _endpoints(emu)
             before = process_cpu_seconds(emu.pid)
-            env = child_env({k: v.format(workdir=work) for k, v in (extra_env or {}).items()})
+            extra = {k: v.format(workdir=work) for k, v in (extra_env or {}).items()}
+            env = child_env({**emu.credentials, **extra})
             child = run_child(argv, env=env, workdir=work, timeout=ctx.timeout)
             return {**_measured(module, child), "target": "syncbatch", **_emulator_cpu(emu, before)}
 

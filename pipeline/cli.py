@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 from rich.console import Console
 
 from pipeline.admin import dlq_list, dlq_replay, status
 from pipeline.config_load import load_settings, settings_from_mapping
-from pipeline.demo import (
-    DEMO_STATE,
-    DEMO_TOKENS,
-    config_toml,
-    demo_config,
-    load_plan,
-    running_emulators,
-    use_demo_tokens,
-)
+from pipeline.demo import DEMO_STATE, running_demo
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.logs import configure as configure_logs
 from pipeline.registry import build_targets
 from pipeline.report import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
 from pipeline.runner import run_once, serve
 from pipeline.sources.customers import CustomerSource
+from pipeline.stack import Stack, config_toml, load_plan, running_stack, systems
 from pipeline.state.store import StateStore
 from pipeline.text import plain
 
@@ -81,13 +75,23 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--report", help="write the pass report as JSON to this file")
     demo.add_argument("--plan", help="TOML file of emulator behaviour and faults")
 
+    count = len(systems())
     emulate = sub.add_parser("emulate", help="serve the emulators until stopped")
     emulate.add_argument("--customers", type=int, default=10_000)
     emulate.add_argument("--host", default="127.0.0.1")
     emulate.add_argument(
-        "--port", type=_first_port, default=8001, help="first of four ports (default 8001)"
+        "--port",
+        type=_first_port(count),
+        default=8001,
+        help=f"first of {count} consecutive ports, 0 for any free ones (default 8001)",
     )
     emulate.add_argument("--plan", help="TOML file of emulator behaviour and faults")
+    emulate.add_argument(
+        "--json",
+        action="store_true",
+        help="print the emulators (url, credentials, config) and a configuration as one JSON "
+        "document",
+    )
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config")
@@ -136,17 +140,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    use_demo_tokens()
     console = _console()
-
     plan = load_plan(args.plan)
+    rate = None if args.no_rate_limit else args.rate_per_second
 
     async def go() -> int:
-        async with running_emulators(args.customers, plan=plan) as urls:
-            rate = None if args.no_rate_limit else args.rate_per_second
-            settings = settings_from_mapping(
-                demo_config(urls, state_path=args.state, rate_per_second=rate, plan=plan)
-            )
+        async with running_demo(args.customers, plan=plan, rate_per_second=rate) as stack:
+            settings = settings_from_mapping(stack.config(args.state))
             names = ", ".join(settings.targets.enabled())
             console.print(
                 f"demo: {args.customers:,} customers from the MAN emulator to {names} "
@@ -187,23 +187,27 @@ def _emulate(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
 
     async def go() -> None:
-        async with running_emulators(
+        async with running_stack(
             args.customers, host=args.host, base_port=args.port, plan=plan
-        ) as urls:
-            print(f"MAN source:  {urls.source}")
-            print(f"sync-batch:  {urls.syncbatch}")
-            print(f"emporix:     {urls.emporix}")
-            print(f"norce:       {urls.norce}")
-            print("\n# the emulators' demo credentials:")
-            print("export " + " ".join(f"{k}={v}" for k, v in DEMO_TOKENS.items()))
-            print(
-                "\n# a configuration for these emulators:\n" + config_toml(urls, plan), flush=True
-            )
+        ) as stack:
+            print(json.dumps(stack.description()) if args.json else _described(stack), flush=True)
             await anyio.sleep_forever()
 
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(go)
     return EXIT_OK
+
+
+def _described(stack: Stack) -> str:
+    """The stack for a reader: each emulator's URL, the credentials, a configuration."""
+    width = max(len(name) for name in stack.systems) + 2
+    lines = [
+        f"{name + ':':<{width}}{e.config.get('url', e.url)}" for name, e in stack.systems.items()
+    ]
+    lines.append("\n# the emulators' credentials:")
+    lines.append("export " + " ".join(f"{k}={v}" for k, v in stack.credentials().items()))
+    lines.append("\n# a configuration for these emulators:\n" + config_toml(stack.config()))
+    return "\n".join(lines)
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -220,15 +224,20 @@ def _check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _first_port(text: str) -> int:
-    """The first of the four ports ``emulate`` takes: 0 (any free ones) or 1..65532."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
-    if port != 0 and not 1 <= port <= 65535 - 3:
-        raise argparse.ArgumentTypeError(f"{port}: the four ports must lie within 1..65535")
-    return port
+def _first_port(count: int) -> Callable[[str], int]:
+    """The first of the ``count`` ports ``emulate`` takes: 0 (any free ones) or a port with
+    ``count - 1`` after it."""
+
+    def parse(text: str) -> int:
+        try:
+            port = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+        if port != 0 and not 1 <= port <= 65535 - (count - 1):
+            raise argparse.ArgumentTypeError(f"{port}: the {count} ports must lie within 1..65535")
+        return port
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,15 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipeline.stack import systems
+
 PYTHON = sys.executable
-DEMO_ENV = {
-    "MAN_TOKEN": "demo-man-token",
-    "SYNCBATCH_TOKEN": "demo-syncbatch-token",
-    "EMPORIX_CLIENT_ID": "demo-emporix-client",
-    "EMPORIX_CLIENT_SECRET": "demo-emporix-secret",
-    "NORCE_CLIENT_ID": "demo-norce-client",
-    "NORCE_CLIENT_SECRET": "demo-norce-secret",
-}
+_RUNNING: list[dict[str, str]] = []
+"""The credentials of each ``emulate`` block running now: ``pipeline()`` passes them on."""
 
 
 def free_port_range(count: int = 4) -> int:
@@ -53,11 +49,25 @@ organisation_id_range = [1, 1000]
 """The sync-batch id keys of a test feed (in a ``[targets.syncbatch]`` table)."""
 
 
+class Emulation(dict[str, str]):
+    """A running ``pipeline emulate --json``: the URL a configuration gives each system (by
+    name: ``source``, ``syncbatch``, ...), and the document it printed."""
+
+    def __init__(self, description: dict[str, Any]) -> None:
+        systems: dict[str, dict[str, Any]] = description["systems"]
+        super().__init__({name: s["config"].get("url", s["url"]) for name, s in systems.items()})
+        self.description = description
+        self.systems = systems
+        self.config: dict[str, Any] = description["config"]
+        self.credentials = {k: v for s in systems.values() for k, v in s["credentials"].items()}
+
+
 @contextmanager
-def emulate(customers: int, tmp_path: Path, plan: str = "") -> Iterator[dict[str, str]]:
-    """``pipeline emulate`` in a subprocess; yields the URLs it prints."""
-    port = free_port_range()
-    command = [PYTHON, "-m", "pipeline", "emulate", "--customers", str(customers)]
+def emulate(customers: int, tmp_path: Path, plan: str = "") -> Iterator[Emulation]:
+    """``pipeline emulate --json`` in a subprocess; yields what it printed. ``pipeline()``
+    started meanwhile gets the emulators' credentials."""
+    port = free_port_range(len(systems()))
+    command = [PYTHON, "-m", "pipeline", "emulate", "--json", "--customers", str(customers)]
     command += ["--port", str(port)]
     if plan:
         plan_path = tmp_path / "plan.toml"
@@ -65,18 +75,15 @@ def emulate(customers: int, tmp_path: Path, plan: str = "") -> Iterator[dict[str
         command += ["--plan", str(plan_path)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
-    urls: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    names = {"MAN source:": "source", "sync-batch:": "syncbatch", "emporix:": "emporix",
-             "norce:": "norce"}  # fmt: skip
-    while len(urls) < len(names) and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        for prefix, name in names.items():
-            if line.startswith(prefix):
-                urls[name] = line.split()[-1]
     try:
-        assert len(urls) == len(names), "emulate did not print its URLs"
-        yield urls
+        line = proc.stdout.readline()  # one JSON document on one line, once all are serving
+        assert line.startswith("{"), f"emulate printed no JSON: {line!r}"
+        running = Emulation(json.loads(line))
+        _RUNNING.append(running.credentials)
+        try:
+            yield running
+        finally:
+            _RUNNING.remove(running.credentials)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -89,10 +96,11 @@ def get_json(url: str) -> Any:
 
 
 def pipeline(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[str]:
-    """Start ``pipeline ARGS`` with the emulators' credentials in its environment."""
+    """Start ``pipeline ARGS`` with the running emulators' credentials in its environment."""
+    credentials = {k: v for running in _RUNNING for k, v in running.items()}
     return subprocess.Popen(
         [PYTHON, "-m", "pipeline", *args],
-        env={**os.environ, **DEMO_ENV, **(env or {})},
+        env={**os.environ, **credentials, **(env or {})},
         text=True,
         **popen,
     )

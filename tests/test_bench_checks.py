@@ -3,6 +3,7 @@ configuration each scenario writes loads."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 
 from benchmarks.checks import ci_checks
+from benchmarks.child import PAGE_SIZE
 from benchmarks.harness import Emulators
 from benchmarks.pipeline_runs import TARGET_SETTINGS, config_toml
 from pipeline.config_load import settings_from_mapping
+from pipeline.stack import describe
 
 
 def ran(results: dict[str, dict[str, Any]]) -> bool | None:
@@ -29,13 +32,20 @@ def test_a_peer_that_could_not_run_does_not() -> None:
 
 @pytest.mark.parametrize("target", sorted(TARGET_SETTINGS))
 def test_the_benchmark_configuration_of_each_target_loads(target: str, tmp_path: Path) -> None:
-    urls = Emulators(
-        source="http://127.0.0.1:1/customer-users",
-        syncbatch="http://127.0.0.1:2",
-        emporix="http://127.0.0.1:3",
-        norce="http://127.0.0.1:4",
-        pid=0,
+    stack = describe(
+        {
+            "source": "http://127.0.0.1:1",
+            "syncbatch": "http://127.0.0.1:2",
+            "emporix": "http://127.0.0.1:3",
+            "norce": "http://127.0.0.1:4",
+        }
     )
+    # What emulate --json prints, read back.
+    printed = json.loads(json.dumps(stack.description()))
+    urls = Emulators(systems=printed["systems"], pid=0)
     text = config_toml(urls, target, tmp_path / "state.sqlite3", {"rate_per_second": 5})
     settings = settings_from_mapping(tomllib.loads(text), environ={})
     assert settings.targets.enabled() == [target]
+    assert settings.targets.sections[target].rate_per_second == 5
+    assert settings.source.page_size == PAGE_SIZE
+    assert str(settings.source.url).startswith("http://127.0.0.1:1/")

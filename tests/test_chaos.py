@@ -24,8 +24,8 @@ from pipeline.emulators import (
     ManEmulatorConfig,
     NorceEmulatorConfig,
 )
-from pipeline.emulators.dataset import BUSINESS_UNITS
 from pipeline.emulators.man import DriftPlan
+from pipeline.emulators.man.dataset import BUSINESS_UNITS
 from pipeline.state.store import StateStore
 from tests import test_flow, test_flow_emporix, test_flow_norce
 from tests.conftest import MAN_TOKEN, Env, sb_config

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from tests.processes import SYNCBATCH_IDS_TOML, emulate, free_port_range
+from pipeline.config_load import settings_from_mapping
+from pipeline.stack import config_toml
+from tests.processes import SYNCBATCH_IDS_TOML, Emulation, emulate, free_port_range, get_json
 
 PYTHON = sys.executable
 
 
 @pytest.fixture(scope="module")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulation]:
     with emulate(1000, tmp_path_factory.mktemp("emulate")) as urls:
         yield urls
 
@@ -431,6 +433,75 @@ def test_a_target_named_twice_is_run_once(emulators: dict[str, str], tmp_path: P
     assert done.returncode == 3, done.stderr  # the dataset's invalid records
     assert "Traceback" not in done.stderr
     assert list(json.loads(report.read_text())["targets"]) == ["syncbatch"]
+
+
+def test_emulate_json_describes_each_system_and_a_configuration_that_runs(tmp_path: Path) -> None:
+    with emulate(300, tmp_path) as emulators:
+        check_emulate_json(emulators, tmp_path)
+
+
+def check_emulate_json(emulators: Emulation, tmp_path: Path) -> None:
+    systems = emulators.systems
+    assert list(systems) == ["source", "syncbatch", "emporix", "norce"]
+    for name, system in systems.items():
+        assert system["url"].startswith("http://127.0.0.1:"), name
+        assert system["credentials"] and all(system["credentials"].values()), name
+        assert system["config"]["url"].startswith(system["url"]), name
+    assert systems["norce"]["credentials"] == {
+        "NORCE_CLIENT_ID": "demo-norce-client",
+        "NORCE_CLIENT_SECRET": "demo-norce-secret",
+    }
+    config = emulators.config
+    assert config["source"] == systems["source"]["config"]
+    assert {name: config["targets"][name] for name in ("syncbatch", "emporix", "norce")} == {
+        name: systems[name]["config"] for name in ("syncbatch", "emporix", "norce")
+    }
+    settings = settings_from_mapping(config, emulators.credentials)
+    assert settings.targets.enabled() == ["syncbatch", "emporix", "norce"]
+
+    # The configuration as a file, the credentials as the environment: a pass runs.
+    config["state"]["path"] = str(tmp_path / "s.sqlite3")
+    for section in config["targets"].values():
+        section.pop("rate_per_second", None)
+    path = tmp_path / "c.toml"
+    path.write_text(config_toml(config))
+    report_path = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if k not in emulators.credentials}
+    done = subprocess.run(
+        [PYTHON, "-m", "pipeline", "run", "--config", str(path), "--report", str(report_path)],
+        capture_output=True,
+        text=True,
+        env={**env, **emulators.credentials},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr  # the dataset's invalid records
+    report = json.loads(report_path.read_text())
+    assert report["source"]["records"] == 300
+    for name in ("syncbatch", "emporix", "norce"):
+        assert report["targets"][name]["created"] > 0, name
+    assert get_json(f"{systems['syncbatch']['url']}/_admin/store")
+    assert get_json(f"{systems['norce']['url']}/_admin/store")["customers"]
+    assert get_json(f"{systems['emporix']['url']}/_admin/store")
+
+
+def test_emulate_prints_urls_credentials_and_a_configuration() -> None:
+    port = free_port_range()
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pipeline", "emulate", "--customers", "5", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(7)]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert lines[0] == f"source:    http://127.0.0.1:{port}/customer-users\n"
+    assert lines[3] == f"norce:     http://127.0.0.1:{port + 3}\n"
+    assert lines[6].startswith("export MAN_TOKEN=demo-man-token SYNCBATCH_TOKEN=")
 
 
 @pytest.mark.parametrize("busy", [0, 2], ids=["source-port", "a-target-port"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.emulators import Dataset
-from pipeline.emulators.dataset import BUSINESS_UNITS
+from pipeline.emulators.man.dataset import BUSINESS_UNITS
 from tests.processes import SYNCBATCH_IDS_TOML, emulate, get_json, pipeline, query, wait_for
 
 CUSTOMERS = 2_000

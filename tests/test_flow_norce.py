@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.emulators import Dataset, FaultPlan, NorceEmulatorConfig
-from pipeline.emulators.dataset import BUSINESS_UNITS
+from pipeline.emulators.man.dataset import BUSINESS_UNITS
 from pipeline.errors import ConfigError
 from pipeline.state.store import StateStore
 from tests.conftest import Env

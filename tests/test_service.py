@@ -15,7 +15,7 @@ from rich.console import Console
 
 from pipeline.admin import dlq_list, dlq_replay, status
 from pipeline.emulators import Dataset, EmporixEmulatorConfig, FaultPlan, NorceEmulatorConfig
-from pipeline.emulators.dataset import BUSINESS_UNITS
+from pipeline.emulators.man.dataset import BUSINESS_UNITS
 from pipeline.logs import configure
 from pipeline.progress import render_summary
 from pipeline.runner import serve

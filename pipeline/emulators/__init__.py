@@ -1,16 +1,20 @@
-"""Emulators of the MAN source and the targets: aiohttp apps, seeded data, fault plans."""
+"""Emulators of the MAN source and the targets: aiohttp apps, seeded data, fault plans.
+
+One folder per system (``man/``, ``syncbatch/``, ``emporix/``, ``norce/``); what they share
+(``faults``, ``server``) is here. An emulator never imports the client it checks: how the
+pipeline points at one is declared by the target (``pipeline/targets/<name>/emulated.py``)
+and the source (``pipeline/sources/emulated.py``), and started by ``pipeline.stack``."""
 
 from __future__ import annotations
 
-from pipeline.emulators.dataset import BUSINESS_UNITS, DEFECT_KINDS, QUIRK_KINDS, Dataset
 from pipeline.emulators.emporix import (
     EMPORIX_COUNTS,
     EMPORIX_FAULTS,
     EMPORIX_STORE,
     EmporixEmulatorConfig,
+    EmporixStore,
     create_emporix_app,
 )
-from pipeline.emulators.emporix_store import EmporixStore
 from pipeline.emulators.faults import FaultInjector, FaultPlan, format_retry_after, with_body_faults
 from pipeline.emulators.man import (
     MAN_CONFIG,
@@ -23,6 +27,7 @@ from pipeline.emulators.man import (
     ManRequest,
     create_man_app,
 )
+from pipeline.emulators.man.dataset import BUSINESS_UNITS, DEFECT_KINDS, QUIRK_KINDS, Dataset
 from pipeline.emulators.norce import (
     NORCE_FAULTS,
     NORCE_STORE,

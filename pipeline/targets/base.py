@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, Self, TypeVar
+
+import msgspec
 
 from pipeline.config import Secret, TargetSettings, secret
 from pipeline.errors import AuthError, Fatal, PipelineError
@@ -20,9 +22,13 @@ from pipeline.targets.acks import dead
 from pipeline.targets.oauth import ClientCredentials
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from pipeline.state.store import StateStore
 
 __all__ = [
+    "EmulatedData",
+    "EmulatorSpec",
     "HttpTarget",
     "Target",
     "TargetContext",
@@ -79,6 +85,45 @@ class Target(Protocol):
         ...
 
 
+P = TypeVar("P", bound=msgspec.Struct)
+
+
+class EmulatedData(NamedTuple):
+    """What every emulator of one stack is made from: how many customers the source serves,
+    and the seed of their data."""
+
+    customers: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class EmulatorSpec(Generic[P]):
+    """How the emulator stack (:mod:`pipeline.stack`) plays a system and points the pipeline
+    at it. Credentials go by role (``token``, ``client_id``, ``client_secret``): the stack
+    names a variable per role (``NORCE_CLIENT_ID``) and the section names it in the key
+    ``<role>_env``.
+
+    Args:
+        plan: the Struct of the system's section of an emulator plan (``[norce]`` in
+            ``--plan FILE``).
+        default: the plan used when that section is not given.
+        app: the emulator's aiohttp app, from its plan and the stack's data.
+        credentials: what the emulator accepts, by role.
+        section: the system's configuration section, from the emulator's URL, its plan,
+            the variable named per credential role and a rate (requests per second of a
+            sync-batch-sized call; None: no rate limit).
+        system: the system's own name (its plan section, the stem of its variables) when it
+            is not the name the stack knows it by.
+    """
+
+    plan: type[P]
+    default: P
+    app: Callable[[P, EmulatedData], web.Application]
+    credentials: Callable[[P], dict[str, str]]
+    section: Callable[[str, P, dict[str, str], float | None], dict[str, Any]]
+    system: str | None = None
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """A target as the registry knows it.
@@ -87,13 +132,13 @@ class TargetSpec:
         name: its ``[targets.<name>]`` key.
         settings: the Struct its section decodes into (a :class:`TargetSettings`).
         build: makes the target from its decoded settings and the context.
-        emulator: how the emulator stack plays this target (None: the stack has none).
+        emulator: how the emulator stack plays this target (None: it has no emulator).
     """
 
     name: str
     settings: type[TargetSettings]
     build: Callable[[Any, TargetContext], Target]
-    emulator: Any = None
+    emulator: EmulatorSpec[Any] | None = None
 
 
 class HttpTarget:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.emulators.dataset import DEFECT_KINDS, QUIRK_KINDS, Dataset
+from pipeline.emulators.man.dataset import DEFECT_KINDS, QUIRK_KINDS, Dataset
 
 
 def test_dataset_same_seed_same_records() -> None:

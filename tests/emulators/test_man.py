@@ -13,7 +13,6 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pipeline.emulators.dataset import Dataset
 from pipeline.emulators.faults import MALFORMED_BODY, FaultPlan
 from pipeline.emulators.man import (
     MAN_DATASET,
@@ -26,6 +25,7 @@ from pipeline.emulators.man import (
     ManRequest,
     create_man_app,
 )
+from pipeline.emulators.man.dataset import Dataset
 from pipeline.emulators.server import serve_app
 
 BEARER = {"Authorization": "Bearer demo-man-token"}

@@ -14,19 +14,20 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline.config_load import settings_from_mapping
-from pipeline.demo import EmulatorUrls, config_toml, demo_config, load_plan, source_variant_keys
-from pipeline.emulators.dataset import Dataset
 from pipeline.emulators.man import MAN_LOG, ManEmulatorConfig, ManRequest, create_man_app
-from pipeline.emulators.man_paging import PageAsk, read_paging
-from pipeline.emulators.man_shape import envelope_body, set_path, shape_record
+from pipeline.emulators.man.dataset import Dataset
+from pipeline.emulators.man.paging import PageAsk, read_paging
+from pipeline.emulators.man.shape import envelope_body, set_path, shape_record
+from pipeline.sources.emulated import source_variant_keys
+from pipeline.stack import config_toml, describe, load_plan
 
 BEARER = {"Authorization": "Bearer demo-man-token"}
-URLS = EmulatorUrls(
-    source="http://127.0.0.1:1/customer-users",
-    syncbatch="http://127.0.0.1:2",
-    emporix="http://127.0.0.1:3",
-    norce="http://127.0.0.1:4",
-)
+URLS = {
+    "source": "http://127.0.0.1:1",
+    "syncbatch": "http://127.0.0.1:2",
+    "emporix": "http://127.0.0.1:3",
+    "norce": "http://127.0.0.1:4",
+}
 
 
 @asynccontextmanager
@@ -480,7 +481,7 @@ zipCode = "postalCode"
 def test_plan_with_variants_loads_and_config_names_them(tmp_path: Path) -> None:
     path = tmp_path / "plan.toml"
     path.write_text(_PLAN)
-    man = load_plan(str(path)).man
+    man = load_plan(str(path))["man"]
     assert (man.paging, man.first_page, man.page_param, man.limit_param) == (
         "page", 0, "pageNumber", "pageSize",
     )  # fmt: skip
@@ -504,15 +505,17 @@ def test_plan_with_variants_loads_and_config_names_them(tmp_path: Path) -> None:
     }
     assert source_variant_keys(man) == expected
     plan = load_plan(str(path))
-    source = tomllib.loads(config_toml(URLS, plan))["source"]
+    source = tomllib.loads(config_toml(describe(URLS, plan=plan).config()))["source"]
     assert source == {
-        "url": URLS.source,
+        "url": "http://127.0.0.1:1/customer-users",
         "page_size": 200,
         "max_in_flight": 4,
         "token_env": "MAN_TOKEN",
         **expected,
     }
-    settings = settings_from_mapping(demo_config(URLS, plan=plan), {}).source
+    settings = settings_from_mapping(
+        describe(URLS, plan=plan, env_prefix="PIPELINE_DEMO_").config(), {}
+    ).source
     assert (settings.paging, settings.first_page, settings.page_param) == ("page", 0, "pageNumber")
     assert (settings.limit_param, settings.data_path, settings.total_path) == (
         "pageSize", "result.items", "result.count",
@@ -523,12 +526,12 @@ def test_plan_with_variants_loads_and_config_names_them(tmp_path: Path) -> None:
 
 def test_default_plan_emits_no_variant_keys(tmp_path: Path) -> None:
     plan = load_plan(None)
-    assert source_variant_keys(plan.man) == {}
-    source = tomllib.loads(config_toml(URLS, plan))["source"]
+    assert source_variant_keys(plan["man"]) == {}
+    source = tomllib.loads(config_toml(describe(URLS, plan=plan).config()))["source"]
     assert set(source) == {"url", "page_size", "max_in_flight", "token_env"}
     path = tmp_path / "plan.toml"
     path.write_text(
         '[man]\nenvelope = "array"\ndata_path = "x.y"\ntotal_path = ""\n'
         'offset_param = "skip"\nlimit_mode = "ignore"\nhonour_offset = false\n'
     )
-    assert source_variant_keys(load_plan(str(path)).man) == {"offset_param": "skip"}
+    assert source_variant_keys(load_plan(str(path))["man"]) == {"offset_param": "skip"}

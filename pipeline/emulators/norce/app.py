@@ -21,7 +21,7 @@ from pipeline.emulators.faults import (
     json_response,
     with_body_faults,
 )
-from pipeline.emulators.norce_store import HeaderError, ImportKind, Job, NorceStore, parse_header
+from pipeline.emulators.norce.store import HeaderError, ImportKind, Job, NorceStore, parse_header
 
 __all__ = [
     "CONNECT_ROOT",

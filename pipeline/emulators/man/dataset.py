@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.emulators.dataset_order import IdOrder, generated_id, generated_index
+from pipeline.emulators.man.dataset_order import IdOrder, generated_id, generated_index
 
 __all__ = ["BUSINESS_UNITS", "DEFECT_KINDS", "QUIRK_KINDS", "Dataset"]
 

@@ -6,7 +6,7 @@ import random
 
 import msgspec
 
-from pipeline.emulators.dataset import Dataset
+from pipeline.emulators.man.dataset import Dataset
 
 __all__ = ["DriftPlan", "Drifter"]
 

@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from pipeline.emulators import emporix_store as rules
-from pipeline.emulators.emporix_store import EmporixStore
+from pipeline.emulators.emporix import store as rules
+from pipeline.emulators.emporix.store import EmporixStore
 from pipeline.emulators.faults import (
     FaultInjector,
     FaultPlan,

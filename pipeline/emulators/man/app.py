@@ -8,17 +8,17 @@ from typing import Any, Literal, get_args
 import msgspec
 from aiohttp import web
 
-from pipeline.emulators.dataset import Dataset
 from pipeline.emulators.faults import FaultInjector, FaultPlan, json_response
-from pipeline.emulators.man_drift import Drifter, DriftPlan
-from pipeline.emulators.man_paging import (
+from pipeline.emulators.man.dataset import Dataset
+from pipeline.emulators.man.drift import Drifter, DriftPlan
+from pipeline.emulators.man.paging import (
     LimitMode,
     PageAsk,
     PagingMode,
     check_paging,
     read_paging,
 )
-from pipeline.emulators.man_shape import (
+from pipeline.emulators.man.shape import (
     FlagStyle,
     check_envelope,
     check_record_shape,

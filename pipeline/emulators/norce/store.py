@@ -11,7 +11,7 @@ import copy
 import time
 from typing import Any
 
-from pipeline.emulators.norce_imports import (
+from pipeline.emulators.norce.imports import (
     ACCOUNT_FIELDS,
     COMPANY_FIELDS,
     CUSTOMER_FIELDS,
@@ -21,7 +21,7 @@ from pipeline.emulators.norce_imports import (
     Job,
     parse_header,
 )
-from pipeline.emulators.norce_items import (
+from pipeline.emulators.norce.items import (
     COMPANY_SCHEMA,
     COMPANY_WRITABLE,
     CUSTOMER_SCHEMA,

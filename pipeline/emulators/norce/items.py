@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from pipeline.emulators.norce_imports import COMPANY_FIELDS, CUSTOMER_FIELDS
+from pipeline.emulators.norce.imports import COMPANY_FIELDS, CUSTOMER_FIELDS
 
 __all__ = [
     "COMPANY_SCHEMA",
