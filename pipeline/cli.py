@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 import anyio
 from rich.console import Console
 
+from pipeline import registry
 from pipeline.admin import dlq_list, dlq_replay, status
-from pipeline.config_load import load_settings, settings_from_mapping
+from pipeline.config_load import load_settings, plugin_modules, settings_from_mapping
 from pipeline.demo import DEMO_STATE, running_demo
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.logs import configure as configure_logs
@@ -242,6 +243,11 @@ def _first_port(count: int) -> Callable[[str], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipeline`` command; returns the exit code."""
+    try:  # before the arguments: a plug-in's target takes part in their checks
+        registry.load_plugins(plugin_modules())
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = _parser().parse_args(argv)
     configure_logs(json_lines=False)
     commands = {

@@ -2,7 +2,8 @@
 :mod:`pipeline.config_load`); secrets come from the environment (:func:`secret`).
 
 Only this module and :mod:`pipeline.config_load` read ``os.environ``: secrets here, named in
-the file by ``*_env`` keys; overrides there (``PIPELINE__SOURCE__PAGE_SIZE=500``).
+the file by ``*_env`` keys; overrides there (``PIPELINE__SOURCE__PAGE_SIZE=500``), and the
+plug-in modules of ``PIPELINE_PLUGINS``.
 """
 
 from __future__ import annotations

@@ -40,8 +40,16 @@ __all__ = [
     "check_field_maps",
     "listen_address",
     "load_settings",
+    "plugin_modules",
     "settings_from_mapping",
 ]
+
+
+def plugin_modules(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The plug-in modules named by ``PIPELINE_PLUGINS`` (comma-separated), for
+    :func:`pipeline.registry.load_plugins`."""
+    value = (os.environ if environ is None else environ).get(registry.PLUGINS_ENV, "")
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

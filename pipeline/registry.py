@@ -8,6 +8,7 @@ with :func:`register` and takes part in every command as the built-in ones do.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -19,10 +20,23 @@ from pipeline.targets.emporix import SPEC as EMPORIX
 from pipeline.targets.norce import SPEC as NORCE
 from pipeline.targets.syncbatch import SPEC as SYNCBATCH
 
-__all__ = ["TargetSpec", "build_targets", "register", "registered", "spec", "targets", "unregister"]
+__all__ = [
+    "PLUGINS_ENV",
+    "TargetSpec",
+    "build_targets",
+    "load_plugins",
+    "register",
+    "registered",
+    "spec",
+    "targets",
+    "unregister",
+]
 
 if TYPE_CHECKING:
     from pipeline.state.store import StateStore
+
+PLUGINS_ENV = "PIPELINE_PLUGINS"
+"""The environment variable naming plug-in modules, comma-separated (read by the CLI)."""
 
 _TARGETS: dict[str, TargetSpec] = {}
 
@@ -50,6 +64,29 @@ def registered(target: TargetSpec) -> Iterator[TargetSpec]:
         yield target
     finally:
         unregister(target.name)
+
+
+def load_plugins(modules: Sequence[str]) -> None:
+    """Import each module and register the :class:`TargetSpec` it names ``SPEC``: a target
+    defined outside the package (``PIPELINE_PLUGINS=mycompany.shop``) joins every command.
+
+    Raises:
+        ConfigError: a module cannot be imported, has no ``SPEC``, or its name is taken.
+    """
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import plug-in {name}: {exc}", path=PLUGINS_ENV) from exc
+        target = getattr(module, "SPEC", None)
+        if not isinstance(target, TargetSpec):
+            raise ConfigError(f"plug-in {name} names no TargetSpec as SPEC", path=PLUGINS_ENV)
+        if _TARGETS.get(target.name) is target:
+            continue  # loaded already
+        try:
+            register(target)
+        except ValueError as exc:
+            raise ConfigError(f"plug-in {name}: {exc}", path=PLUGINS_ENV) from exc
 
 
 def targets() -> list[TargetSpec]:
