@@ -18,8 +18,8 @@ write. Per record:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -63,6 +63,7 @@ _ACCEPT = frozenset({400, 401, 404, 409})
 
 
 _encoder = msgspec.json.Encoder()
+T = TypeVar("T")
 
 
 class EmporixTarget(HttpTarget):
@@ -297,12 +298,7 @@ class EmporixTarget(HttpTarget):
                 self.failed((), "deactivation failed", exc)  # raises on what stops the target
                 # else tried again after the next complete pass
 
-        try:
-            async with anyio.create_task_group() as tg:
-                for customer_id in customer_ids:
-                    tg.start_soon(one, customer_id)
-        except* PipelineError as group:
-            raise group.exceptions[0] from None
+        await _at_once(one, customer_ids)
         return done
 
     async def write(self, items: Sequence[Item]) -> list[Ack]:
@@ -316,10 +312,16 @@ class EmporixTarget(HttpTarget):
         async def one(item: Item) -> None:
             acks.append(await self._write_one(item))
 
-        try:
-            async with anyio.create_task_group() as tg:
-                for item in items:
-                    tg.start_soon(one, item)
-        except* PipelineError as group:
-            raise group.exceptions[0] from None
+        await _at_once(one, items)
         return acks
+
+
+async def _at_once(call: Callable[[T], Coroutine[Any, Any, None]], values: Iterable[T]) -> None:
+    """``call`` on every value at once (the client bounds the requests in flight); the first
+    error raised is raised alone (it stops the target, see :meth:`HttpTarget.failed`)."""
+    try:
+        async with anyio.create_task_group() as tg:
+            for value in values:
+                tg.start_soon(call, value)
+    except* PipelineError as group:
+        raise group.exceptions[0] from None
