@@ -29,15 +29,10 @@ from pipeline.emulators import (
     create_syncbatch_app,
     serve_app,
 )
+from tests.kit.feeds import SB_IDS
 
 MAN_TOKEN = "test-man-token"
 SB_TOKEN = "test-syncbatch-token"
-SB_IDS = {
-    "account_ids": "range",
-    "account_id_range": [1, 1_000_000],
-    "organisation_id_range": [1, 1000],
-}
-"""Sync-batch ids of the test feeds: a range, which takes any customer id (inserted ones too)."""
 
 
 @pytest.fixture(autouse=True)

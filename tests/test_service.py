@@ -21,7 +21,7 @@ from pipeline.progress import render_summary
 from pipeline.runner import serve
 from pipeline.state.store import StateStore
 from tests.conftest import MAN_TOKEN, SB_TOKEN, Env, sb_config
-from tests.test_flow import run_pass
+from tests.kit.passes import run_pass
 
 ALL = ("syncbatch", "emporix", "norce")
 

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 import msgspec
 import pytest
 
-from pipeline.config import SourceSettings
 from pipeline.emulators import Dataset, FaultPlan, ManEmulatorConfig, create_man_app, serve_app
 from pipeline.emulators.man import MAN_LOG
 from pipeline.errors import ConfigError, DecodeError
 from pipeline.records import Page
 from pipeline.sources.customers import CustomerSource
 from tests.conftest import MAN_TOKEN
-
-
-def source_settings(url: str, **overrides: Any) -> SourceSettings:
-    data: dict[str, Any] = {
-        "url": f"{url}/customer-users",
-        "page_size": 100,
-        "max_in_flight": 4,
-        "overlap": 0,
-        "token_env": "MAN_TOKEN",
-        "retry": {"initial_seconds": 0.001, "max_seconds": 0.02, "max_attempts": 6},
-    }
-    data.update(overrides)
-    return msgspec.convert(data, SourceSettings)
+from tests.kit.feeds import source_settings
 
 
 async def read_all(source: CustomerSource) -> list[Page]:
