@@ -29,7 +29,10 @@ from pipeline.emulators import (
     create_syncbatch_app,
     serve_app,
 )
+from tests.kit.deadline import pytest_collection_modifyitems, pytest_configure
 from tests.kit.feeds import SB_IDS
+
+__all__ = ["pytest_collection_modifyitems", "pytest_configure"]  # the deadline hooks
 
 MAN_TOKEN = "test-man-token"
 SB_TOKEN = "test-syncbatch-token"
