@@ -98,8 +98,8 @@ class Env:
             self.emx_app = create_emporix_app(emporix or EmporixEmulatorConfig(), self.emx_store)
             self.emx_url = await self.stack.enter_async_context(serve_app(self.emx_app))
         if "norce" in targets:
-            config = norce or NorceEmulatorConfig(companies=BUSINESS_UNITS)
-            self.nc_app = create_norce_app(config, self.nc_store)
+            nc_config = norce or NorceEmulatorConfig(companies=BUSINESS_UNITS)
+            self.nc_app = create_norce_app(nc_config, self.nc_store)
             self.nc_url = await self.stack.enter_async_context(serve_app(self.nc_app))
         return self
 

@@ -42,7 +42,7 @@ RANGE_B = {"account_ids": "range", "account_id_range": [1000, 1999], **ORGS_B}
 
 def overrides(ids: dict[str, Any]) -> dict[str, Any]:
     """The test settings' sync-batch id keys replaced by ``ids``."""
-    keys = {
+    keys: dict[str, Any] = {
         "account_id_range": None,
         "customer_id_prefix": "",
         "account_id_offset": 0,

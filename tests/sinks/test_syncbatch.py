@@ -18,7 +18,8 @@ from pipeline.state.store import StateStore
 from pipeline.targets.base import TargetContext
 from pipeline.targets.syncbatch.client import SyncBatchTarget
 from pipeline.targets.syncbatch.settings import SyncBatchSettings
-from tests.conftest import SB_IDS, SB_TOKEN, sb_config
+from tests.conftest import SB_TOKEN, sb_config
+from tests.kit.feeds import SB_IDS
 from tests.kit.records import customers
 
 FAST_RETRY = {"initial_seconds": 0.001, "max_seconds": 0.02, "max_attempts": 8}
@@ -179,7 +180,7 @@ async def test_item_error_without_field_isolates_accounts_to_find_the_culprit(
     }
 
 
-SERVICESTACK_HOSTS = {
+SERVICESTACK_HOSTS: dict[str, dict[str, Any]] = {
     "PascalCase": {"casing": "pascal"},
     "index 0 left out": {"exclude_defaults": True},
     'errorCode ""': {"empty_error_code": True},

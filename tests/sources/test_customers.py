@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import anyio
 import msgspec
 import pytest
@@ -13,6 +15,8 @@ from pipeline.records import Page
 from pipeline.sources.customers import CustomerSource
 from tests.conftest import MAN_TOKEN
 from tests.kit.feeds import source_settings
+
+Envelope = Literal["object", "array"]
 
 
 async def read_all(source: CustomerSource) -> list[Page]:
@@ -32,7 +36,9 @@ def ids(pages: list[Page]) -> list[str]:
 
 
 @pytest.mark.parametrize("envelope", ["object", "array"])
-async def test_stream_reads_every_record_in_order_with_either_envelope(envelope: str) -> None:
+async def test_stream_reads_every_record_in_order_with_either_envelope(
+    envelope: Envelope,
+) -> None:
     dataset = Dataset(1_234, seed=1)
     config = ManEmulatorConfig(
         token=MAN_TOKEN, envelope=envelope, faults=FaultPlan(latency_jitter=0.005)
@@ -62,7 +68,7 @@ async def test_overlap_rereads_the_end_of_each_page() -> None:
     ],
 )
 async def test_stream_ends_at_the_total_or_at_an_empty_page(
-    envelope: str, expected: list[int]
+    envelope: Envelope, expected: list[int]
 ) -> None:
     dataset = Dataset(300, seed=1)
     app = create_man_app(dataset, ManEmulatorConfig(token=MAN_TOKEN, envelope=envelope))
