@@ -41,7 +41,9 @@ RATE_LIMIT = 200.0
 """Requests per second the rate scenario allows the sync-batch target."""
 _RATE_SETTINGS = {"rate_per_second": RATE_LIMIT, "max_in_flight": 32, "batch_size": 10}
 _BURST_SECONDS = 1.0
-"""aiolimiter lets one second's worth of requests through at once: the steady rate skips it."""
+"""The steady rate starts this long after the first request. The client's bucket holds only a
+tenth of a second's requests (``pipeline.http.BURST_SECONDS``: 20 at 200/s, sent at once); a
+whole second also leaves out the workers' start."""
 
 
 class Context(NamedTuple):

@@ -16,10 +16,10 @@ from typing import Self, TypeVar
 import aiohttp
 import anyio
 import msgspec
-from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from pipeline.backoff import backoff_delay, parse_retry_after
+from pipeline.clock import SYSTEM_CLOCK, Clock, RateLimiter
 from pipeline.config import DEFAULT_MAX_RESPONSE_MB, RetrySettings
 from pipeline.errors import (
     AuthError,
@@ -40,8 +40,8 @@ T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 BURST_SECONDS = 0.1
-"""The rate limiter lets through at most this many seconds' worth of requests at once (and
-never less than one request)."""
+"""The rate limiter's bucket holds this many seconds' worth of requests (and never less than
+one request): at most that many pass at once, every later one at the rate."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the request latency histogram; one more bucket holds the rest."""
 AUTH_STATUSES = frozenset({401, 403})
@@ -100,12 +100,15 @@ def tls_context(ca_bundle: str | None, *, key: str) -> ssl.SSLContext | None:
 
 
 def limiter_shape(rate_per_second: float) -> tuple[float, float]:
-    """The leaky bucket holding ``rate_per_second``: (requests, seconds) it lets through.
+    """The leaky bucket of ``rate_per_second``: (capacity, seconds), a bucket holding
+    ``capacity`` requests that drains in ``seconds`` (so ``capacity / seconds`` is the rate).
 
-    A tenth of a second's requests, so the rate holds from the first request on instead of
-    allowing a whole second's worth at once (measured: 139% of the limit over a 3-second pass
-    with a one-second bucket, 100% steady). Below 10/s that is less than one request: the
-    bucket then holds one, over the time one request takes at the rate (half a second at 2/s).
+    It holds a tenth of a second's requests (10 at 100/s), so the rate holds from the first
+    request on instead of allowing a whole second's worth at once (measured: 139% of the limit
+    over a 3-second pass with a one-second bucket, 100% steady): ``n`` requests sent together
+    take ``(n - capacity) / rate`` seconds. Below 10/s that is less than one request: the
+    bucket then holds one, drained in the time one request takes at the rate (half a second at
+    2/s), so ``n`` requests take ``(n - 1) / rate``.
     """
     capacity = max(rate_per_second * BURST_SECONDS, 1.0)
     return capacity, capacity / rate_per_second
@@ -131,6 +134,9 @@ class HttpClient:
     throttled target sees the whole client slow down, not just the one worker. A
     ``Retry-After`` longer than ``retry.max_seconds`` stops the client: that request and
     every later one raise :class:`~pipeline.errors.ThrottledError` without being sent.
+
+    ``clock`` is the time the rate limit, the backoff and the pauses read and wait on: the
+    event loop's (:data:`~pipeline.clock.SYSTEM_CLOCK`) unless a test brings its own.
     """
 
     def __init__(
@@ -144,11 +150,15 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         seed: int | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._retry = retry
         self._in_flight = anyio.Semaphore(max_in_flight)
-        self._limiter = AsyncLimiter(*limiter_shape(rate_per_second)) if rate_per_second else None
+        self._limiter = (
+            RateLimiter(*limiter_shape(rate_per_second), clock=clock) if rate_per_second else None
+        )
         self._headers = dict(headers or {})
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._max_in_flight = max_in_flight
@@ -186,9 +196,9 @@ class HttpClient:
     ) -> Response:
         assert self._session is not None, "use HttpClient as an async context manager"
         self._raise_if_throttled()
-        wait = self._paused_until - anyio.current_time()
+        wait = self._paused_until - self._clock.now()
         if wait > 0:
-            await anyio.sleep(wait)
+            await self._clock.sleep(wait)
         if self._limiter is not None:
             await self._limiter.acquire()
         async with self._in_flight:
@@ -196,7 +206,7 @@ class HttpClient:
             stats.requests += 1
             stats.in_flight += 1
             stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
-            started = anyio.current_time()
+            started = self._clock.now()
             try:
                 async with self._session.request(
                     method, url, params=params, data=body, headers=headers, allow_redirects=False
@@ -212,7 +222,7 @@ class HttpClient:
                 raise TransientHTTPError(method, url, reason=reason) from exc
             finally:
                 stats.in_flight -= 1
-                stats.observe(anyio.current_time() - started)
+                stats.observe(self._clock.now() - started)
 
     async def _read(self, method: str, url: str, resp: aiohttp.ClientResponse) -> bytes:
         # Chunk by chunk, counted as decoded: a small gzip body may inflate a thousandfold.
@@ -348,8 +358,8 @@ class HttpClient:
         delay = backoff_delay(attempt, self._retry, retry_after=exc.retry_after, rand=self._rand)
         if exc.status == 429:
             self.stats.throttled += 1
-            self._paused_until = max(self._paused_until, anyio.current_time() + delay)
-        await anyio.sleep(delay)
+            self._paused_until = max(self._paused_until, self._clock.now() + delay)
+        await self._clock.sleep(delay)
 
     def _refuse_long_pause(self, exc: Retryable) -> None:
         # Waiting max_seconds instead would ask again long before the server said to.

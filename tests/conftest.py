@@ -29,15 +29,13 @@ from pipeline.emulators import (
     create_syncbatch_app,
     serve_app,
 )
+from tests.kit.deadline import pytest_collection_modifyitems, pytest_configure
+from tests.kit.feeds import SB_IDS
+
+__all__ = ["pytest_collection_modifyitems", "pytest_configure"]  # the deadline hooks
 
 MAN_TOKEN = "test-man-token"
 SB_TOKEN = "test-syncbatch-token"
-SB_IDS = {
-    "account_ids": "range",
-    "account_id_range": [1, 1_000_000],
-    "organisation_id_range": [1, 1000],
-}
-"""Sync-batch ids of the test feeds: a range, which takes any customer id (inserted ones too)."""
 
 
 @pytest.fixture(autouse=True)
@@ -100,8 +98,8 @@ class Env:
             self.emx_app = create_emporix_app(emporix or EmporixEmulatorConfig(), self.emx_store)
             self.emx_url = await self.stack.enter_async_context(serve_app(self.emx_app))
         if "norce" in targets:
-            config = norce or NorceEmulatorConfig(companies=BUSINESS_UNITS)
-            self.nc_app = create_norce_app(config, self.nc_store)
+            nc_config = norce or NorceEmulatorConfig(companies=BUSINESS_UNITS)
+            self.nc_app = create_norce_app(nc_config, self.nc_store)
             self.nc_url = await self.stack.enter_async_context(serve_app(self.nc_app))
         return self
 

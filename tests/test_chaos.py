@@ -26,13 +26,12 @@ from pipeline.emulators import (
 )
 from pipeline.emulators.man import DriftPlan
 from pipeline.emulators.man.dataset import BUSINESS_UNITS
-from pipeline.state.store import StateStore
-from tests import test_flow, test_flow_emporix, test_flow_norce
 from tests.conftest import MAN_TOKEN, Env, sb_config
-from tests.test_flow import run_pass
+from tests.kit.oracles import ALL_TARGETS as ALL
+from tests.kit.oracles import check_every_record_landed_once, dead_letters_by_target
+from tests.kit.passes import run_pass
 
 RECORDS = int(os.environ.get("CHAOS_RECORDS", "500"))
-ALL = ("syncbatch", "emporix", "norce")
 
 # A Retry-After above FAST's max_seconds stops the target: every plan that sends 429 or 503
 # asks for less.
@@ -70,62 +69,6 @@ def chaos_settings() -> dict[str, Any]:
     return overrides
 
 
-async def dead_letters(env: Env) -> dict[str, dict[str, str]]:
-    async with StateStore(env.settings().state.path) as store:
-        letters = await store.dead_letters()
-    out: dict[str, dict[str, str]] = {t: {} for t in ALL}
-    for letter in letters:
-        out[letter.target][letter.customer_id] = letter.reason
-    return out
-
-
-def check_stores(
-    env: Env, dataset: Dataset, report: Any, letters: dict[str, dict[str, str]]
-) -> None:
-    records = {r["customer_id"]: r for r in dataset.records()}
-    valid = {cid for cid in records if cid not in dataset.defects}
-    ghosts = {cid for cid in valid if records[cid]["businessUnit"] not in BUSINESS_UNITS}
-
-    # sync-batch: every valid account once, with the right content
-    accounts = list(env.store.accounts.values())
-    by_id = {a["meta"]["customerId"]: a for a in accounts}
-    assert set(by_id) == valid and len(accounts) == len(valid)
-    assert len({a["userName"] for a in accounts}) == len(accounts)
-    for cid in valid:
-        for key, value in test_flow.expected_account(records[cid]).items():
-            assert by_id[cid][key] == value, (cid, key)
-
-    # Emporix: every valid customer once, its address, no notification
-    assert set(env.emx_store.customers) == valid
-    for cid in valid:
-        customer, address = test_flow_emporix.expected(records[cid])
-        stored = env.emx_store.customers[cid]
-        assert all(stored[k] == v for k, v in customer.items()), cid
-        held = env.emx_store.addresses.get(cid, {})
-        assert (list(held) == [address["id"]]) if address else not held, cid
-    assert env.emx_store.notifications == []
-
-    # Norce: every valid customer of a known company once
-    norce = {c["Code"]: c for c in env.nc_store.snapshot()["customers"]}
-    assert set(norce) == valid - ghosts
-    for cid in valid - ghosts:
-        assert norce[cid]["EmailAddress"] == test_flow_norce.expected(records[cid])["EmailAddress"]
-
-    # Dead letters: exactly the invalid records (and, for Norce, the unknown company)
-    assert set(letters["syncbatch"]) == set(dataset.defects)
-    assert set(letters["emporix"]) == set(dataset.defects)
-    assert set(letters["norce"]) == set(dataset.defects) | ghosts
-    assert all(reason for target in letters.values() for reason in target.values())
-
-    # The report says what the stores hold
-    assert report.targets["syncbatch"].created == len(valid)
-    assert report.targets["emporix"].created == len(valid)
-    assert report.targets["norce"].created == len(valid - ghosts)
-    for target in ALL:
-        assert report.targets[target].dead_lettered == len(letters[target])
-        assert report.targets[target].error is None
-
-
 def injected(env: Env) -> Counter[str]:
     total: Counter[str] = Counter()
     for app, key in ((env.man_app, MAN_FAULTS), (env.sb_app, SYNCBATCH_FAULTS),
@@ -156,7 +99,7 @@ async def test_every_valid_record_lands_once_under_faults(env: Env, plan: str) -
         f"sync-batch accounts written again after a lost answer: {rewrites}"
     )
     assert sum(faults_seen.values()) > 0 or plan == "latency-jitter"
-    check_stores(env, dataset, report, await dead_letters(env))
+    check_every_record_landed_once(env, dataset, report, await dead_letters_by_target(env))
 
 
 @pytest.mark.chaos

@@ -16,7 +16,8 @@ import pytest
 from pipeline.cli import main
 from pipeline.config_load import settings_from_mapping
 from pipeline.stack import config_toml
-from tests.processes import SYNCBATCH_IDS_TOML, Emulation, emulate, free_port_range, get_json
+from tests.kit.feeds import write_feed
+from tests.processes import Emulation, emulate, free_port_range, get_json
 
 PYTHON = sys.executable
 
@@ -25,28 +26,6 @@ PYTHON = sys.executable
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulation]:
     with emulate(1000, tmp_path_factory.mktemp("emulate")) as urls:
         yield urls
-
-
-def write_config(path: Path, urls: dict[str, str], state: Path, extra: str = "") -> Path:
-    path.write_text(
-        f"""
-[source]
-url = "{urls["source"]}"
-page_size = 100
-token_env = "MAN_TOKEN"
-
-[state]
-path = "{state}"
-
-[targets.syncbatch]
-url = "{urls["syncbatch"]}"
-token_env = "SYNCBATCH_TOKEN"
-profile_url = "https://shop.example.com/users/{{customer_id}}"
-{SYNCBATCH_IDS_TOML}batch_size = 100
-{extra}
-"""
-    )
-    return path
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -69,7 +48,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_run_exits_3_with_dead_letters_and_writes_the_report(
     emulators: dict[str, str], tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    config = write_feed(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
     report_path = tmp_path / "report.json"
 
     done = run_cli("run", "--config", str(config), "--report", str(report_path))
@@ -84,7 +63,7 @@ def test_run_exits_3_with_dead_letters_and_writes_the_report(
 
 
 def test_dry_run_writes_nothing(emulators: dict[str, str], tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "fresh.sqlite3")
+    config = write_feed(tmp_path / "c.toml", emulators, tmp_path / "fresh.sqlite3")
     report_path = tmp_path / "report.json"
 
     done = run_cli("run", "--config", str(config), "--dry-run", "--report", str(report_path))
@@ -99,18 +78,8 @@ def test_dry_run_writes_nothing(emulators: dict[str, str], tmp_path: Path) -> No
 def test_unreachable_source_aborts_with_exit_1(tmp_path: Path) -> None:
     port = free_port_range()
     urls = {"source": f"http://127.0.0.1:{port}/x", "syncbatch": f"http://127.0.0.1:{port + 1}"}
-    config = write_config(
-        tmp_path / "c.toml",
-        urls,
-        tmp_path / "s.sqlite3",
-        extra="",
-    )
-    config.write_text(
-        config.read_text().replace(
-            'token_env = "MAN_TOKEN"',
-            'token_env = "MAN_TOKEN"\nretry = { max_attempts = 2, initial_seconds = 0.01 }',
-        )
-    )
+    retry = {"max_attempts": 2, "initial_seconds": 0.01}
+    config = write_feed(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3", source={"retry": retry})
     done = run_cli("run", "--config", str(config))
     assert done.returncode == 1
     assert f"127.0.0.1:{port}/x" in done.stderr
@@ -128,7 +97,7 @@ def test_bad_configuration_exits_2_naming_the_key(
     tmp_path: Path, extra: str, expected: str
 ) -> None:
     urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
-    config = write_config(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3", extra=extra)
+    config = write_feed(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3", extra=extra)
     for command in (["check-config", str(config)], ["run", "--config", str(config)]):
         done = run_cli(*command)
         assert done.returncode == 2, done.stderr
@@ -137,7 +106,7 @@ def test_bad_configuration_exits_2_naming_the_key(
 
 def test_missing_secret_exits_2_naming_the_variable(tmp_path: Path) -> None:
     urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
-    config = write_config(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3")
+    config = write_feed(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3")
     env = {k: v for k, v in os.environ.items() if k != "SYNCBATCH_TOKEN"}
     done = subprocess.run(
         [PYTHON, "-m", "pipeline", "check-config", str(config)],
@@ -180,7 +149,7 @@ UNREACHABLE = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:
 def test_configuration_that_cannot_work_is_one_line_and_exit_2(
     tmp_path: Path, urls: dict[str, str], extra: str, env: dict[str, str], key: str
 ) -> None:
-    config = write_config(
+    config = write_feed(
         tmp_path / "c.toml", {**UNREACHABLE, **urls}, tmp_path / "s.sqlite3", extra=extra
     )
     for command in (["check-config", str(config)], ["run", "--config", str(config)]):
@@ -195,7 +164,7 @@ def test_configuration_that_cannot_work_is_one_line_and_exit_2(
 def test_secrets_mounted_from_files_keep_no_trailing_newline(
     emulators: dict[str, str], tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    config = write_feed(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
     env = {"MAN_TOKEN": "demo-man-token\n", "SYNCBATCH_TOKEN": "demo-syncbatch-token\r\n"}
 
     done = run_cli("run", "--config", str(config), "--dry-run", env=env)
@@ -207,7 +176,7 @@ def test_secrets_mounted_from_files_keep_no_trailing_newline(
 
 def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
-    config = write_config(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3")
+    config = write_feed(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3")
     done = run_cli("check-config", str(config))
     assert done.returncode == 0, done.stderr
     assert "targets: syncbatch" in done.stdout
@@ -315,7 +284,7 @@ def test_a_bad_source_shape_exits_2_naming_the_key(tmp_path: Path, extra: str, k
 
 
 def test_unknown_target_exits_2(emulators: dict[str, str], tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    config = write_feed(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
     done = run_cli("run", "--config", str(config), "--target", "emporix")
     assert done.returncode == 2
     assert "emporix" in done.stderr
@@ -388,7 +357,7 @@ def test_a_state_path_that_cannot_be_used_exits_2_naming_it(
     (tmp_path / "dir").mkdir()
     state = tmp_path / where.format(ro=unwritable)
     urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
-    config = write_config(tmp_path / "c.toml", urls, state)
+    config = write_feed(tmp_path / "c.toml", urls, state)
 
     done = run_cli(*command, "--config", str(config))
 
@@ -406,7 +375,7 @@ def test_reading_a_state_path_that_cannot_be_used_exits_2_naming_it(
     (tmp_path / "file").write_text("not a directory")
     (tmp_path / "dir").mkdir()
     urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
-    config = write_config(tmp_path / "c.toml", urls, tmp_path / where)
+    config = write_feed(tmp_path / "c.toml", urls, tmp_path / where)
 
     done = run_cli(*command, "--config", str(config))
 
@@ -417,14 +386,14 @@ def test_reading_a_state_path_that_cannot_be_used_exits_2_naming_it(
 def test_a_state_path_in_a_missing_directory_is_created(tmp_path: Path) -> None:
     state = tmp_path / "new" / "deeper" / "state.sqlite3"
     urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
-    config = write_config(tmp_path / "c.toml", urls, state)
+    config = write_feed(tmp_path / "c.toml", urls, state)
     done = run_cli("dlq", "replay", "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert state.is_file()
 
 
 def test_a_target_named_twice_is_run_once(emulators: dict[str, str], tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
+    config = write_feed(tmp_path / "c.toml", emulators, tmp_path / "s.sqlite3")
     report = tmp_path / "report.json"
     done = run_cli(
         "run", "--config", str(config), "--report", str(report),

@@ -122,16 +122,18 @@ def test_load_settings_design_sample_keeps_unset_defaults(tmp_path: Path) -> Non
     assert settings.source.retry == RetrySettings(
         max_attempts=8, initial_seconds=0.1, max_seconds=30.0
     )
-    assert settings.targets.get(SyncBatchSettings) is not None
-    assert settings.targets.get(SyncBatchSettings).permissions == ()
-    assert settings.targets.get(SyncBatchSettings).customer_type == "External"
+    syncbatch = settings.targets.get(SyncBatchSettings)
+    assert syncbatch is not None
+    assert syncbatch.permissions == ()
+    assert syncbatch.customer_type == "External"
 
 
 def test_load_settings_design_sample_float_fields_are_floats(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, DESIGN_SAMPLE), environ={})
-    assert settings.targets.get(SyncBatchSettings) is not None
+    syncbatch = settings.targets.get(SyncBatchSettings)
+    assert syncbatch is not None
     assert type(settings.serve.interval_seconds) is float
-    assert type(settings.targets.get(SyncBatchSettings).rate_per_second) is float
+    assert type(syncbatch.rate_per_second) is float
 
 
 def test_load_settings_minimal_file_gives_defaults(tmp_path: Path) -> None:
@@ -378,8 +380,9 @@ def test_settings_batch_size_upper_bound_accepted() -> None:
         },
     }
     settings = settings_from_mapping(data, environ={})
-    assert settings.targets.get(SyncBatchSettings) is not None
-    assert settings.targets.get(SyncBatchSettings).batch_size == 1000
+    syncbatch = settings.targets.get(SyncBatchSettings)
+    assert syncbatch is not None
+    assert syncbatch.batch_size == 1000
 
 
 # Environment overrides ------------------------------------------------------------------
@@ -452,8 +455,9 @@ def test_env_override_toml_array() -> None:
     }
     environ = {"PIPELINE__TARGETS__SYNCBATCH__PERMISSIONS": '["CanBuy", "CanView"]'}
     settings = settings_from_mapping(data, environ=environ)
-    assert settings.targets.get(SyncBatchSettings) is not None
-    assert settings.targets.get(SyncBatchSettings).permissions == ("CanBuy", "CanView")
+    syncbatch = settings.targets.get(SyncBatchSettings)
+    assert syncbatch is not None
+    assert syncbatch.permissions == ("CanBuy", "CanView")
 
 
 def test_env_override_can_enable_a_target() -> None:
@@ -618,7 +622,7 @@ def test_targets_enabled_empty_without_targets_section() -> None:
 
 
 def test_deactivation_without_overlap_is_refused_naming_the_key() -> None:
-    data = {
+    data: dict[str, Any] = {
         "source": {"url": "http://127.0.0.1:1/c", "overlap": 0},
         "targets": {
             "syncbatch": {
@@ -843,7 +847,7 @@ def test_sync_batch_ids_from_the_customer_id_or_a_range_load() -> None:
         assert syncbatch is not None
         assert syncbatch.organisation_ids == {"Retail": 1}
         assert syncbatch.organisation_id_range == (2, 9)
-    assert syncbatch.account_id_range == (10, 19)
+    assert syncbatch is not None and syncbatch.account_id_range == (10, 19)
 
 
 def test_a_blank_norce_company_code_is_refused_naming_the_key() -> None:

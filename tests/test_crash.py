@@ -13,7 +13,8 @@ import pytest
 
 from pipeline.emulators import Dataset
 from pipeline.emulators.man.dataset import BUSINESS_UNITS
-from tests.processes import SYNCBATCH_IDS_TOML, emulate, get_json, pipeline, query, wait_for
+from tests.kit.feeds import write_feed
+from tests.processes import emulate, get_json, pipeline, query, wait_for
 
 CUSTOMERS = 2_000
 # More kill points with CRASH_SEEDS=1,2,...,20 in the environment.
@@ -25,38 +26,14 @@ PLAN = "[syncbatch.faults]\nlatency = 0.02\n[norce]\njob_delay = 0.05\ncompanies
 
 def config(tmp_path: Path, urls: dict[str, str]) -> tuple[Path, Path]:
     state = tmp_path / "state.sqlite3"
-    path = tmp_path / "pipeline.toml"
-    path.write_text(
-        f"""
-[source]
-url = "{urls["source"]}"
-page_size = 100
-max_in_flight = 2
-token_env = "MAN_TOKEN"
-
-[flow]
-queue_size = 2
-
-[state]
-path = "{state}"
-
-[targets.syncbatch]
-url = "{urls["syncbatch"]}"
-token_env = "SYNCBATCH_TOKEN"
-profile_url = "https://shop.example.com/users/{{customer_id}}"
-{SYNCBATCH_IDS_TOML}batch_size = 20
-max_in_flight = 2
-
-[targets.norce]
-url = "{urls["norce"]}"
-application_id = 1234
-account_id = 42
-scope = "stage"
-client_id_env = "NORCE_CLIENT_ID"
-client_secret_env = "NORCE_CLIENT_SECRET"
-batch_size = 50
-poll_initial_seconds = 0.01
-"""
+    path = write_feed(
+        tmp_path / "pipeline.toml",
+        urls,
+        state,
+        source={"max_in_flight": 2},
+        tables={"flow": {"queue_size": 2}},
+        syncbatch={"batch_size": 20, "max_in_flight": 2},
+        norce={"batch_size": 50, "poll_initial_seconds": 0.01},
     )
     return path, state
 

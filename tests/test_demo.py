@@ -75,8 +75,9 @@ def test_demo_config_fits_the_emulators_limits() -> None:
     config = describe(URLS, plan=plan, rate_per_second=None).config()
     settings = settings_from_mapping(config, {})
     assert settings.source.page_size <= plan["man"].max_limit
-    assert settings.targets.get(SyncBatchSettings) is not None
-    assert settings.targets.get(SyncBatchSettings).rate_per_second is None
+    syncbatch = settings.targets.get(SyncBatchSettings)
+    assert syncbatch is not None
+    assert syncbatch.rate_per_second is None
     small = EmulatorPlan({"man": ManEmulatorConfig(max_limit=50)})
     assert settings_from_mapping(describe(URLS, plan=small).config(), {}).source.page_size == 50
 

@@ -15,64 +15,10 @@ from pipeline.emulators import (
 )
 from pipeline.flow import Pass
 from pipeline.registry import build_targets
-from pipeline.report import PassReport
 from pipeline.state.store import StateStore
 from tests.conftest import MAN_TOKEN, Env, sb_config
-
-DEADLINE = 60
-
-
-async def run_pass(env: Env, **overrides: Any) -> tuple[PassReport, Pass]:
-    settings = env.settings(**overrides)
-    async with StateStore(settings.state.path) as store:
-        run = Pass(settings, store, build_targets(settings, store))
-        with anyio.fail_after(DEADLINE):
-            report = await run.run()
-    return report, run
-
-
-def expected_account(raw: dict[str, Any]) -> dict[str, Any]:
-    """The account the sync-batch store must hold for one valid MAN record (written apart from
-    the pipeline's mapping, from the spec's connector notes)."""
-    email = raw["email"].strip().lower()
-    first, last = raw["firstName"].strip(), raw["lastName"].strip()
-    address = raw.get("address") or None
-    expected: dict[str, Any] = {
-        "userName": email,
-        "email": email,
-        "primaryEmail": email,
-        "firstName": first,
-        "lastName": last,
-        "displayName": f"{first} {last}",
-        "company": raw["businessUnit"].strip(),
-        "roles": [raw["role"]] if raw.get("role") else [],
-        "permissions": [],
-        "profileUrl": f"https://shop.example.com/users/{raw['customer_id']}",
-    }
-    meta = {"customerId": raw["customer_id"]}
-    if raw.get("salutation"):
-        meta["salutation"] = raw["salutation"]
-    if address:
-        flags = {
-            k: str(address.get(k, False)).lower() for k in ("isDefaultBilling", "isDefaultShipping")
-        }
-        meta.update(flags)
-        if address.get("address3", "").strip():
-            meta["address3"] = address["address3"].strip()
-        expected["country"] = address["iso2Code"].strip().upper()
-        expected["city"] = address["city"]
-        expected["postalCode"] = str(address["zipCode"])
-        if address.get("address1"):
-            expected["address"] = address["address1"].strip()
-        if address.get("phone"):
-            expected["phoneNumber"] = address["phone"]
-    expected["meta"] = meta
-    return expected
-
-
-def stored_accounts(env: Env) -> dict[str, dict[str, Any]]:
-    """Stored accounts by MAN customer id."""
-    return {a["meta"]["customerId"]: a for a in env.store.accounts.values()}
+from tests.kit.oracles import expected_account, stored_accounts
+from tests.kit.passes import DEADLINE, run_pass
 
 
 async def test_full_pass_matches_expected_mapping_record_by_record(env: Env) -> None:

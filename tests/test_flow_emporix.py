@@ -12,55 +12,10 @@ from pipeline.emulators.emporix import EMPORIX_COUNTS, EmporixSeed
 from pipeline.metrics import Health
 from pipeline.state.store import StateStore
 from tests.conftest import Env
-from tests.test_flow import run_pass
+from tests.kit.oracles import expected_emporix
+from tests.kit.passes import run_pass
 
 SCHEMA = "https://schemas.man.example/emporix/man-customer.v1.json"
-TITLES = {"Mr": "MR", "Herr": "MR", "Ms": "MS", "Frau": "MS", "Dr.": "DR"}
-
-
-def expected(
-    raw: dict[str, Any], *, mixins: bool = False
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Customer and address Emporix must hold for one valid MAN record (from spec §9)."""
-    first, last = raw["firstName"].strip(), raw["lastName"].strip()
-    address = raw.get("address") or None
-    phone = address.get("phone") if address else None
-    customer: dict[str, Any] = {
-        "contactEmail": raw["email"].strip().lower(),
-        "firstName": first,
-        "lastName": last,
-        "company": raw["businessUnit"].strip(),
-        "mixins": {
-            "manCustomer": {"role": raw.get("role") or "", "businessUnit": raw["businessUnit"]}
-        }
-        if mixins
-        else {},
-    }
-    if raw.get("salutation") in TITLES:
-        customer["title"] = TITLES[raw["salutation"]]
-    if phone:
-        customer["contactPhone"] = phone
-    if address is None:
-        return customer, None
-    tags = [
-        tag
-        for tag, key in (("BILLING", "isDefaultBilling"), ("SHIPPING", "isDefaultShipping"))
-        if str(address.get(key, False)).lower() == "true"
-    ]
-    emx_address = {
-        "id": f"{raw['customer_id']}-default",
-        "contactName": f"{first} {last}",
-        "country": address["iso2Code"].strip().upper(),
-        "street": address["address1"].strip(),
-        "zipCode": str(address["zipCode"]),
-        "city": address["city"],
-        "isDefault": bool(tags),
-    }
-    if tags:
-        emx_address["tags"] = tags
-    if phone:
-        emx_address["contactPhone"] = phone
-    return customer, emx_address
 
 
 class BadIdDataset(Dataset):
@@ -89,7 +44,7 @@ async def test_full_pass_matches_expected_mapping_field_by_field(env: Env) -> No
     assert set(store.customers) == {r["customer_id"] for r in valid}
     for raw in valid:
         number = raw["customer_id"]
-        customer, address = expected(raw, mixins=True)
+        customer, address = expected_emporix(raw, mixins=True)
         stored = store.customers[number]
         assert stored["metadata"]["mixins"] == {"manCustomer": SCHEMA}
         for key, value in customer.items():
@@ -398,7 +353,7 @@ async def test_address_put_that_does_not_create_adds_the_address(env: Env) -> No
     store = env.emx_store
     assert set(store.customers) == {r["customer_id"] for r in valid}
     for raw in valid:
-        _, address = expected(raw)
+        _, address = expected_emporix(raw)
         held = store.addresses.get(raw["customer_id"], {})
         assert list(held) == ([address["id"]] if address else [])
     assert set(store.customer_writes.values()) == {1}

@@ -10,7 +10,8 @@ from aiohttp import web
 from pipeline.emulators import Dataset, serve_app
 from pipeline.targets.syncbatch.settings import SyncBatchSettings
 from tests.conftest import MAN_TOKEN, Env
-from tests.test_flow import run_pass
+from tests.kit.passes import run_pass
+from tests.kit.servers import Capture, redirecting
 
 SIZE = 120
 
@@ -57,32 +58,6 @@ async def test_source_throttled_for_a_day_aborts_the_pass_with_the_pause(env: En
     assert env.store.accounts == {}
 
 
-class Capture:
-    """A server at another origin: records every request that reaches it."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, str], bytes]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append((request.path, dict(request.headers), await request.read()))
-        return web.json_response({"access_token": "captured", "data": [], "total": 0})
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
-
-
-def redirecting(status: int, location: str) -> web.Application:
-    async def handler(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(status=status, headers={"Location": location})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
-
-
 async def test_token_endpoint_redirect_elsewhere_stops_the_target_and_leaks_nothing(
     env: Env,
 ) -> None:
@@ -90,7 +65,7 @@ async def test_token_endpoint_redirect_elsewhere_stops_the_target_and_leaks_noth
     capture = Capture()
     async with (
         serve_app(capture.app()) as elsewhere,
-        serve_app(redirecting(307, f"{elsewhere}/oauth/token")) as hostile,
+        serve_app(redirecting(307, f"{elsewhere}/oauth/token")[0]) as hostile,
     ):
         report, _ = await run_pass(env, targets__emporix__token_url=f"{hostile}/oauth/token")
 
@@ -113,7 +88,7 @@ async def test_source_redirect_elsewhere_aborts_without_sending_the_header_pair(
     capture = Capture()
     async with (
         serve_app(capture.app()) as elsewhere,
-        serve_app(redirecting(status, f"{elsewhere}/customer-users")) as hostile,
+        serve_app(redirecting(status, f"{elsewhere}/customer-users")[0]) as hostile,
     ):
         report, _ = await run_pass(
             env,

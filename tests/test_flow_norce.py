@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import pytest
@@ -13,45 +12,8 @@ from pipeline.emulators.man.dataset import BUSINESS_UNITS
 from pipeline.errors import ConfigError
 from pipeline.state.store import StateStore
 from tests.conftest import Env
-from tests.test_flow import run_pass
-
-
-def expected(raw: dict[str, Any]) -> dict[str, Any]:
-    """What Norce must hold for one valid MAN record (spec §13, DESIGN §5)."""
-    email = raw["email"].strip().lower()
-    customer: dict[str, Any] = {
-        "Code": raw["customer_id"],
-        "EmailAddress": email,
-        "FirstName": raw["firstName"].strip(),
-        "LastName": raw["lastName"].strip(),
-        "Companies": [{"Code": raw["businessUnit"].strip(), "IsPrimary": True}],
-    }
-    if raw.get("salutation"):
-        customer["Title"] = raw["salutation"]
-    address = raw.get("address") or None
-    if address is None:
-        return customer
-    billing, shipping = (
-        str(address.get(k, False)).lower() == "true"
-        for k in ("isDefaultBilling", "isDefaultShipping")
-    )
-    lines = [address.get("address2", "").strip(), address.get("address3", "").strip()]
-    base = {
-        "AddressLine1": address["address1"].strip(),
-        "ZipCode": str(address["zipCode"]),
-        "City": address["city"],
-        "CountryCode": address["iso2Code"].strip().upper(),
-    }
-    if any(lines):
-        base["AddressLine2"] = ", ".join(line for line in lines if line)
-    if address.get("phone"):
-        customer["PhoneNumber"] = address["phone"]
-    if billing:
-        customer["InvoiceAddress"] = base
-    if shipping or not billing:
-        customer["DeliveryAddresses"] = [{**base, "IsPrimary": shipping}]
-    return customer
-
+from tests.kit.oracles import dead_letters, expected_norce, ghost_codes, norce_codes
+from tests.kit.passes import run_pass
 
 NAMED = re.compile(
     r"not imported: a severity 3 line of the log of Norce job \d+ names it "
@@ -63,11 +25,6 @@ NAMED = re.compile(
 def norce(**config: Any) -> dict[str, Any]:
     settings = {"companies": BUSINESS_UNITS, **config}
     return {"targets": ("norce",), "norce": NorceEmulatorConfig(**settings)}
-
-
-async def dead_letters(env: Env) -> dict[str, str]:
-    async with StateStore(env.settings().state.path) as store:
-        return {d.customer_id: d.reason for d in await store.dead_letters("norce")}
 
 
 async def test_full_pass_matches_expected_mapping_field_by_field(env: Env) -> None:
@@ -84,7 +41,7 @@ async def test_full_pass_matches_expected_mapping_field_by_field(env: Env) -> No
     assert set(stored) == {r["customer_id"] for r in valid}
     for raw in valid:
         customer = stored[raw["customer_id"]]
-        for key, value in expected(raw).items():
+        for key, value in expected_norce(raw).items():
             got = customer[key]
             if isinstance(value, dict):
                 got = {k: got[k] for k in value}
@@ -115,7 +72,7 @@ async def test_unknown_company_dead_letters_exactly_those_customers(env: Env) ->
 
     ghosts = {r["customer_id"] for r in dataset.records() if r["businessUnit"] == "Ghost Unit"}
     assert ghosts
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "norce")
     assert set(letters) == ghosts | set(dataset.defects)
     for code in ghosts:
         assert NAMED.fullmatch(letters[code]), letters[code]
@@ -156,7 +113,7 @@ async def test_job_failing_twice_without_detail_dead_letters_its_records(env: En
     await env.start(dataset, **norce(fail_jobs=(1, 2)))
     report, _ = await run_pass(env)
 
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "norce")
     first_half = [dataset.customer_id(i) for i in range(50)]
     assert all("failed without naming this item" in letters[c] for c in first_half)
     assert report.targets["norce"].dead_lettered == 50
@@ -179,7 +136,7 @@ async def test_job_that_never_finishes_fails_its_batch_and_is_retried_next_pass(
     await env.start(dataset, **norce(stuck_jobs=(1,)))
     first, _ = await run_pass(env, targets__norce__job_timeout_seconds=0.3)
 
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "norce")
     assert len(letters) == 100
     assert all("did not finish within 0.3 s" in reason for reason in letters.values())
     assert first.status == "dead_letters"
@@ -188,7 +145,7 @@ async def test_job_that_never_finishes_fails_its_batch_and_is_retried_next_pass(
 
     valid = sum(1 for r in dataset.records() if r["businessUnit"] in BUSINESS_UNITS)
     assert second.targets["norce"].created == valid
-    assert len(await dead_letters(env)) == 100 - valid
+    assert len(await dead_letters(env, "norce")) == 100 - valid
 
 
 async def test_faults_still_import_every_customer_once(env: Env) -> None:
@@ -231,18 +188,6 @@ async def test_pass_of_50000_customers_calls_the_token_endpoint_once(env: Env) -
 # Issue 11: the service as the real vendor may behave -------------------------------------
 
 
-def valid_codes(dataset: Dataset) -> set[str]:
-    return {
-        r["customer_id"]
-        for r in dataset.records()
-        if r["customer_id"] not in dataset.defects and r["businessUnit"] in BUSINESS_UNITS
-    }
-
-
-def ghost_codes(dataset: Dataset) -> set[str]:
-    return {r["customer_id"] for r in dataset.records() if r["businessUnit"] == "Ghost Unit"}
-
-
 async def test_job_succeeding_with_failed_items_dead_letters_them(env: Env) -> None:
     # Item 4: the job ends StatusId 2 with Fail > 0; the log still names the failed items.
     dataset = Dataset(1_000, seed=5)
@@ -251,12 +196,12 @@ async def test_job_succeeding_with_failed_items_dead_letters_them(env: Env) -> N
 
     ghosts = ghost_codes(dataset)
     assert ghosts
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "norce")
     assert set(letters) == ghosts | set(dataset.defects)
     for code in ghosts:
         assert NAMED.fullmatch(letters[code]), letters[code]
-    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == valid_codes(dataset)
-    assert report.targets["norce"].created == len(valid_codes(dataset))
+    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == norce_codes(dataset)
+    assert report.targets["norce"].created == len(norce_codes(dataset))
     assert set(env.nc_store.customer_writes.values()) == {1}
 
 
@@ -274,7 +219,7 @@ async def test_failed_items_the_log_cannot_name_are_never_confirmed(
     held = {c["Code"] for c in env.nc_store.snapshot()["customers"]}
     async with StateStore(env.settings().state.path) as store:
         confirmed = set(await store.confirmed_ids("norce"))
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "norce")
     ghosts = ghost_codes(dataset)
     assert ghosts
     assert confirmed <= held  # nothing Norce lacks is called confirmed
@@ -304,13 +249,13 @@ async def test_log_lines_attributed_by_the_rows_own_code_in_any_key_order(
     )
 
     ghosts = ghost_codes(dataset)
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "norce")
     assert set(letters) == ghosts | set(dataset.defects)
     for code in ghosts:
         assert NAMED.fullmatch(letters[code]), letters[code]
     assert env.nc_store.import_calls["ImportCustomers"] == 10  # no batch split or re-sent
-    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == valid_codes(dataset)
-    assert report.targets["norce"].created == len(valid_codes(dataset))
+    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == norce_codes(dataset)
+    assert report.targets["norce"].created == len(norce_codes(dataset))
 
 
 async def test_application_key_and_company_fields_as_the_docs_require(env: Env) -> None:
@@ -350,10 +295,10 @@ async def test_jobs_read_under_api_path_and_queue_time_is_not_run_time(env: Env)
     )
     report, _ = await run_pass(env, targets__norce__job_timeout_seconds=0.2)
 
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "norce")
     assert set(letters) == ghost_codes(dataset) | set(dataset.defects)
-    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == valid_codes(dataset)
-    assert report.targets["norce"].created == len(valid_codes(dataset))
+    assert {c["Code"] for c in env.nc_store.snapshot()["customers"]} == norce_codes(dataset)
+    assert report.targets["norce"].created == len(norce_codes(dataset))
     assert env.nc_store.import_calls["ImportCustomers"] == 3
 
 
@@ -362,36 +307,9 @@ async def test_a_queue_that_never_moves_fails_its_batches_instead_of_hanging(env
     await env.start(dataset, **norce(queue_delay=30.0, failed_job_rate=0.0))
     report, _ = await run_pass(env, targets__norce__job_queue_timeout_seconds=0.3)
 
-    letters = await dead_letters(env)
-    valid = valid_codes(dataset) | ghost_codes(dataset)
+    letters = await dead_letters(env, "norce")
+    valid = norce_codes(dataset) | ghost_codes(dataset)
     assert set(letters) == valid | set(dataset.defects)  # nothing confirmed, nothing lost
     queued = [r for c, r in letters.items() if c in valid]
     assert all("was still queued after 0.3 s" in r for r in queued), queued[:1]
     assert report.targets["norce"].created == 0
-
-
-@pytest.mark.parametrize(
-    ("variant", "key"),
-    [
-        ({"queue_delay": 30.0}, "job_queue_timeout_seconds"),
-        ({"stuck_jobs": (1,)}, "job_timeout_seconds"),
-    ],
-)
-async def test_a_job_is_never_given_up_before_its_bound(
-    env: Env, variant: dict[str, Any], key: str
-) -> None:
-    # Polls back off (0.01, 0.02, 0.04 ... s); the last look must fall on the bound, not
-    # before it because the next pause would pass it.
-    dataset = Dataset(50, seed=5, defects=False)
-    await env.start(dataset, **norce(failed_job_rate=0.0, **variant))
-    started = time.monotonic()
-    report, _ = await run_pass(
-        env,
-        **{f"targets__norce__{key}": 0.7},
-        targets__norce__poll_initial_seconds=0.01,
-        targets__norce__poll_max_seconds=5.0,
-    )
-    assert time.monotonic() - started >= 0.7
-    assert report.targets["norce"].created == 0
-    letters = await dead_letters(env)
-    assert all(("after 0.7 s" in r or "within 0.7 s" in r) for r in letters.values())

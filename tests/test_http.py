@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import random
 import tracemalloc
+from collections.abc import Callable
 
 import anyio
 import pytest
 from aiohttp import web
 
+from pipeline.backoff import backoff_delay
 from pipeline.config import RetrySettings
 from pipeline.emulators import serve_app
 from pipeline.errors import (
@@ -20,16 +23,21 @@ from pipeline.errors import (
     TransientHTTPError,
 )
 from pipeline.http import BURST_SECONDS, MB, HttpClient, limiter_shape
+from tests.kit.clock import FakeClock
+from tests.kit.servers import Capture, redirecting
 
 FAST = RetrySettings(max_attempts=4, initial_seconds=0.001, max_seconds=1.0)
 
 
-def scripted(*answers: tuple[int, dict[str, str]]) -> tuple[web.Application, list[float]]:
-    """An app answering each request with the next (status, headers); records arrival times."""
+def scripted(
+    *answers: tuple[int, dict[str, str]], now: Callable[[], float] = anyio.current_time
+) -> tuple[web.Application, list[float]]:
+    """An app answering each request with the next (status, headers); records arrival times
+    (read from ``now``)."""
     arrivals: list[float] = []
 
     async def handler(request: web.Request) -> web.Response:
-        arrivals.append(anyio.current_time())
+        arrivals.append(now())
         status, headers = answers[min(len(arrivals) - 1, len(answers) - 1)]
         return web.json_response({"n": len(arrivals)}, status=status, headers=headers)
 
@@ -39,26 +47,53 @@ def scripted(*answers: tuple[int, dict[str, str]]) -> tuple[web.Application, lis
 
 
 async def test_429_waits_for_retry_after_then_succeeds() -> None:
-    app, arrivals = scripted((429, {"Retry-After": "0.2"}), (200, {}))
+    clock = FakeClock()
+    app, arrivals = scripted((429, {"Retry-After": "0.2"}), (200, {}), now=clock.now)
     async with (
         serve_app(app) as url,
-        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=2) as client,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=2, clock=clock) as client,
     ):
         response = await client.request("GET", f"{url}/x")
     assert response.status == 200
-    assert arrivals[1] - arrivals[0] >= 0.2
+    assert arrivals == [0.0, 0.2]  # the retry waits exactly the Retry-After, once
+    assert clock.sleeps == [0.2]
     assert (client.stats.retries, client.stats.throttled, client.stats.requests) == (1, 1, 2)
 
 
-async def test_5xx_retried_until_attempts_run_out() -> None:
-    app, arrivals = scripted((503, {}))
+async def test_429_pauses_every_worker_of_the_client_until_retry_after() -> None:
+    clock = FakeClock()
+    app, arrivals = scripted((429, {"Retry-After": "0.5"}), (200, {}), now=clock.now)
     async with (
         serve_app(app) as url,
-        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1) as client,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1, clock=clock) as client,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(client.request, "GET", f"{url}/x")
+        await clock.sleep(0.1)  # the 429 has come: a second worker asks 0.1 s later
+        tg.start_soon(client.request, "GET", f"{url}/x")
+    # The second worker waits out what is left of the pause (0.4 s), not a backoff of its own.
+    assert arrivals == [0.0, 0.5, 0.5]
+    assert sorted(clock.sleeps) == pytest.approx([0.1, 0.4, 0.5])
+
+
+async def test_5xx_retried_until_attempts_run_out() -> None:
+    clock = FakeClock()
+    app, arrivals = scripted((503, {}), now=clock.now)
+    async with (
+        serve_app(app) as url,
+        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=1, seed=7, clock=clock) as client,
     ):
         with pytest.raises(TransientHTTPError) as caught:
             await client.request("POST", f"{url}/x?secret=1", body=b"{}")
     assert len(arrivals) == FAST.max_attempts
+    # Each retry waits the jittered backoff of its attempt, drawn from the client's seed.
+    rand = random.Random(7)
+    backoffs = [backoff_delay(n, FAST, rand=rand) for n in range(1, FAST.max_attempts)]
+    assert clock.sleeps == backoffs
+    assert all(
+        0 <= wait <= FAST.initial_seconds * 2 ** (n - 1) for n, wait in enumerate(backoffs, 1)
+    )
+    assert clock.now() == pytest.approx(sum(backoffs))
     assert caught.value.status == 503
     assert "secret" not in str(caught.value)
     assert client.stats.failures == 1
@@ -144,42 +179,6 @@ async def test_retry_after_beyond_max_seconds_stops_the_client(retry_after: str)
 # Redirects -------------------------------------------------------------------------------
 
 CREDENTIALS = {"client_id": "the-id", "client_secret": "the-secret"}
-
-
-class Capture:
-    """A server at another origin that records whatever reaches it."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append(
-            (request.method, request.path, dict(request.headers), await request.read())
-        )
-        return web.json_response({"captured": True})
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
-
-
-def redirecting(status: int, location: str) -> tuple[web.Application, list[str]]:
-    """``/x`` redirects to ``location``; ``/y`` answers 200; records the paths asked for."""
-    paths: list[str] = []
-
-    async def redirect(request: web.Request) -> web.Response:
-        paths.append(request.path)
-        return web.Response(status=status, headers={"Location": location})
-
-    async def final(request: web.Request) -> web.Response:
-        paths.append(request.path)
-        return web.json_response({"client_id": request.headers.get("client_id")})
-
-    app = web.Application()
-    app.router.add_route("*", "/x", redirect)
-    app.router.add_route("*", "/y", final)
-    return app, paths
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
@@ -296,16 +295,41 @@ def test_limiter_shape_holds_every_rate(rate: float) -> None:
     assert capacity <= max(rate * BURST_SECONDS, 1.0)  # no burst of a whole second's worth
 
 
-async def test_rate_below_ten_per_second_is_honoured() -> None:
+async def send_together(n: int, rate: float) -> tuple[FakeClock, list[float]]:
+    """``n`` requests sent at once through a client limited to ``rate``, on a fake clock."""
+    clock = FakeClock()
     app, arrivals = scripted((200, {}))
     async with (
         serve_app(app) as url,
-        HttpClient(timeout_seconds=5, retry=FAST, max_in_flight=4, rate_per_second=2) as client,
+        HttpClient(
+            timeout_seconds=5, retry=FAST, max_in_flight=n, rate_per_second=rate, clock=clock
+        ) as client,
         anyio.create_task_group() as tg,
     ):
-        for _ in range(4):
+        for _ in range(n):
             tg.start_soon(client.request, "GET", f"{url}/x")
-    # At 2/s, four requests are half a second apart: 1.5 s from the first to the last
-    # (the old bucket let ten a second through: 0.3 s).
-    assert len(arrivals) == 4
-    assert arrivals[-1] - arrivals[0] >= 1.4
+    assert len(arrivals) == n
+    return clock, clock.sleeps
+
+
+async def test_rate_below_ten_per_second_is_honoured() -> None:
+    # At 2/s the bucket holds one request: four are half a second apart, 1.5 s from the first
+    # to the last (the old bucket let ten a second through: 0.3 s).
+    clock, waits = await send_together(4, rate=2)
+    assert waits == [0.5, 0.5, 0.5]
+    assert clock.now() == 1.5
+
+
+@pytest.mark.parametrize(("rate", "capacity"), [(100, 10), (25, 2.5), (1000, 100)])
+async def test_requests_sent_together_pass_a_bucket_then_one_per_period(
+    rate: float, capacity: float
+) -> None:
+    # The bucket holds a tenth of a second's requests: that many pass at once (whole ones),
+    # each later one when one request's worth has drained, 1/rate after the one before.
+    assert limiter_shape(rate)[0] == capacity
+    n = 3 * int(capacity) + 7
+    clock, waits = await send_together(n, rate=rate)
+    later = n - int(capacity)
+    assert clock.now() == pytest.approx((n - capacity) / rate, abs=1e-9)
+    assert len(waits) == later
+    assert waits[1:] == pytest.approx([1 / rate] * (later - 1), abs=1e-9)

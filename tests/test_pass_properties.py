@@ -145,7 +145,7 @@ def test_any_pages_end_cleanly_with_every_valid_record_written_once(
     async def go() -> tuple[Any, list[str]]:
         fake = FakeSource(served, sizes, total, settings=config.source)
         async with StateStore(":memory:") as store:
-            run = Pass(config, store, [target], source=fake)  # type: ignore[list-item]
+            run = Pass(config, store, [target], source=fake)
             with anyio.fail_after(30):
                 report = await run.run()
             letters = [d.customer_id for d in await store.dead_letters("fake")]
@@ -190,7 +190,7 @@ def test_a_read_short_of_the_announced_total_says_so() -> None:
         async with StateStore(":memory:") as store:
             run = Pass(
                 config, store, [target], source=Lying(served, [LIMIT], True, settings=config.source)
-            )  # type: ignore[list-item]
+            )
             return await run.run()
 
     report = anyio.run(go)
@@ -216,7 +216,7 @@ def test_a_source_that_wraps_around_past_its_end_stops() -> None:
     async def go() -> Any:
         async with StateStore(":memory:") as store:
             source = Wrapping(served, [10], False, settings=config.source)
-            run = Pass(config, store, [CountingTarget()], source=source)  # type: ignore[list-item]
+            run = Pass(config, store, [CountingTarget()], source=source)
             with anyio.fail_after(30):
                 return await run.run()
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiohttp import web
 from rich.console import Console
 
 from pipeline.admin import dlq_list, status
@@ -24,8 +23,8 @@ from pipeline.progress import render_summary
 from pipeline.state.store import StateStore
 from pipeline.targets.acks import mask_personal
 from tests.conftest import MAN_TOKEN, SB_TOKEN, Env
-from tests.test_flow import run_pass
-from tests.test_flow_hostile import Capture, redirecting
+from tests.kit.passes import run_pass
+from tests.kit.servers import Capture, chatty_service, gossip_service, redirecting
 
 
 def personal(raw: dict[str, Any]) -> list[str]:
@@ -36,34 +35,6 @@ def personal(raw: dict[str, Any]) -> list[str]:
         str(address.get(k) or "") for k in ("address1", "address2", "zipCode", "city", "phone")
     ]
     return [v.strip() for v in values if v and v.strip() and len(v.strip()) > 2]
-
-
-def chatty_service(refused: list[str]) -> web.Application:
-    """A sync-batch service that refuses every account, quoting what it was sent, with a
-    control sequence and rich markup in its message."""
-
-    async def batch(request: web.Request) -> web.Response:
-        body = await request.json()
-        answers = []
-        for i, customer in enumerate(body["customers"]):
-            account = customer["accounts"][0]
-            message = (
-                f"User {account['firstName']} {account['lastName']} "
-                f"({account.get('address', '')}, {account.get('postalCode', '')} "
-                f"{account.get('city', '')}, {account['email']}) already exists [/] \x1b[2J"
-            )
-            refused.append(message)
-            field = f"Customers[{i}].Accounts[0].UserName"
-            code = "UserExists[/]\x1b[2J"  # markup and a control sequence, from the target
-            error = {"errorCode": code, "fieldName": field, "message": message}
-            answers.append(
-                {"customer": customer, "index": i, "responseStatus": {**error, "errors": [error]}}
-            )
-        return web.json_response(answers)
-
-    app = web.Application()
-    app.router.add_post("/sync/customers/batch", batch)
-    return app
 
 
 async def test_target_messages_quoting_a_record_keep_none_of_its_personal_data(env: Env) -> None:
@@ -117,7 +88,7 @@ async def test_hostile_paths_leave_no_secret_or_personal_value_anywhere(
     capture = Capture()
     elsewhere = await env.stack.enter_async_context(serve_app(capture.app()))
     hostile = await env.stack.enter_async_context(
-        serve_app(redirecting(307, f"{elsewhere}/oauth/token"))
+        serve_app(redirecting(307, f"{elsewhere}/oauth/token")[0])
     )
     logs = io.StringIO()
     configure(json_lines=True, level=logging.DEBUG, stream=logs)
@@ -148,33 +119,6 @@ async def test_hostile_paths_leave_no_secret_or_personal_value_anywhere(
         for value in personal(raw):
             if len(value) > 5:
                 assert value.lower() not in lowered, (raw["customer_id"], value)
-
-
-def gossip_service() -> web.Application:
-    """A sync-batch service whose refusal of each account quotes the next one of the batch,
-    part of its phone number and the next row as JSON."""
-
-    async def batch(request: web.Request) -> web.Response:
-        body = await request.json()
-        accounts = [a for c in body["customers"] for a in c["accounts"]]
-        answers = []
-        for i, customer in enumerate(body["customers"]):
-            other = accounts[(i + 1) % len(accounts)]
-            phone = (other.get("phoneNumber") or "+49 170 1234567")[:7]
-            message = (
-                f"collides with {other['firstName']} {other['lastName']} of "
-                f"{other.get('address', '')} ({phone}...) row {json.dumps(other)}"
-            )
-            field = f"Customers[{i}].Accounts[0].UserName"
-            error = {"errorCode": "Conflict", "fieldName": field, "message": message}
-            answers.append(
-                {"customer": customer, "index": i, "responseStatus": {**error, "errors": [error]}}
-            )
-        return web.json_response(answers)
-
-    app = web.Application()
-    app.router.add_post("/sync/customers/batch", batch)
-    return app
 
 
 async def test_a_message_quoting_another_record_of_the_batch_keeps_none_of_it(env: Env) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.emulators import Dataset
-from tests.processes import SYNCBATCH_IDS_TOML, emulate, get_json, pipeline, query, wait_for
+from tests.kit.feeds import write_feed
+from tests.processes import emulate, get_json, pipeline, query, wait_for
 
 CUSTOMERS = 3_000
 PAGE = 100
@@ -20,31 +21,13 @@ PLAN = "[syncbatch.faults]\nlatency = 0.04\n"
 
 def config(tmp_path: Path, urls: dict[str, str]) -> tuple[Path, Path]:
     state = tmp_path / "state.sqlite3"
-    path = tmp_path / "pipeline.toml"
-    path.write_text(
-        f"""
-[source]
-url = "{urls["source"]}"
-page_size = {PAGE}
-max_in_flight = 2
-token_env = "MAN_TOKEN"
-
-[flow]
-queue_size = 2
-
-[state]
-path = "{state}"
-
-[serve]
-grace_seconds = 20
-
-[targets.syncbatch]
-url = "{urls["syncbatch"]}"
-token_env = "SYNCBATCH_TOKEN"
-profile_url = "https://shop.example.com/users/{{customer_id}}"
-{SYNCBATCH_IDS_TOML}batch_size = 25
-max_in_flight = 2
-"""
+    path = write_feed(
+        tmp_path / "pipeline.toml",
+        urls,
+        state,
+        source={"page_size": PAGE, "max_in_flight": 2},
+        tables={"flow": {"queue_size": 2}, "serve": {"grace_seconds": 20}},
+        syncbatch={"batch_size": 25, "max_in_flight": 2},
     )
     return path, state
 

@@ -17,9 +17,9 @@ from rich.console import Console
 from pipeline.admin import dlq_replay
 from pipeline.emulators import Dataset, ManEmulatorConfig
 from pipeline.emulators.man import MAN_LOG
-from pipeline.state.store import StateStore
 from tests.conftest import MAN_TOKEN, Env
-from tests.test_flow import expected_account, run_pass, stored_accounts
+from tests.kit.oracles import dead_letters, expected_account, stored_accounts
+from tests.kit.passes import run_pass
 
 # The emulator's own countries, written apart from the client's table (pycountry).
 ALPHA3 = {"DEU": "DE", "AUT": "AT", "POL": "PL", "NLD": "NL", "FRA": "FR", "ITA": "IT", "CZE": "CZ"}
@@ -111,11 +111,6 @@ def source_keys(keys: dict[str, Any]) -> dict[str, Any]:
     return {f"source__{k}": v for k, v in keys.items()}
 
 
-async def dead_letters(env: Env) -> dict[str, str]:
-    async with StateStore(env.settings().state.path) as store:
-        return {d.customer_id: d.reason for d in await store.dead_letters("syncbatch")}
-
-
 @pytest.mark.parametrize("name", list(VARIANTS))
 async def test_every_variant_delivers_every_valid_record_once(env: Env, name: str) -> None:
     server, keys, turned_valid = VARIANTS[name]
@@ -141,7 +136,7 @@ async def test_every_variant_delivers_every_valid_record_once(env: Env, name: st
         for key, value in expected.items():
             assert account[key] == value, (raw["customer_id"], key)
     assert all(n == 1 for n in env.store.writes.values())  # nothing written twice
-    assert set(await dead_letters(env)) == invalid
+    assert set(await dead_letters(env, "syncbatch")) == invalid
     assert report.targets["syncbatch"].created == len(valid)
     assert report.source.checkpoint == N
 
@@ -205,7 +200,7 @@ async def test_pages_whose_every_record_is_invalid_are_dead_lettered(
 
     start, end = pages
     broken = {dataset.customer_id(i) for i in range(start, end)}
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "syncbatch")
     assert set(letters) == broken
     assert set(letters.values()) == {"email is missing"}
     assert set(stored_accounts(env)) == {dataset.customer_id(i) for i in range(N)} - broken
@@ -220,7 +215,7 @@ async def test_pages_whose_every_record_is_invalid_are_dead_lettered(
     assert replayed.targets["syncbatch"].dead_lettered == len(broken)
     assert replayed.targets["syncbatch"].created == 0
     assert f"{len(broken):,} still refused" in console.export_text()
-    assert set(await dead_letters(env)) == broken
+    assert set(await dead_letters(env, "syncbatch")) == broken
 
 
 async def test_a_source_that_serves_everything_twice_is_written_once(env: Env) -> None:
@@ -264,7 +259,7 @@ async def test_a_renamed_id_not_configured_is_dead_lettered_not_a_crash(env: Env
     report, _ = await run_pass(env)
     assert report.status == "dead_letters"
     assert report.source.checkpoint == N
-    letters = await dead_letters(env)
+    letters = await dead_letters(env, "syncbatch")
     assert len(letters) == N
     assert set(letters.values()) == {"customer_id is missing"}
     assert stored_accounts(env) == {}

@@ -11,7 +11,7 @@ from pipeline.emulators import Dataset, FaultPlan, ManEmulatorConfig
 from pipeline.progress import nothing_written
 from pipeline.report import PassReport, SourceReport, TargetReport
 from tests.conftest import MAN_TOKEN, Env
-from tests.test_flow import run_pass
+from tests.kit.passes import run_pass
 
 
 def report(records: int = 100, status: Any = "ok", **target: Any) -> PassReport:

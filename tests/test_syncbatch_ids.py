@@ -23,7 +23,8 @@ from pipeline.state.store import StateStore
 from pipeline.targets.syncbatch.ids import IdPolicy, account_number
 from pipeline.targets.syncbatch.settings import MAX_ID, SyncBatchSettings
 from tests.conftest import MAN_TOKEN, Env, sb_config
-from tests.test_flow import expected_account, run_pass
+from tests.kit.oracles import expected_account
+from tests.kit.passes import run_pass
 
 N = 120
 ORGS_A = {"organisation_id_range": [1, 99]}
@@ -41,7 +42,7 @@ RANGE_B = {"account_ids": "range", "account_id_range": [1000, 1999], **ORGS_B}
 
 def overrides(ids: dict[str, Any]) -> dict[str, Any]:
     """The test settings' sync-batch id keys replaced by ``ids``."""
-    keys = {
+    keys: dict[str, Any] = {
         "account_id_range": None,
         "customer_id_prefix": "",
         "account_id_offset": 0,

@@ -9,7 +9,7 @@ from pipeline.records import Ack
 from pipeline.state.store import StateStore
 from pipeline.unusable import FirstFailures
 from tests.conftest import Env
-from tests.test_flow import run_pass
+from tests.kit.passes import run_pass
 
 
 def failed(*ids: str, reason: str = "request failed: POST http://h/x failed") -> list[Ack]:

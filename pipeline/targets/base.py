@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, Self, Type
 
 import msgspec
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.config import Secret, TargetSettings, secret
 from pipeline.errors import AuthError, Fatal, PipelineError
 from pipeline.http import MB, HttpClient, HttpStats, Response, tls_context
@@ -39,10 +40,12 @@ __all__ = [
 @dataclass(frozen=True)
 class TargetContext:
     """What the pipeline hands every target it builds: its name (the ``[targets.<name>]`` key,
-    the label of its metrics) and the state store (confirmed refs, ids a target allocates)."""
+    the label of its metrics), the state store (confirmed refs, ids a target allocates) and
+    the clock its waits run on (the event loop's; a test's own in a test)."""
 
     name: str
     store: StateStore
+    clock: Clock = SYSTEM_CLOCK
 
     def key(self, setting: str) -> str:
         """The configuration key of one of the target's settings, for error messages."""
@@ -177,6 +180,7 @@ class HttpTarget:
             rate_per_second=settings.rate_per_second,
             max_response_bytes=settings.max_response_mb * MB,
             headers=all_headers,
+            clock=context.clock,
         )
         self.tokens: ClientCredentials | None = None
 

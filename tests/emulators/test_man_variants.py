@@ -56,7 +56,8 @@ def _range(start: int, end: int) -> list[str]:
 
 def _log(client: TestClient[Any, Any]) -> list[ManRequest]:
     assert client.app is not None
-    return client.app[MAN_LOG]
+    log: list[ManRequest] = client.app[MAN_LOG]
+    return log
 
 
 # -- limit_mode -----------------------------------------------------------------------

@@ -334,7 +334,11 @@ async def test_a_pascal_case_host_that_leaves_out_defaults_answers_so() -> None:
             {**_customer(2, _account(20, 2, "b@example.com")), "index": 1},
         ]
     }
-    config = {"casing": "pascal", "exclude_defaults": True, "empty_error_code": True}
+    config: dict[str, Any] = {
+        "casing": "pascal",
+        "exclude_defaults": True,
+        "empty_error_code": True,
+    }
     async with _client(require_auth=False, **config) as client:
         status, answer = await _post(client, body, {})
         bad, error = await _post(client, {"customers": [{"id": 3, "index": 0}]}, {})

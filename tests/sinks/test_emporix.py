@@ -10,8 +10,8 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.emulators import (
-    Dataset,
     EmporixEmulatorConfig,
     EmporixStore,
     FaultPlan,
@@ -19,22 +19,18 @@ from pipeline.emulators import (
     serve_app,
 )
 from pipeline.errors import HTTPStatusError
-from pipeline.records import Ack, Page
+from pipeline.records import Ack
 from pipeline.state.store import StateStore
 from pipeline.targets.base import TargetContext
 from pipeline.targets.emporix.client import EmporixTarget
 from pipeline.targets.emporix.settings import EmporixSettings
-from pipeline.transform.dedupe import SeenInMemory
-from pipeline.transform.stage import transform_page
+from tests.kit.clock import FakeClock
+from tests.kit.records import customers
 
 
-def items_for(n: int) -> list[Any]:
-    dataset = Dataset(n, seed=3, defects=False)
-    page = Page(0, [msgspec.Raw(msgspec.json.encode(r)) for r in dataset.records()])
-    return transform_page(page, SeenInMemory()).customers
-
-
-async def write(url: str, n: int, **overrides: Any) -> tuple[list[Ack], EmporixTarget, float]:
+async def write(
+    url: str, n: int, clock: Clock = SYSTEM_CLOCK, **overrides: Any
+) -> tuple[list[Ack], EmporixTarget]:
     settings = msgspec.convert(
         {
             "url": url,
@@ -47,31 +43,34 @@ async def write(url: str, n: int, **overrides: Any) -> tuple[list[Ack], EmporixT
     )
     async with (
         StateStore(":memory:") as store,
-        EmporixTarget(settings, TargetContext("emporix", store)) as target,
+        EmporixTarget(settings, TargetContext("emporix", store, clock)) as target,
     ):
-        items = await target.prepare(items_for(n))
-        started = anyio.current_time()
+        items = await target.prepare(customers(n, seed=3))
         with anyio.fail_after(30):
             acks = await target.write(items)
-        return acks, target, anyio.current_time() - started
+        return acks, target
 
 
 async def test_max_in_flight_is_reached_and_never_exceeded(tmp_path: Path) -> None:
     config = EmporixEmulatorConfig(faults=FaultPlan(latency=0.01))
     async with serve_app(create_emporix_app(config, EmporixStore())) as url:
-        acks, target, _ = await write(url, 60, max_in_flight=3)
+        acks, target = await write(url, 60, max_in_flight=3)
     assert {a.kind for a in acks} == {"created"}
     assert target.stats.peak_in_flight == 3
 
 
 async def test_rate_per_second_holds_the_pace(tmp_path: Path) -> None:
-    # 75 customers are about 150 requests; at 100 per second, after the first second's
-    # allowance of 100, the other 50 take at least half a second.
+    # 75 customers are about 150 requests (token, customer, address). At 100 per second the
+    # bucket holds a tenth of a second's requests, 10: they pass at once, and every later one
+    # 10 ms after the one before, so the requests take (requests - 10) / 100 s exactly.
+    clock = FakeClock()
     async with serve_app(create_emporix_app(EmporixEmulatorConfig(), EmporixStore())) as url:
-        acks, target, seconds = await write(url, 75, max_in_flight=16, rate_per_second=100)
+        acks, target = await write(url, 75, clock, max_in_flight=16, rate_per_second=100)
     assert len(acks) == 75
-    assert target.stats.requests >= 140
-    assert seconds >= 0.45
+    requests = target.stats.requests
+    assert requests >= 140
+    assert clock.sleeps == pytest.approx([0.01] * (requests - 10), abs=1e-9)
+    assert clock.now() == pytest.approx((requests - 10) / 100, abs=1e-9)
 
 
 async def test_a_tenant_refusing_merge_patch_stops_the_target_naming_it(tmp_path: Path) -> None:

@@ -10,25 +10,19 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from pipeline.emulators import Dataset, FaultPlan, SyncBatchStore, create_syncbatch_app, serve_app
+from pipeline.emulators import FaultPlan, SyncBatchStore, create_syncbatch_app, serve_app
 from pipeline.emulators.syncbatch import Principal, SyncBatchEmulatorConfig
 from pipeline.errors import AuthError
-from pipeline.records import Ack, Customer, Page
+from pipeline.records import Ack, Customer
 from pipeline.state.store import StateStore
 from pipeline.targets.base import TargetContext
 from pipeline.targets.syncbatch.client import SyncBatchTarget
 from pipeline.targets.syncbatch.settings import SyncBatchSettings
-from pipeline.transform.dedupe import SeenInMemory
-from pipeline.transform.stage import transform_page
-from tests.conftest import SB_IDS, SB_TOKEN, sb_config
+from tests.conftest import SB_TOKEN, sb_config
+from tests.kit.feeds import SB_IDS
+from tests.kit.records import customers
 
 FAST_RETRY = {"initial_seconds": 0.001, "max_seconds": 0.02, "max_attempts": 8}
-
-
-def customers(n: int, seed: int = 4) -> list[Customer]:
-    dataset = Dataset(n, seed=seed, defects=False)
-    page = Page(0, [msgspec.Raw(msgspec.json.encode(r)) for r in dataset.records()])
-    return transform_page(page, SeenInMemory()).customers
 
 
 def settings(url: str, **overrides: Any) -> SyncBatchSettings:
@@ -58,7 +52,7 @@ async def write_all(
 
 async def test_write_confirms_every_account_and_groups_by_business_unit(tmp_path: Path) -> None:
     store = SyncBatchStore()
-    records = customers(60)
+    records = customers(60, seed=4)
     async with serve_app(create_syncbatch_app(sb_config(), store)) as url:
         acks = await write_all(url, tmp_path, records)
     assert sorted(a.customer_id for a in acks) == sorted(c.customer_id for c in records)
@@ -69,7 +63,7 @@ async def test_write_confirms_every_account_and_groups_by_business_unit(tmp_path
 
 async def test_permanent_item_error_dead_letters_only_the_named_account(tmp_path: Path) -> None:
     store = SyncBatchStore()
-    records = customers(40)
+    records = customers(40, seed=4)
     victim = records[7]
     config = sb_config(reject_user_names=(victim.email,))
     async with serve_app(create_syncbatch_app(config, store)) as url:
@@ -83,7 +77,7 @@ async def test_permanent_item_error_dead_letters_only_the_named_account(tmp_path
 
 async def test_user_name_taken_by_another_account_is_dead_lettered(tmp_path: Path) -> None:
     store = SyncBatchStore()
-    records = customers(10)
+    records = customers(10, seed=4)
     taken = records[3]
     store.upsert(
         {
@@ -103,7 +97,7 @@ async def test_user_name_taken_by_another_account_is_dead_lettered(tmp_path: Pat
 
 async def test_transient_item_errors_are_retried_alone_until_confirmed(tmp_path: Path) -> None:
     store = SyncBatchStore()
-    records = customers(200)
+    records = customers(200, seed=4)
     config = sb_config(item_error_rate=0.3, faults=FaultPlan(seed=5))
     async with serve_app(create_syncbatch_app(config, store)) as url:
         acks = await write_all(url, tmp_path, records, batch_size=200)
@@ -114,7 +108,7 @@ async def test_transient_item_errors_are_retried_alone_until_confirmed(tmp_path:
 
 async def test_request_level_400_dead_letters_the_named_accounts(tmp_path: Path) -> None:
     store = SyncBatchStore()
-    records = customers(5)
+    records = customers(5, seed=4)
     async with serve_app(create_syncbatch_app(sb_config(), store)) as url:
         acks = await write_all(url, tmp_path, records, profile_url="")
     assert [a.kind for a in acks] == ["dead"] * 5
@@ -125,7 +119,9 @@ async def test_request_level_400_dead_letters_the_named_accounts(tmp_path: Path)
 async def test_5xx_that_never_ends_dead_letters_with_the_status(tmp_path: Path) -> None:
     config = sb_config(faults=FaultPlan(error_rate=1.0, error_statuses=(502,)))
     async with serve_app(create_syncbatch_app(config)) as url:
-        acks = await write_all(url, tmp_path, customers(3), retry={**FAST_RETRY, "max_attempts": 3})
+        acks = await write_all(
+            url, tmp_path, customers(3, seed=4), retry={**FAST_RETRY, "max_attempts": 3}
+        )
     assert [a.kind for a in acks] == ["dead"] * 3
     assert all("answered 502" in (a.reason or "") for a in acks)
 
@@ -145,7 +141,7 @@ async def test_auth_failures_raise_auth_error(
     config = SyncBatchEmulatorConfig(principals=principals)
     async with serve_app(create_syncbatch_app(config)) as url:
         with pytest.raises(AuthError) as caught:
-            await write_all(url, tmp_path, customers(2))
+            await write_all(url, tmp_path, customers(2, seed=4))
     assert caught.value.status == status
     assert SB_TOKEN not in str(caught.value)
 
@@ -153,8 +149,8 @@ async def test_auth_failures_raise_auth_error(
 async def test_item_error_without_field_isolates_accounts_to_find_the_culprit(
     tmp_path: Path,
 ) -> None:
-    first_unit = customers(50)[0].business_unit
-    records = [c for c in customers(50) if c.business_unit == first_unit][:3]
+    first_unit = customers(50, seed=4)[0].business_unit
+    records = [c for c in customers(50, seed=4) if c.business_unit == first_unit][:3]
     assert len(records) == 3
     refused = {"errorCode": "ArgumentException", "message": "bad"}
     answers = [
@@ -184,7 +180,7 @@ async def test_item_error_without_field_isolates_accounts_to_find_the_culprit(
     }
 
 
-SERVICESTACK_HOSTS = {
+SERVICESTACK_HOSTS: dict[str, dict[str, Any]] = {
     "PascalCase": {"casing": "pascal"},
     "index 0 left out": {"exclude_defaults": True},
     'errorCode ""': {"empty_error_code": True},
@@ -195,7 +191,7 @@ SERVICESTACK_HOSTS = {
 @pytest.mark.parametrize("host", list(SERVICESTACK_HOSTS))
 async def test_answers_are_read_as_servicestack_writes_them(tmp_path: Path, host: str) -> None:
     store = SyncBatchStore()
-    records = customers(60)
+    records = customers(60, seed=4)
     victim = records[7]
     config = sb_config(reject_user_names=(victim.email,), **SERVICESTACK_HOSTS[host])
     async with serve_app(create_syncbatch_app(config, store)) as url:
@@ -211,7 +207,7 @@ async def test_answers_are_read_as_servicestack_writes_them(tmp_path: Path, host
 
 async def test_a_pascal_case_400_keeps_its_field_errors(tmp_path: Path) -> None:
     store = SyncBatchStore()
-    records = customers(5)
+    records = customers(5, seed=4)
     async with serve_app(create_syncbatch_app(sb_config(casing="pascal"), store)) as url:
         acks = await write_all(url, tmp_path, records, profile_url="")
     assert [a.kind for a in acks] == ["dead"] * 5
@@ -219,7 +215,7 @@ async def test_a_pascal_case_400_keeps_its_field_errors(tmp_path: Path) -> None:
 
 
 async def test_results_are_matched_by_the_organisation_id_they_echo(tmp_path: Path) -> None:
-    records = customers(80)
+    records = customers(80, seed=4)
     units = sorted({c.business_unit for c in records})
     assert len(units) >= 3
     refused = {"ErrorCode": "ArgumentException", "Message": "bad"}
@@ -265,7 +261,7 @@ async def scripted_answers(
 
 
 async def test_an_account_left_out_of_a_successful_echo_is_not_confirmed(tmp_path: Path) -> None:
-    records = customers(30)
+    records = customers(30, seed=4)
 
     def answer(sent: list[Any], _: int) -> list[Any]:
         # Every organisation echoed with its first account only.
@@ -286,7 +282,7 @@ async def test_an_account_left_out_of_a_successful_echo_is_not_confirmed(tmp_pat
 
 
 async def test_an_item_answered_twice_is_sent_again_not_read_either_way(tmp_path: Path) -> None:
-    records = customers(30)
+    records = customers(30, seed=4)
     failed = {"errorCode": "InvalidOperationException", "message": "no"}
 
     def answer(sent: list[Any], number: int) -> list[Any]:
@@ -302,7 +298,7 @@ async def test_an_item_answered_twice_is_sent_again_not_read_either_way(tmp_path
 
 
 async def test_field_errors_without_an_error_code_are_a_failure(tmp_path: Path) -> None:
-    records = customers(5)
+    records = customers(5, seed=4)
     status = {
         "errorCode": None,
         "errors": [{"errorCode": "NotEmpty", "fieldName": "Customers[0].Accounts[0].UserName"}],
@@ -332,6 +328,6 @@ async def test_an_answer_that_stays_unreadable_is_named_as_such(
     app = web.Application()
     app.router.add_post("/sync/customers/batch", handler)
     async with serve_app(app) as url:
-        acks = await write_all(url, tmp_path, customers(5))
+        acks = await write_all(url, tmp_path, customers(5, seed=4))
     assert {a.kind for a in acks} == {"dead"}
     assert all((a.reason or "").startswith(reason) for a in acks), acks[0].reason

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 import anyio
 import msgspec
 import pytest
 
-from pipeline.config import SourceSettings
 from pipeline.emulators import Dataset, FaultPlan, ManEmulatorConfig, create_man_app, serve_app
 from pipeline.emulators.man import MAN_LOG
 from pipeline.errors import ConfigError, DecodeError
 from pipeline.records import Page
 from pipeline.sources.customers import CustomerSource
 from tests.conftest import MAN_TOKEN
+from tests.kit.feeds import source_settings
 
-
-def source_settings(url: str, **overrides: Any) -> SourceSettings:
-    data: dict[str, Any] = {
-        "url": f"{url}/customer-users",
-        "page_size": 100,
-        "max_in_flight": 4,
-        "overlap": 0,
-        "token_env": "MAN_TOKEN",
-        "retry": {"initial_seconds": 0.001, "max_seconds": 0.02, "max_attempts": 6},
-    }
-    data.update(overrides)
-    return msgspec.convert(data, SourceSettings)
+Envelope = Literal["object", "array"]
 
 
 async def read_all(source: CustomerSource) -> list[Page]:
@@ -47,7 +36,9 @@ def ids(pages: list[Page]) -> list[str]:
 
 
 @pytest.mark.parametrize("envelope", ["object", "array"])
-async def test_stream_reads_every_record_in_order_with_either_envelope(envelope: str) -> None:
+async def test_stream_reads_every_record_in_order_with_either_envelope(
+    envelope: Envelope,
+) -> None:
     dataset = Dataset(1_234, seed=1)
     config = ManEmulatorConfig(
         token=MAN_TOKEN, envelope=envelope, faults=FaultPlan(latency_jitter=0.005)
@@ -77,7 +68,7 @@ async def test_overlap_rereads_the_end_of_each_page() -> None:
     ],
 )
 async def test_stream_ends_at_the_total_or_at_an_empty_page(
-    envelope: str, expected: list[int]
+    envelope: Envelope, expected: list[int]
 ) -> None:
     dataset = Dataset(300, seed=1)
     app = create_man_app(dataset, ManEmulatorConfig(token=MAN_TOKEN, envelope=envelope))

@@ -12,7 +12,7 @@ from pipeline.sources.customers import CustomerSource, record_key
 from pipeline.sources.envelope import Answer
 from pipeline.sources.paging import Paging
 from pipeline.sources.reader import Fetch, Reader, SourceProgress
-from tests.sources.test_customers import source_settings
+from tests.kit.feeds import source_settings
 
 
 def stalled(offset: int) -> SourceError:

@@ -9,13 +9,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.emulators import Dataset
 from pipeline.errors import StateError
 from pipeline.state.store import StateStore
-from tests.processes import SYNCBATCH_IDS_TOML, emulate, get_json, pipeline, query, wait_for
+from tests.kit.feeds import write_feed
+from tests.processes import emulate, get_json, pipeline, query, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,29 +36,19 @@ time.sleep(120)
 """
 
 
-def config(tmp_path: Path, urls: dict[str, str], metrics: str = "") -> tuple[Path, Path]:
+def config(
+    tmp_path: Path, urls: dict[str, str], metrics: dict[str, str] | None = None
+) -> tuple[Path, Path]:
     state = tmp_path / "state.sqlite3"
-    path = tmp_path / "pipeline.toml"
-    path.write_text(
-        f"""
-[source]
-url = "{urls["source"]}"
-page_size = 100
-token_env = "MAN_TOKEN"
-
-[state]
-path = "{state}"
-
-[serve]
-interval_seconds = 3600
-{metrics}
-[targets.syncbatch]
-url = "{urls["syncbatch"]}"
-token_env = "SYNCBATCH_TOKEN"
-profile_url = "https://shop.example.com/users/{{customer_id}}"
-{SYNCBATCH_IDS_TOML}batch_size = 25
-max_in_flight = 2
-"""
+    tables: dict[str, dict[str, Any]] = {"serve": {"interval_seconds": 3600}}
+    if metrics is not None:
+        tables["metrics"] = metrics
+    path = write_feed(
+        tmp_path / "pipeline.toml",
+        urls,
+        state,
+        tables=tables,
+        syncbatch={"batch_size": 25, "max_in_flight": 2},
     )
     return path, state
 
@@ -143,7 +135,7 @@ def test_a_second_run_exits_1_at_once_and_the_first_counts_right(tmp_path: Path)
 
 def test_a_run_while_serve_runs_exits_1_and_serve_goes_on(tmp_path: Path) -> None:
     with emulate(200, tmp_path) as urls:
-        path, state = config(tmp_path, urls, '[metrics]\nlisten = "127.0.0.1:0"\n')
+        path, state = config(tmp_path, urls, {"listen": "127.0.0.1:0"})
         served = pipeline("serve", "--config", str(path),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:

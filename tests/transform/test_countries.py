@@ -8,7 +8,7 @@ import pytest
 from pipeline.transform.countries import iso2_code, iso2_of_country
 from pipeline.transform.validate import Invalid, validate
 from pipeline.transform.wire import decode_record
-from tests.transform.test_validate import record
+from tests.kit.records import full_record as record
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from pipeline.records import Address, Customer
 from pipeline.targets.emporix.payload import (
     address_id,
     address_part_changed,
@@ -17,6 +16,7 @@ from pipeline.targets.emporix.payload import (
     valid_customer_number,
 )
 from pipeline.targets.emporix.settings import EmporixSettings
+from tests.kit.records import mueller, mueller_address
 
 SETTINGS = EmporixSettings(
     url="http://emporix.test",
@@ -27,28 +27,8 @@ SETTINGS = EmporixSettings(
     mixin_name="man",
     mixin_schema_url="https://schemas.test/man.json",
 )
-ADDRESS = Address(
-    line1="Dachauer Str. 667",
-    line2="Tor 3",
-    line3="Halle 2",
-    zip_code="80995",
-    city="München",
-    country="Germany",
-    iso2="DE",
-    phone="+49 89 1580 0",
-    default_billing=True,
-    default_shipping=False,
-)
-CUSTOMER = Customer(
-    customer_id="C0000001",
-    salutation="Herr",
-    first_name="Jürgen",
-    last_name="Müller",
-    email="j.mueller@example.com",
-    business_unit="headquarter",
-    role="buyer",
-    address=ADDRESS,
-)
+ADDRESS = mueller_address()
+CUSTOMER = mueller()
 
 
 def test_customer_body_carries_every_owned_field() -> None:

@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 
-from pipeline.records import Address, Customer
+from pipeline.records import Customer
 from pipeline.targets.norce.payload import (
     company_code,
     company_header,
@@ -16,6 +16,7 @@ from pipeline.targets.norce.payload import (
     map_customer,
 )
 from pipeline.targets.norce.settings import NorceSettings
+from tests.kit.records import mueller, mueller_address
 
 SETTINGS = NorceSettings(
     url="http://norce.test",
@@ -26,28 +27,8 @@ SETTINGS = NorceSettings(
     client_secret_env="B",
     company_codes={"headquarter": "HQ"},
 )
-ADDRESS = Address(
-    line1="Dachauer Str. 667",
-    line2="Tor 3",
-    line3="Halle 2",
-    zip_code="80995",
-    city="München",
-    country="Germany",
-    iso2="DE",
-    phone="+49 89 1580 0",
-    default_billing=True,
-    default_shipping=True,
-)
-CUSTOMER = Customer(
-    customer_id="C0000001",
-    salutation="Herr",
-    first_name="Jürgen",
-    last_name="Müller",
-    email="j.mueller@example.com",
-    business_unit="headquarter",
-    role="buyer",
-    address=ADDRESS,
-)
+ADDRESS = mueller_address(default_shipping=True)
+CUSTOMER = mueller(default_shipping=True)
 
 
 def encoded(customer: Customer, settings: NorceSettings = SETTINGS) -> dict[str, object]:

@@ -10,30 +10,8 @@ import pytest
 from pipeline.records import Page, RecordBatch, Rejected
 from pipeline.transform.dedupe import SeenInMemory
 from pipeline.transform.stage import position_key, transform_page
-
-
-def rec(customer_id: Any, email: str | None = None, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "customer_id": customer_id,
-        "firstName": "Ada",
-        "lastName": "Lovelace",
-        "email": email if email is not None else f"{customer_id}@example.com",
-        "businessUnit": "BU-North",
-        "role": "Buyer",
-        "address": None,
-    }
-    data.update(overrides)
-    return data
-
-
-def raw(item: Any) -> msgspec.Raw:
-    if isinstance(item, bytes):
-        return msgspec.Raw(item)
-    return msgspec.Raw(msgspec.json.encode(item))
-
-
-def page(offset: int, *items: Any) -> Page:
-    return Page(offset, [raw(item) for item in items])
+from tests.kit.records import bare_record as rec
+from tests.kit.records import page
 
 
 def ids(batch: RecordBatch) -> list[str]:

@@ -14,35 +14,14 @@ from pipeline.records import Address, Customer
 from pipeline.targets.syncbatch.payload import SbAccount, map_account, read_error, read_results
 from pipeline.targets.syncbatch.settings import SyncBatchSettings
 from pipeline.transform.hashing import HASH_SIZE, payload_hash
+from tests.kit.records import address, customer
 
 PROFILE = "https://shop.example.com/users/{customer_id}"
 SETTINGS = SyncBatchSettings(url="http://x", account_ids="customer_id", profile_url=PROFILE)
 
-ADDRESS = Address(
-    line1="Dachauer Str. 667",
-    line2="Gate 3",
-    line3="Building 12",
-    zip_code="80995",
-    city="München",
-    country="Germany",
-    iso2="DE",
-    phone="+49 89 1580 0",
-    default_billing=True,
-    default_shipping=False,
-)
-
-FULL = Customer(
-    customer_id="C-1001",
-    salutation="Ms",
-    first_name="Ada",
-    last_name="Lovelace",
-    email="ada@example.com",
-    business_unit="BU-North",
-    role="Buyer",
-    address=ADDRESS,
-)
-
-BARE = Customer(
+ADDRESS = address()
+FULL = customer()
+BARE = customer(
     customer_id="C-2002",
     salutation="",
     first_name="Alan",

@@ -17,43 +17,13 @@ from pipeline.transform.validate import (
     validate,
 )
 from pipeline.transform.wire import ManAddress, ManRecord, decode_record, probe_customer_id
-
-EMAIL = "Jane.Roe@Example.COM"
-FIRST = "Janette"
-LAST = "Roebuckley"
-_ABSENT = object()
-
-
-def address(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "address1": "Dachauer Str. 667",
-        "address2": "Gate 3",
-        "address3": "Building 12",
-        "zipCode": "80995",
-        "city": "München",
-        "country": "Germany",
-        "iso2Code": "DE",
-        "phone": "+49 89 1580 0",
-        "isDefaultBilling": True,
-        "isDefaultShipping": False,
-    }
-    base.update(overrides)
-    return base
-
-
-def record(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "customer_id": "C-1001",
-        "salutation": "Ms",
-        "firstName": FIRST,
-        "lastName": LAST,
-        "email": EMAIL,
-        "businessUnit": "MAN Truck & Bus Deutschland",
-        "role": "Buyer",
-        "address": address(),
-    }
-    base.update(overrides)
-    return {k: v for k, v in base.items() if v is not _ABSENT}
+from tests.kit.records import ABSENT as _ABSENT
+from tests.kit.records import FULL_EMAIL as EMAIL
+from tests.kit.records import FULL_FIRST as FIRST
+from tests.kit.records import FULL_LAST as LAST
+from tests.kit.records import customer
+from tests.kit.records import full_address as address
+from tests.kit.records import full_record as record
 
 
 def without(data: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -71,26 +41,11 @@ def reason_of(data: dict[str, Any]) -> str:
     return str(info.value)
 
 
-EXPECTED = Customer(
-    customer_id="C-1001",
-    salutation="Ms",
+EXPECTED = customer(
     first_name=FIRST,
     last_name=LAST,
     email="jane.roe@example.com",
     business_unit="MAN Truck & Bus Deutschland",
-    role="Buyer",
-    address=Address(
-        line1="Dachauer Str. 667",
-        line2="Gate 3",
-        line3="Building 12",
-        zip_code="80995",
-        city="München",
-        country="Germany",
-        iso2="DE",
-        phone="+49 89 1580 0",
-        default_billing=True,
-        default_shipping=False,
-    ),
 )
 
 

@@ -167,13 +167,14 @@ class NorceTarget(HttpTarget):
         job_id = str(answer.JobId)
         deadline: float | None = None  # set when the job leaves the queue
         queue_limit = self.settings.job_queue_timeout_seconds
-        queued_until = anyio.current_time() + queue_limit
+        clock = self.context.clock
+        queued_until = clock.now() + queue_limit
         delay = self.settings.poll_initial_seconds
         while True:
             job = await self._job_read("Get", job_id, job_decoder)
             if job.IsFinished:
                 return job
-            now = anyio.current_time()
+            now = clock.now()
             if deadline is None and job.StatusId != QUEUED:
                 deadline = now + self.settings.job_timeout_seconds
             if deadline is not None and now >= deadline:
@@ -182,7 +183,7 @@ class NorceTarget(HttpTarget):
                 raise JobTimeoutError(job_id, queue_limit, queued=True)
             # The last look falls on the bound itself: a job is never given up early.
             bound = queued_until if deadline is None else deadline
-            await anyio.sleep(min(delay, bound - now))
+            await clock.sleep(min(delay, bound - now))
             delay = min(delay * 2, self.settings.poll_max_seconds)
 
     async def _failures(self, job: Job, batch: Mapping[str, Sequence[str]]) -> dict[str, str]:
