@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+from pathlib import Path
 
 import anyio
 import pytest
@@ -28,7 +30,14 @@ async def test_raises_its_own_timeout():
 """
 
 
-def test_a_hanging_async_test_fails_at_its_deadline_naming_it(pytester: pytest.Pytester) -> None:
+def test_a_hanging_async_test_fails_at_its_deadline_naming_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The child pytest runs in a temporary folder: it finds tests.kit from the checkout.
+    root = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_hang=HANGING)
     result = pytester.runpytest_subprocess("-o", "asyncio_mode=auto", "-p", "no:cacheprovider")

@@ -322,12 +322,10 @@ def test_a_plugin_that_cannot_be_loaded_is_a_configuration_error(
 
 def test_a_section_of_the_extra_target_is_checked_by_its_own_rules() -> None:
     with registry.registered(SPEC):
-        data = {
-            "source": {"url": "http://127.0.0.1:1/c"},
-            "targets": {"shop": {"url": "http://127.0.0.1:2", "token_env": "T", "batch_size": 500}},
-        }
+        shop: dict[str, Any] = {"url": "http://127.0.0.1:2", "token_env": "T", "batch_size": 500}
+        data = {"source": {"url": "http://127.0.0.1:1/c"}, "targets": {"shop": shop}}
         with pytest.raises(ConfigError, match=r"targets\.shop\.batch_size: the shop takes at most"):
             settings_from_mapping(data, environ={})
-        data["targets"]["shop"] = {"url": "http://127.0.0.1:2/api/customers", "token_env": "T"}
+        shop["url"], shop["batch_size"] = "http://127.0.0.1:2/api/customers", 20
         with pytest.raises(ConfigError, match=r"targets\.shop\.url: must be the base URL only"):
             settings_from_mapping(data, environ={})
