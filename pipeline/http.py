@@ -6,7 +6,6 @@ errors of :mod:`pipeline.errors`.
 
 from __future__ import annotations
 
-import bisect
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +18,7 @@ import msgspec
 from yarl import URL
 
 from pipeline.backoff import backoff_delay, parse_retry_after
-from pipeline.clock import SYSTEM_CLOCK, Clock, RateLimiter
+from pipeline.clock import SYSTEM_CLOCK, Clock, RateLimiter, limiter_shape
 from pipeline.config import DEFAULT_MAX_RESPONSE_MB, RetrySettings
 from pipeline.errors import (
     AuthError,
@@ -33,17 +32,13 @@ from pipeline.errors import (
     TLSError,
     TransientHTTPError,
 )
+from pipeline.http_stats import HttpStats
 
-__all__ = ["MB", "HttpClient", "HttpStats", "Response", "limiter_shape", "tls_context"]
+__all__ = ["MB", "HttpClient", "Response", "tls_context"]
 
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-BURST_SECONDS = 0.1
-"""The rate limiter's bucket holds this many seconds' worth of requests (and never less than
-one request): at most that many pass at once, every later one at the rate."""
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-"""Upper bounds (seconds) of the request latency histogram; one more bucket holds the rest."""
 AUTH_STATUSES = frozenset({401, 403})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -60,29 +55,6 @@ class Response(msgspec.Struct, frozen=True):
     body: bytes
 
 
-class HttpStats(msgspec.Struct):
-    """What one client did; feeds the pass report and metrics."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    failures: int = 0
-    in_flight: int = 0
-    peak_in_flight: int = 0
-    latency_counts: list[int] = msgspec.field(
-        default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1)
-    )
-    """Requests per latency bucket (not cumulative); the last one is above every bound."""
-    latency_sum: float = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.latency_sum += seconds
-
-    def copy(self) -> HttpStats:
-        return msgspec.structs.replace(self, latency_counts=list(self.latency_counts))
-
-
 def tls_context(ca_bundle: str | None, *, key: str) -> ssl.SSLContext | None:
     """The TLS context to verify servers with: the system's CAs, plus ``ca_bundle`` when given.
 
@@ -97,21 +69,6 @@ def tls_context(ca_bundle: str | None, *, key: str) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load CA bundle {ca_bundle}: {exc}", path=key) from exc
     return context
-
-
-def limiter_shape(rate_per_second: float) -> tuple[float, float]:
-    """The leaky bucket of ``rate_per_second``: (capacity, seconds), a bucket holding
-    ``capacity`` requests that drains in ``seconds`` (so ``capacity / seconds`` is the rate).
-
-    It holds a tenth of a second's requests (10 at 100/s), so the rate holds from the first
-    request on instead of allowing a whole second's worth at once (measured: 139% of the limit
-    over a 3-second pass with a one-second bucket, 100% steady): ``n`` requests sent together
-    take ``(n - capacity) / rate`` seconds. Below 10/s that is less than one request: the
-    bucket then holds one, drained in the time one request takes at the rate (half a second at
-    2/s), so ``n`` requests take ``(n - 1) / rate``.
-    """
-    capacity = max(rate_per_second * BURST_SECONDS, 1.0)
-    return capacity, capacity / rate_per_second
 
 
 def _origin(url: URL) -> tuple[str, str | None, int | None]:

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from pipeline.config_load import listen_address
 from pipeline.errors import PipelineError
 from pipeline.flow import Pass
-from pipeline.http import LATENCY_BUCKETS, HttpStats
+from pipeline.http_stats import LATENCY_BUCKETS, HttpStats
 from pipeline.report import PassReport
 from pipeline.statistics import PassStatistics
 from pipeline.targets.base import Target

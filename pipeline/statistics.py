@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from pipeline.channels import ChannelStats
-from pipeline.http import HttpStats
+from pipeline.http_stats import HttpStats
 from pipeline.report import PassReport, PassStatus, SourceReport, TargetCounters, TargetReport
 
 __all__ = [

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.backoff import backoff_delay
+from pipeline.clock import BURST_SECONDS, limiter_shape
 from pipeline.config import RetrySettings
 from pipeline.emulators import serve_app
 from pipeline.errors import (
@@ -22,7 +23,7 @@ from pipeline.errors import (
     ThrottledError,
     TransientHTTPError,
 )
-from pipeline.http import BURST_SECONDS, MB, HttpClient, limiter_shape
+from pipeline.http import MB, HttpClient
 from tests.kit.clock import FakeClock
 from tests.kit.servers import Capture, redirecting
 

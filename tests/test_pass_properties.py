@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pipeline.config_load import settings_from_mapping
 from pipeline.flow import Pass
-from pipeline.http import HttpStats
+from pipeline.http_stats import HttpStats
 from pipeline.records import Ack, Customer, Item
 from pipeline.sources.customers import CustomerSource
 from pipeline.sources.envelope import Answer

@@ -17,7 +17,8 @@ import msgspec
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.config import Secret, TargetSettings, secret
 from pipeline.errors import AuthError, Fatal, PipelineError
-from pipeline.http import MB, HttpClient, HttpStats, Response, tls_context
+from pipeline.http import MB, HttpClient, Response, tls_context
+from pipeline.http_stats import HttpStats
 from pipeline.records import Ack, Customer, Item
 from pipeline.targets.acks import dead
 from pipeline.targets.oauth import ClientCredentials
