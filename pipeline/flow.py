@@ -100,8 +100,7 @@ class Pass:
 
     def statistics(self) -> PassStatistics:
         """A frozen snapshot of the pass so far (what metrics, progress and the report read)."""
-        progress, source = self.source.progress, self.source
-        counters = self.counters
+        progress, source, counters = self.source.progress, self.source, self.counters
         read = progress.records - self.transform.duplicates
         targets = {}
         for t in self.targets:
@@ -165,9 +164,8 @@ class Pass:
 
     async def run(self) -> PassReport:
         """Run the pass to its end (or its stop) and record it in the state store."""
-        resumable = (
-            [] if self.dry_run or self.replay is not None else [t.name for t in self.targets]
-        )
+        fresh = self.dry_run or self.replay is not None  # no checkpoint to resume from
+        resumable = [] if fresh else [t.name for t in self.targets]
         self.pass_id = await self.store.start_pass(self.source.start_offset, resumable)
         started, clock = time.time(), anyio.current_time()
         error: str | None = None
