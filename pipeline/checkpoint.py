@@ -1,9 +1,10 @@
 """Checkpoint arithmetic (pure): the source offset below which every target settled everything.
 
 Pages reach each target in offset order. A page is settled in a target when each of its records
-is confirmed, unchanged, dead-lettered or skipped there. The checkpoint is the end of the
-longest run of settled pages from the start, in the slowest target: a pass killed at any
-moment can restart its read there without losing a record.
+is confirmed, unchanged or dead-lettered there (a record skipped because its target stopped
+never is: the checkpoint stays before it, and the next pass reads it again). The checkpoint is
+the end of the longest run of settled pages from the start, in the slowest target: a pass
+killed at any moment can restart its read there without losing a record.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Every stage sends :class:`~pipeline.records.Outcome` here; outcomes are taken in groups,
 counted into the checkpoint, and persisted in the state store with the checkpoint they make safe. A
 record is *settled* in a target when it is here: confirmed, unchanged, dead-lettered, skipped,
-repeated or left alone. Nothing else in the pipeline uses the word.
+repeated or left alone. Nothing else in the pipeline uses the word. A record skipped because
+its target stopped is counted but never moves the checkpoint: the next pass reads it again.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class SettlingPoint:
             tracker.opened(*outcome.opens)
         for offset, how, number in outcome.counts:
             if number:
-                tracker.settle(offset, number)
+                if how != "skipped":  # a stopped target's records hold the checkpoint back
+                    tracker.settle(offset, number)
                 if how in COUNTED:
                     setattr(counters, how, getattr(counters, how) + number)
         kinds = Counter(a.kind for a in outcome.acks)

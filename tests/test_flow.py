@@ -15,8 +15,9 @@ from pipeline.emulators import (
 )
 from pipeline.flow import Pass
 from pipeline.registry import build_targets
+from pipeline.runner import run_once
 from pipeline.state.store import StateStore
-from tests.conftest import MAN_TOKEN, Env, sb_config
+from tests.conftest import MAN_TOKEN, SB_TOKEN, Env, sb_config
 from tests.kit.oracles import expected_account, stored_accounts
 from tests.kit.passes import DEADLINE, run_pass
 
@@ -200,6 +201,27 @@ async def test_refused_token_stops_the_target_with_a_clear_error(
     assert "not-a-valid-token" not in target.error
     assert target.requests == 1  # not retried
     assert env.store.accounts == {}
+
+
+async def test_a_stopped_target_holds_the_checkpoint_so_the_next_pass_sends_everything(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = Dataset(300, seed=1)
+    await env.start(dataset)
+    settings = env.settings(source__page_size=50)
+    monkeypatch.setenv("SYNCBATCH_TOKEN", "not-a-valid-token")
+    with anyio.fail_after(DEADLINE):
+        _, stopped = await run_once(settings, show_progress=False, handle_signals=False)
+    assert stopped.status == "aborted"
+    assert stopped.targets["syncbatch"].skipped > 0
+    assert stopped.source.checkpoint == 0  # nothing of the stopped target is settled
+    monkeypatch.setenv("SYNCBATCH_TOKEN", SB_TOKEN)
+    with anyio.fail_after(DEADLINE):
+        _, resumed = await run_once(settings, show_progress=False, handle_signals=False)
+    assert resumed.source.start_offset == 0
+    assert resumed.status == "dead_letters"  # the dataset's invalid records, nothing else
+    created = resumed.targets["syncbatch"].created
+    assert created == len(dataset) - len(dataset.defects) == len(env.store.accounts)
 
 
 async def test_dry_run_writes_nothing_anywhere(env: Env) -> None:
