@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
 from pipeline.report import PassReport
 from pipeline.runner import run_once
 from pipeline.state.store import StateStore
@@ -25,7 +26,12 @@ def _when(stamp: float | None) -> str:
 
 def dlq_list(settings: Settings, console: Console, target: str | None = None) -> int:
     """Print the dead letters (of one target, or all); return how many there are. Reads the
-    state without writing, so it works while a pass runs."""
+    state without writing, so it works while a pass runs.
+
+    Raises:
+        ConfigError: ``target`` is not configured.
+    """
+    _configured(settings, target)
     store = StateStore(settings.state.path, read_only=True)
     store.open_sync()
     try:
@@ -55,8 +61,10 @@ async def dlq_replay(
     alone. Returns the exit code and the report (None when there was nothing to replay).
 
     Raises:
+        ConfigError: ``target`` is not configured.
         StateError: another pass holds the state.
     """
+    _configured(settings, target)
     async with StateStore(settings.state.path) as store:
         letters = await store.dead_letters(target)
     replay: dict[str, set[str]] = {}
@@ -122,3 +130,8 @@ def status(settings: Settings, console: Console, limit: int = 10) -> None:
         console.print(
             f"the next pass resumes its read at offset {resume:,} (--restart to start over)"
         )
+
+
+def _configured(settings: Settings, target: str | None) -> None:
+    if target is not None and target not in settings.targets.enabled():
+        raise ConfigError(f"target {target!r} is not configured", path="targets")

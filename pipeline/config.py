@@ -49,6 +49,8 @@ FOREVER = 1e9
 like are refused rather than taken as "never"."""
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0, lt=FOREVER)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, lt=FOREVER)]
+Rate = Annotated[float, msgspec.Meta(ge=0.01, lt=FOREVER)]
+"""Requests per second: a rate below one request in 100 s is a typo, not a limit."""
 DEFAULT_MAX_RESPONSE_MB = 64
 
 
@@ -197,8 +199,8 @@ class TargetSettings(_Section, frozen=True):
     """The target's base URL; the target adds its endpoint paths (:meth:`endpoints`)."""
     batch_size: PositiveInt = 100
     """Records handed to one writer at a time."""
-    rate_per_second: PositiveFloat | None = None
-    """Requests per second; absent means no limit."""
+    rate_per_second: Rate | None = None
+    """Requests per second, at least 0.01 (one in 100 s); absent means no limit."""
     max_in_flight: PositiveInt = 4
     """Requests (writers) in flight."""
     deactivate_missing: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from pipeline.errors import PipelineError, unexpected
 from pipeline.report import TargetCounters
 from pipeline.state.store import StateStore
 from pipeline.targets.base import Target
@@ -39,7 +40,14 @@ async def deactivate_missing(
             extra={**facts, "max": target.max_deactivate_share},
         )
         return
-    done = await target.deactivate(missing)
+    try:
+        done = await target.deactivate(missing)
+    except PipelineError:
+        raise
+    except Exception as exc:  # a bug of the target's: no one is deactivated, the pass goes on
+        counters.error = unexpected(exc)
+        log.error("deactivation failed", extra={"target": target.name, "error": counters.error})
+        return
     await store.forget(target.name, done)
     counters.deactivated += len(done)
     log.info("deactivated", extra={**facts, "deactivated": len(done)})

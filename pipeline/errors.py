@@ -55,6 +55,7 @@ __all__ = [
     "TransientHTTPError",
     "UnsupportedError",
     "first_error",
+    "unexpected",
 ]
 
 
@@ -234,3 +235,16 @@ def first_error(group: BaseExceptionGroup[PipelineError]) -> BaseException:
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
     return first
+
+
+def unexpected(exc: BaseException) -> str:
+    """What to say of an exception outside the tree (a bug in a target's code, say): its type
+    and where it was raised, never its message, which may quote a record or a secret."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = ""
+    if frame is not None:
+        code = frame.tb_frame.f_code
+        where = f" in {code.co_name} ({code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno})"
+    return f"unexpected {type(exc).__name__}{where}: a bug, its message is not shown"

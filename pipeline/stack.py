@@ -100,7 +100,7 @@ class EmulatorPlan:
 
 
 def plan_from_mapping(data: Mapping[str, Any], path: str | None = None) -> EmulatorPlan:
-    """Each section decoded by its system's plan type.
+    """Each section decoded by its system's plan type, over that system's default plan.
 
     Raises:
         ConfigError: a section names no system, or does not decode (the key's path said).
@@ -115,7 +115,11 @@ def plan_from_mapping(data: Mapping[str, Any], path: str | None = None) -> Emula
                 f"emulator plan: unknown section [{label}] (sections: {names})", path=path
             )
         try:
-            sections[label] = msgspec.convert(section, system.emulator.plan)
+            # Over the default plan: a key the section names replaces the default's, the
+            # others stay (the Norce emulator keeps the companies of MAN's feed, say).
+            default = msgspec.to_builtins(system.emulator.default)
+            merged = {**default, **section} if isinstance(section, dict) else section
+            sections[label] = msgspec.convert(merged, system.emulator.plan)
         except msgspec.ValidationError as exc:
             message, _, where = str(exc).partition(" - at `$")
             raise ConfigError(
@@ -238,7 +242,10 @@ async def running_stack(
     urls: dict[str, str] = {}
     async with AsyncExitStack() as stack:
         for offset, system in enumerate(systems(names)):
-            app = system.emulator.app(plan[system.label], data)
+            try:
+                app = system.emulator.app(plan[system.label], data)
+            except ValueError as exc:  # the emulator refuses a value of its plan
+                raise ConfigError(f"emulator plan: [{system.label}] {exc}") from exc
             port = base_port + offset if base_port else 0
             try:
                 urls[system.name] = await stack.enter_async_context(serve_app(app, host, port))

@@ -485,6 +485,17 @@ def test_emulate_on_a_busy_port_exits_1_naming_it(busy: int) -> None:
     assert line.startswith(f"error: cannot listen on 127.0.0.1:{port + busy}: "), line
 
 
+def test_a_run_without_any_target_is_a_configuration_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[source]\nurl = "http://127.0.0.1:1/c"\n[state]\npath = "{tmp_path / "s"}"\n'
+    )
+    for command in ("run", "serve"):
+        done = run_cli(command, "--config", str(config))
+        assert done.returncode == 2, done.stderr
+        assert one_line(done).startswith("configuration error: targets: no target is configured")
+
+
 def test_serve_on_a_busy_metrics_port_exits_1_naming_it(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -495,6 +506,9 @@ def test_serve_on_a_busy_metrics_port_exits_1_naming_it(tmp_path: Path) -> None:
             '[source]\nurl = "http://127.0.0.1:1/c"\n'
             f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
             f'[state]\npath = "{tmp_path / "s.sqlite3"}"\n'
+            '[targets.syncbatch]\nurl = "http://127.0.0.1:2"\n'
+            'profile_url = "https://shop.example.com/u/{customer_id}"\n'
+            'account_ids = "customer_id"\norganisation_id_range = [1, 1000]\n'
         )
         done = run_cli("serve", "--config", str(config))
     assert done.returncode == 1, done.stderr
@@ -508,3 +522,12 @@ def test_emulate_with_ports_out_of_range_exits_2(port: str) -> None:
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "argument --port" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["dlq", "list"], ["dlq", "replay"]], ids=" ".join)
+def test_dlq_of_a_target_not_configured_exits_2(tmp_path: Path, command: list[str]) -> None:
+    urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+    config = write_feed(tmp_path / "c.toml", urls, tmp_path / "s.sqlite3")
+    done = run_cli(*command, "--config", str(config), "--target", "nope")
+    assert done.returncode == 2, done.stderr
+    assert one_line(done) == "configuration error: targets: target 'nope' is not configured"

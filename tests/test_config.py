@@ -293,7 +293,7 @@ def test_settings_unknown_key_names_section_and_key(
                 "targets": {"syncbatch": {"url": "http://x", "rate_per_second": 0}},
             },
             "targets.syncbatch.rate_per_second",
-            "Expected `float` > 0.0",
+            "Expected `float` >= 0.01",
         ),
         (
             {
@@ -1036,3 +1036,20 @@ def test_metrics_listen_is_host_and_port(listen: str, address: tuple[str, int]) 
 def test_metrics_listen_that_cannot_work_is_refused_naming_the_key(listen: str) -> None:
     error = config_error({**MINIMAL, "metrics": {"listen": listen}})
     assert error.path == "metrics.listen"
+
+
+@pytest.mark.parametrize(
+    ("target", "key", "value"),
+    [
+        ("norce", "rate_per_second", 1e-300),
+        ("emporix", "rate_per_second", 0.001),
+        ("norce", "scope", ""),
+        ("norce", "scope", "st\nage"),
+    ],
+)
+def test_a_rate_too_small_to_be_a_limit_and_a_blank_scope_are_refused(
+    target: str, key: str, value: Any
+) -> None:
+    data = every_url()
+    data["targets"][target][key] = value
+    assert config_error(data).path == f"targets.{target}.{key}"

@@ -193,3 +193,42 @@ def test_no_emulator_imports_what_it_checks() -> None:
         if forbidden.match(line)
     ]
     assert found == []
+
+
+def test_the_demo_ignores_the_users_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container's real settings (PIPELINE__*) never reach the demo: its state stays where
+    --state says, and no real secret or URL of the user's is used."""
+    victim = tmp_path / "real" / "state.sqlite3"
+    monkeypatch.setenv("PIPELINE__STATE__PATH", str(victim))
+    monkeypatch.setenv("PIPELINE__TARGETS__SYNCBATCH__TOKEN_ENV", "REAL_TOKEN")
+    monkeypatch.setenv("REAL_TOKEN", "real-secret")
+    monkeypatch.setenv("PIPELINE__TARGETS__NORCE__URL", "http://127.0.0.1:9")
+    state = tmp_path / "demo" / "state.sqlite3"
+    report = tmp_path / "report.json"
+    args = ["demo", "--customers", "100", "--state", str(state), "--no-rate-limit"]
+    assert main([*args, "--report", str(report)]) == 0
+    assert state.exists()
+    assert not victim.parent.exists()
+    targets = json.loads(report.read_text())["targets"]
+    assert all(t["error"] is None and t["created"] > 0 for t in targets.values())
+
+
+def test_a_plan_section_is_read_over_the_default_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A section names what it changes: the Norce emulator keeps the companies of MAN's feed
+    when a plan slows its jobs down; a value an emulator refuses is a configuration error."""
+    default = systems(["norce"])[0].emulator.default
+    assert default.companies  # the demo's Norce knows MAN's business units
+    path = tmp_path / "plan.toml"
+    path.write_text("[norce]\njob_delay = 0.05\n")
+    norce = load_plan(str(path))["norce"]
+    assert norce.job_delay == 0.05
+    assert norce.companies == default.companies
+    path.write_text("[man]\nmax_limit = -1\n")
+    assert main(["emulate", "--port", "0", "--plan", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "configuration error: emulator plan: [man] max_limit must be at least 1\n"
+    )

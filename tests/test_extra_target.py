@@ -329,3 +329,77 @@ def test_a_section_of_the_extra_target_is_checked_by_its_own_rules() -> None:
         shop["url"], shop["batch_size"] = "http://127.0.0.1:2/api/customers", 20
         with pytest.raises(ConfigError, match=r"targets\.shop\.url: must be the base URL only"):
             settings_from_mapping(data, environ={})
+
+
+# -- a target whose code has a bug ----------------------------------------------------------
+
+
+class CrashingTarget(ShopTarget):
+    """The shop's client with a bug: its writes raise an exception outside the error tree,
+    whose message quotes a record (as a careless ``f"{item!r}"`` would)."""
+
+    async def write(self, items: Sequence[Item]) -> list[Ack]:
+        customer = items[0].customer
+        raise RuntimeError(f"cannot write {customer!r}")
+
+
+CRASHING = TargetSpec("crashing", ShopSettings, CrashingTarget, emulator=SPEC.emulator)
+
+
+class BrokenTarget(ShopTarget):
+    def __init__(self, settings: ShopSettings, context: TargetContext) -> None:
+        raise RuntimeError("token=hunter2")
+
+
+async def test_a_target_raising_a_foreign_exception_stops_alone_without_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with registry.registered(SPEC), registry.registered(CRASHING):
+        names = ["source", "shop", "crashing"]
+        async with running_stack(200, names=names, rate_per_second=None) as stack:
+            settings = settings_from_mapping(stack.config(str(tmp_path / "s.sqlite3")), {})
+            for name, value in stack.credentials().items():
+                monkeypatch.setenv(name, value)
+            with anyio.fail_after(60):
+                _, report = await run_once(settings, show_progress=False, handle_signals=False)
+            async with StateStore(settings.state.path) as store:
+                letters = await store.dead_letters()
+            broken = TargetSpec("broken", ShopSettings, BrokenTarget)
+            with registry.registered(broken):
+                data = stack.config(str(tmp_path / "b.sqlite3"))
+                data["targets"] = {"broken": data["targets"]["shop"]}
+                with pytest.raises(PipelineError) as made:
+                    registry.build_targets(settings_from_mapping(data, {}), store)
+    error = report.targets["crashing"].error or ""
+    assert error.startswith("unexpected RuntimeError in write (test_extra_target.py:")
+    assert "@" not in error and "cannot write" not in error
+    assert report.status == "aborted"
+    assert report.targets["shop"].created > 0  # the other target went on
+    assert report.targets["crashing"].skipped > 0
+    assert report.source.checkpoint == 0  # the crashing target's records are read again
+    assert all("@" not in d.reason for d in letters)
+    assert str(made.value).startswith("target broken cannot be made: unexpected RuntimeError")
+    assert "hunter2" not in str(made.value)
+
+
+@pytest.mark.parametrize("name", ["source", "", "Weird Name", "a.b", "Shop"])
+def test_a_target_name_is_a_lower_case_identifier_and_not_source(name: str) -> None:
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        registry.register(TargetSpec(name, ShopSettings, ShopTarget))
+    assert name not in [t.name for t in registry.targets()]
+
+
+def test_a_plugin_raising_at_import_is_a_configuration_error_without_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "boom_plugin.py").write_text('raise RuntimeError("secret=hunter2")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for plugins, said in [
+        ("boom_plugin", "cannot import plug-in boom_plugin: unexpected RuntimeError"),
+        (".relative", "'.relative' is not a module name"),
+    ]:
+        monkeypatch.setenv("PIPELINE_PLUGINS", plugins)
+        assert main(["check-config", "--config", "x.toml"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("configuration error: PIPELINE_PLUGINS: ") and said in err, err
+        assert "hunter2" not in err and "Traceback" not in err

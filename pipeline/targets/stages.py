@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, unexpected
 from pipeline.records import Ack, Customer, Item, Outcome, RecordBatch, Settled
 from pipeline.report import TargetCounters
 from pipeline.state.store import StateStore
@@ -95,7 +95,14 @@ class TargetStages:
                 if self.counters.error is not None:
                     await outcomes.send(_add(opened, [(batch.offset, "skipped", len(customers))]))
                     continue
-                items = await target.prepare(customers)
+                try:
+                    items = await target.prepare(customers)
+                except PipelineError:
+                    raise  # the state store failed, say: the pass cannot go on
+                except Exception as exc:  # a bug of the target's: stop it, keep the others
+                    self.stop(unexpected(exc))
+                    await outcomes.send(_add(opened, [(batch.offset, "skipped", len(customers))]))
+                    continue
                 stored = await self.store.hashes(target.name, [i.customer_id for i in items])
                 unchanged = 0
                 refused: list[Ack] = []
@@ -144,8 +151,8 @@ class TargetStages:
                 self.counters.sent += len(chunk)
                 try:
                     result = await self.target.write(chunk)
-                except PipelineError as exc:
-                    self.stop(str(exc))
+                except Exception as exc:  # a failure of the target as a whole, or a bug of its
+                    self.stop(str(exc) if isinstance(exc, PipelineError) else unexpected(exc))
                     await outcomes.send(Outcome(name, counts=by_page(chunk, "skipped")))
                     continue
                 result = mask_batch(result, chunk)  # a message may quote another record

@@ -20,8 +20,8 @@ class NorceSettings(TargetSettings, frozen=True, kw_only=True):
     application_id: int
     account_id: int
     """AccountId of the integration user, sent in ``X-StormConnect-Header``."""
-    scope: str
-    """The environment: ``playground``, ``stage`` or ``prod``."""
+    scope: Annotated[str, msgspec.Meta(pattern=r"^\S+$")]
+    """The environment: ``playground``, ``stage`` or ``prod`` (one word)."""
     client_id_env: str
     client_secret_env: str
     token_url: Url | None = None
