@@ -32,7 +32,7 @@ def dlq_list(settings: Settings, console: Console, target: str | None = None) ->
         ConfigError: ``target`` is not configured.
     """
     _configured(settings, target)
-    store = StateStore(settings.state.path, read_only=True)
+    store = StateStore.open_settings(settings.state, read_only=True)
     store.open_sync()
     try:
         letters = store.dead_letters_sync(target)
@@ -65,7 +65,7 @@ async def dlq_replay(
         StateError: another pass holds the state.
     """
     _configured(settings, target)
-    async with StateStore(settings.state.path) as store:
+    async with StateStore.open_settings(settings.state) as store:
         letters = await store.dead_letters(target)
     replay: dict[str, set[str]] = {}
     for letter in letters:
@@ -91,7 +91,7 @@ async def dlq_replay(
 def status(settings: Settings, console: Console, limit: int = 10) -> None:
     """Print the last passes and, per target, what the state store holds. Reads the state
     without writing, so it works while a pass runs."""
-    store = StateStore(settings.state.path, read_only=True)
+    store = StateStore.open_settings(settings.state, read_only=True)
     store.open_sync()
     try:
         passes = store.passes_sync(limit)

@@ -22,6 +22,7 @@ __all__ = [
     "ENV_PREFIX",
     "AddressFieldMap",
     "AddressPick",
+    "DatabaseUrl",
     "FieldMap",
     "FlowSettings",
     "MetricsSettings",
@@ -60,6 +61,9 @@ class _UrlKind:
 
 Url = Annotated[str, _UrlKind()]
 """An http(s) URL with a host, and without credentials (those come from ``*_env`` secrets)."""
+DatabaseUrl = Annotated[str, msgspec.Meta(min_length=1)]
+"""A database URL (``postgresql://user@host/database``), checked by its own rule
+(:func:`pipeline.state.url.check_state_url`), not the http one of :data:`Url`."""
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -173,9 +177,15 @@ class FlowSettings(_Section, frozen=True):
 
 
 class StateSettings(_Section, frozen=True):
-    """``[state]``: the SQLite state store."""
+    """``[state]``: where the state is kept: a SQLite file (the default), or PostgreSQL."""
 
     path: str = "pipeline-state.sqlite3"
+    """The SQLite file (and, beside it, the pass's temporary seen-set)."""
+    url: DatabaseUrl | None = None
+    """``postgresql://user@host:port/database``: the state on PostgreSQL instead of ``path``
+    (the seen-set stays beside ``path``). No password in it: ``password_env`` names it."""
+    password_env: str | None = None
+    """Environment variable holding the PostgreSQL user's password."""
 
 
 class ServeSettings(_Section, frozen=True):

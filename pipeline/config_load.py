@@ -34,6 +34,7 @@ from pipeline.config import (
     Url,
 )
 from pipeline.errors import ConfigError
+from pipeline.state.url import check_state_url
 
 __all__ = [
     "FIRST_ELEMENT",
@@ -106,6 +107,8 @@ def settings_from_mapping(
         _check_urls(section, f"targets.{name}.")
     listen_address(settings.metrics.listen)
     _check_source(settings.source)
+    if settings.state.url is not None:
+        check_state_url(settings.state.url)
     _check_deactivation(settings)
     for name, section in settings.targets.sections.items():
         key = f"targets.{name}"

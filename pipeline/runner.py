@@ -72,7 +72,7 @@ async def run_once(
         StateError: the state store cannot be opened, or another pass holds it.
     """
     console = console or Console(file=sys.stderr)
-    async with StateStore(settings.state.path) as store:
+    async with StateStore.open_settings(settings.state) as store:
         chosen = build_targets(settings, store, targets)
         fresh = replay is not None or dry_run
         start = 0 if fresh else await _start_offset(settings, store, chosen, restart)
@@ -117,7 +117,7 @@ async def serve(
         for running in current:
             running.stop(settings.serve.grace_seconds)
 
-    async with StateStore(settings.state.path) as store:
+    async with StateStore.open_settings(settings.state) as store:
         health.store_open = True
         targets: list[Target] = build_targets(settings, store)
         metrics = Metrics(targets)

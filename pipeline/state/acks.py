@@ -8,7 +8,6 @@ connection to the state file (:mod:`pipeline.state.sqlite`).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 
@@ -16,7 +15,7 @@ import msgspec
 
 from pipeline.records import Ack
 from pipeline.state import passes
-from pipeline.state.sqlite import select_in, transaction
+from pipeline.state.sql import Db, select_in, transaction
 
 __all__ = [
     "DeadLetter",
@@ -41,7 +40,7 @@ class DeadLetter(msgspec.Struct, frozen=True):
 
 
 def apply(
-    conn: sqlite3.Connection,
+    conn: Db,
     acks: Iterable[Ack],
     now: float | None = None,
     checkpoint: tuple[int, int] | None = None,
@@ -60,33 +59,36 @@ def apply(
             confirmed.append((ack.target, ack.customer_id, ack.hash, stamp, ack.ref))
             cleared.append((ack.target, ack.customer_id))
     with transaction(conn):
-        conn.executemany("INSERT OR REPLACE INTO confirmed VALUES (?, ?, ?, ?, ?)", confirmed)
+        conn.executemany(
+            "INSERT INTO confirmed VALUES (?, ?, ?, ?, ?) ON CONFLICT (target, customer_id) "
+            "DO UPDATE SET hash=excluded.hash, confirmed_at=excluded.confirmed_at, "
+            "ref=excluded.ref",
+            confirmed,
+        )
         conn.executemany("DELETE FROM dead_letters WHERE target=? AND customer_id=?", cleared)
         conn.executemany(
             "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, 1) "
             "ON CONFLICT (target, customer_id) DO UPDATE SET reason=excluded.reason, "
-            "last_seen=excluded.last_seen, attempts=attempts+1",
+            "last_seen=excluded.last_seen, attempts=dead_letters.attempts+1",
             dead,
         )
         if checkpoint is not None:
             passes.save_checkpoint(conn, *checkpoint)
 
 
-def hashes(conn: sqlite3.Connection, target: str, customer_ids: Sequence[str]) -> dict[str, bytes]:
+def hashes(conn: Db, target: str, customer_ids: Sequence[str]) -> dict[str, bytes]:
     """The confirmed hash of each of ``customer_ids`` that has one."""
     sql = "SELECT customer_id, hash FROM confirmed WHERE target=? AND customer_id IN ({})"
     return dict(select_in(conn, sql, target, customer_ids))
 
 
-def refs(
-    conn: sqlite3.Connection, target: str, customer_ids: Sequence[str]
-) -> dict[str, str | None]:
+def refs(conn: Db, target: str, customer_ids: Sequence[str]) -> dict[str, str | None]:
     """The reference kept with each confirmation (what a target needs to deactivate)."""
     sql = "SELECT customer_id, ref FROM confirmed WHERE target=? AND customer_id IN ({})"
     return dict(select_in(conn, sql, target, customer_ids))
 
 
-def confirmed_ids(conn: sqlite3.Connection, target: str) -> list[str]:
+def confirmed_ids(conn: Db, target: str) -> list[str]:
     """Every customer the target confirmed at some point and still holds."""
     rows = conn.execute(
         "SELECT customer_id FROM confirmed WHERE target=? ORDER BY customer_id", (target,)
@@ -94,13 +96,13 @@ def confirmed_ids(conn: sqlite3.Connection, target: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def confirmed_count(conn: sqlite3.Connection, target: str) -> int:
+def confirmed_count(conn: Db, target: str) -> int:
     row = conn.execute("SELECT COUNT(*) FROM confirmed WHERE target=?", (target,))
     count: int = row.fetchone()[0]
     return count
 
 
-def forget(conn: sqlite3.Connection, target: str, customer_ids: Sequence[str]) -> None:
+def forget(conn: Db, target: str, customer_ids: Sequence[str]) -> None:
     """Drop the confirmations of deactivated customers: if one comes back, it is sent."""
     with transaction(conn):
         conn.executemany(
@@ -109,7 +111,7 @@ def forget(conn: sqlite3.Connection, target: str, customer_ids: Sequence[str]) -
         )
 
 
-def dead_letters(conn: sqlite3.Connection, target: str | None = None) -> list[DeadLetter]:
+def dead_letters(conn: Db, target: str | None = None) -> list[DeadLetter]:
     """The dead letters of ``target`` (of every target when None), by target and customer."""
     sql = "SELECT * FROM dead_letters"
     params: tuple[str, ...] = ()
@@ -120,7 +122,7 @@ def dead_letters(conn: sqlite3.Connection, target: str | None = None) -> list[De
     return [DeadLetter(*row) for row in rows]
 
 
-def dead_lettered(conn: sqlite3.Connection, target: str) -> set[str]:
+def dead_lettered(conn: Db, target: str) -> set[str]:
     """The customer ids with a dead letter in ``target``."""
     rows = conn.execute("SELECT customer_id FROM dead_letters WHERE target=?", (target,))
     return {row[0] for row in rows}

@@ -7,25 +7,24 @@ registry keeps them (table ``ids``). Functions of an open connection to the stat
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 
-from pipeline.state.sqlite import meta, select_in, set_meta, transaction
+from pipeline.state.sql import Db, meta, select_in, set_meta, transaction
 
 __all__ = ["allocate", "claim", "count", "forget", "ids_of", "keys_of", "note"]
 
 
-def ids_of(conn: sqlite3.Connection, kind: str, keys: Sequence[str]) -> dict[str, int]:
+def ids_of(conn: Db, kind: str, keys: Sequence[str]) -> dict[str, int]:
     """The ids the registry holds for those keys of ``kind`` (keys without one left out)."""
     return dict(select_in(conn, "SELECT key, id FROM ids WHERE kind=? AND key IN ({})", kind, keys))
 
 
-def keys_of(conn: sqlite3.Connection, kind: str, ids: Sequence[int]) -> dict[int, str]:
+def keys_of(conn: Db, kind: str, ids: Sequence[int]) -> dict[int, str]:
     """The keys of registry ids (the reverse of :func:`ids_of`)."""
     return dict(select_in(conn, "SELECT id, key FROM ids WHERE kind=? AND id IN ({})", kind, ids))
 
 
-def claim(conn: sqlite3.Connection, kind: str, wanted: Mapping[str, int]) -> dict[str, str]:
+def claim(conn: Db, kind: str, wanted: Mapping[str, int]) -> dict[str, str]:
     """Record each key's id, unless another key holds that id already: those keys are returned
     with the key that holds their id, and nothing is recorded for them."""
     held = ids_of(conn, kind, list(wanted))
@@ -49,9 +48,7 @@ def claim(conn: sqlite3.Connection, kind: str, wanted: Mapping[str, int]) -> dic
     return refused
 
 
-def allocate(
-    conn: sqlite3.Connection, kind: str, keys: Sequence[str], span: tuple[int, int]
-) -> dict[str, int]:
+def allocate(conn: Db, kind: str, keys: Sequence[str], span: tuple[int, int]) -> dict[str, int]:
     """Give each key a new id of ``span`` ``[first, last]``, above every id the span gave before
     (a forgotten id is never given again); keys beyond the span's end get none."""
     first, last = span
@@ -71,28 +68,28 @@ def allocate(
     return new
 
 
-def forget(conn: sqlite3.Connection, kind: str, keys: Sequence[str]) -> None:
+def forget(conn: Db, kind: str, keys: Sequence[str]) -> None:
     """Drop the ids of those keys (an id found to belong to someone else in a target)."""
     with transaction(conn):
         conn.executemany("DELETE FROM ids WHERE kind=? AND key=?", [(kind, k) for k in keys])
 
 
-def note(conn: sqlite3.Connection, kind: str, pairs: Mapping[str, int]) -> None:
+def note(conn: Db, kind: str, pairs: Mapping[str, int]) -> None:
     """Record each key's id, replacing whatever held the key or the id before."""
     with transaction(conn):
-        conn.executemany(
-            "INSERT OR REPLACE INTO ids VALUES (?, ?, ?)", [(kind, k, v) for k, v in pairs.items()]
-        )
+        for key, number in pairs.items():  # the later pair wins, as in the order given
+            conn.execute("DELETE FROM ids WHERE kind=? AND (key=? OR id=?)", (kind, key, number))
+            conn.execute("INSERT INTO ids VALUES (?, ?, ?)", (kind, key, number))
 
 
-def count(conn: sqlite3.Connection, kind: str) -> int:
+def count(conn: Db, kind: str) -> int:
     """How many keys of ``kind`` hold an id."""
     row = conn.execute("SELECT COUNT(*) FROM ids WHERE kind=?", (kind,)).fetchone()
     return int(row[0])
 
 
 def _upsert(
-    conn: sqlite3.Connection,
+    conn: Db,
     rows: Sequence[tuple[str, str, int]],
     mark: tuple[str, str] | None = None,
 ) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Sequence
 
 import msgspec
+
+from pipeline.state.sql import Db
 
 __all__ = [
     "FINISHED",
@@ -43,7 +44,7 @@ class PassRecord(msgspec.Struct, frozen=True):
     checkpoint: int = 0
 
 
-def mark_interrupted(conn: sqlite3.Connection) -> int:
+def mark_interrupted(conn: Db) -> int:
     """Mark as ``interrupted`` every pass still ``running`` whose process is gone (killed, or a
     crash before it could finish); returns how many. A pass of a live process on this host, or
     of another host, is left alone."""
@@ -57,7 +58,7 @@ def mark_interrupted(conn: sqlite3.Connection) -> int:
 
 
 def start(
-    conn: sqlite3.Connection,
+    conn: Db,
     start_offset: int = 0,
     targets: Sequence[str] = (),
     now: float | None = None,
@@ -66,7 +67,7 @@ def start(
     mark_interrupted(conn)
     cur = conn.execute(
         "INSERT INTO passes (started_at, status, start_offset, checkpoint, targets, owner) "
-        "VALUES (?, 'running', ?, ?, ?, ?)",
+        "VALUES (?, 'running', ?, ?, ?, ?) RETURNING id",
         (
             time.time() if now is None else now,
             start_offset,
@@ -75,16 +76,15 @@ def start(
             OWNER,
         ),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    return int(cur.fetchone()[0])
 
 
-def save_checkpoint(conn: sqlite3.Connection, pass_id: int, offset: int) -> None:
+def save_checkpoint(conn: Db, pass_id: int, offset: int) -> None:
     """Where a pass that stops now would resume (in the caller's transaction)."""
     conn.execute("UPDATE passes SET checkpoint=? WHERE id=?", (offset, pass_id))
 
 
-def resume_offset(conn: sqlite3.Connection, targets: Sequence[str] = ()) -> int:
+def resume_offset(conn: Db, targets: Sequence[str] = ()) -> int:
     """Where a pass to ``targets`` starts reading: the checkpoint of the last pass if it did not
     finish (killed, stopped or aborted) and wrote to the same targets, else 0."""
     row = conn.execute(
@@ -95,16 +95,14 @@ def resume_offset(conn: sqlite3.Connection, targets: Sequence[str] = ()) -> int:
     return int(row[1])
 
 
-def finish(
-    conn: sqlite3.Connection, pass_id: int, status: str, report: bytes, checkpoint: int
-) -> None:
+def finish(conn: Db, pass_id: int, status: str, report: bytes, checkpoint: int) -> None:
     conn.execute(
         "UPDATE passes SET finished_at=?, status=?, report=?, checkpoint=? WHERE id=?",
         (time.time(), status, report.decode(), checkpoint, pass_id),
     )
 
 
-def recent(conn: sqlite3.Connection, limit: int = 10) -> list[PassRecord]:
+def recent(conn: Db, limit: int = 10) -> list[PassRecord]:
     """The last ``limit`` passes, newest first; a ``running`` one whose process is gone shows
     as ``interrupted`` (what the next pass that opens the store for writing marks it)."""
     rows = conn.execute(

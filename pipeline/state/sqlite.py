@@ -12,22 +12,20 @@ import contextlib
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TypeVar
 
 import anyio
 
 from pipeline.errors import ConfigError, StateError
 from pipeline.state import lock
+from pipeline.state.sql import meta, select_in, set_meta, transaction
 
 __all__ = ["SCHEMA_VERSION", "SqliteFile", "meta", "select_in", "set_meta", "transaction"]
 
 T = TypeVar("T")
 SCHEMA_VERSION = 3
-CHUNK = 500
-"""Bound variables per statement: far under SQLite's limit."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -184,16 +182,10 @@ class SqliteFile:
             self._conn = None
         self._unlock()
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         await anyio.to_thread.run_sync(self.open_sync, limiter=self._lock)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
         await anyio.to_thread.run_sync(self.close_sync, limiter=self._lock)
 
     @property
@@ -202,7 +194,7 @@ class SqliteFile:
             raise StateError("state store is not open")
         return self._conn
 
-    async def _run(self, fn: Callable[[], T]) -> T:
+    async def run(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the store's thread, after the calls before it."""
 
         def guarded() -> T:
@@ -212,37 +204,6 @@ class SqliteFile:
                 raise StateError(f"state store {self.path}: {exc}") from exc
 
         return await anyio.to_thread.run_sync(guarded, limiter=self._lock)
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One transaction: committed when the block ends, rolled back when it raises."""
-    conn.execute("BEGIN")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def select_in(
-    conn: sqlite3.Connection, sql: str, first: object, items: Sequence[Any]
-) -> Iterator[Any]:
-    """The rows of ``sql`` for ``items``, a chunk a statement: ``{}`` in ``sql`` stands for the
-    marks of the ``IN`` list, which follows one parameter ``first``."""
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start : start + CHUNK]
-        yield from conn.execute(sql.format(",".join("?" * len(chunk))), (first, *chunk))
-
-
-def meta(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:

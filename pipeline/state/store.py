@@ -1,43 +1,137 @@
-"""The SQLite state store: one file, WAL, every call run off the event loop on one thread.
+"""The state store: one contract, two databases, every call run off the event loop on the
+database's one thread.
 
 :class:`StateStore` is the contract the rest of the pipeline holds; each of its roles lives in
-a module of its own, as functions of the open connection:
+a module of its own, as functions of the open connection, in SQL both databases speak
+(:mod:`pipeline.state.sql`):
 
-* :mod:`~pipeline.state.sqlite`: opening (locked, ``0600``), schema and migrations, the thread
-  the calls run on, the ``meta`` values kept beside the data;
 * :mod:`~pipeline.state.acks`: the hash of the payload each target last confirmed, and dead
   letters;
 * :mod:`~pipeline.state.ids`: the stable ids a target knows keys by;
 * :mod:`~pipeline.state.passes`: pass history and the checkpoint a killed pass resumes from.
 
-A method ``x_sync`` runs on the caller's thread (tests, commands without an event loop); its
-``x`` runs it on the store's thread.
+The database under it is a :class:`Database`: :class:`~pipeline.state.sqlite.SqliteFile` (the
+default, ``[state] path``) or :class:`~pipeline.state.postgres.PostgresDatabase` (``[state]
+url``). A method ``x_sync`` runs on the caller's thread (tests, commands without an event
+loop); its ``x`` runs it on the database's thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 from pipeline.records import Ack
 from pipeline.state import acks as ack_table
 from pipeline.state import ids as id_table
 from pipeline.state import passes as pass_table
-from pipeline.state import sqlite
+from pipeline.state import sql
 from pipeline.state.acks import DeadLetter
 from pipeline.state.passes import PassRecord
+from pipeline.state.postgres import PostgresDatabase
+from pipeline.state.sql import Db
 from pipeline.state.sqlite import SqliteFile
 
-__all__ = ["DeadLetter", "PassRecord", "StateStore"]
+if TYPE_CHECKING:
+    from pipeline.config import StateSettings
+
+__all__ = ["Database", "DeadLetter", "PassRecord", "StateStore"]
+
+T = TypeVar("T")
 
 
-class StateStore(SqliteFile):
-    """Async front of one SQLite connection; calls are serialised on a worker thread.
+class Database(Protocol):
+    """What the store needs of a database: opening it (schema created or upgraded, held
+    for one pass unless ``read_only``), its connection, and its one thread."""
 
-    Opened for writing, the store holds the state's lock (:mod:`pipeline.state.lock`) until it
-    is closed, and creates its files ``0600``. ``read_only`` opens it without the lock and
-    without writing (``status``, ``dlq list``), so it works while a pass runs; a missing file
-    reads as an empty store.
+    @property
+    def path(self) -> str:
+        """What messages name the database by (a file; a URL without its password)."""
+        ...
+
+    @property
+    def read_only(self) -> bool: ...
+
+    @property
+    def conn(self) -> Db: ...
+
+    def open_sync(self) -> None: ...
+
+    def close_sync(self) -> None: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def run(self, fn: Callable[[], T]) -> T: ...
+
+
+class StateStore:
+    """The state of the pipeline's feeds, on one database.
+
+    Opened for writing, the store holds the state for one pass at a time (a SQLite file's
+    lock, a PostgreSQL advisory lock) until it is closed. ``read_only`` opens it without the
+    lock and without writing (``status``, ``dlq list``), so it works while a pass runs; a
+    SQLite file that is missing reads as an empty store.
+
+    Args:
+        path: the SQLite file (``:memory:`` for none), unless ``database`` is given.
     """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        read_only: bool = False,
+        database: Database | None = None,
+    ) -> None:
+        self.database: Database = database or SqliteFile(path, read_only=read_only)
+
+    @classmethod
+    def open_settings(cls, settings: StateSettings, *, read_only: bool = False) -> StateStore:
+        """The store ``[state]`` names: PostgreSQL at ``url``, else the SQLite file at ``path``.
+
+        Raises:
+            ConfigError: the password variable ``password_env`` names is not set.
+        """
+        if settings.url is None:
+            return cls(settings.path, read_only=read_only)
+        return cls(database=PostgresDatabase.from_settings(settings, read_only=read_only))
+
+    @property
+    def path(self) -> str:
+        return self.database.path
+
+    @property
+    def read_only(self) -> bool:
+        return self.database.read_only
+
+    @property
+    def conn(self) -> Db:
+        return self.database.conn
+
+    def open_sync(self) -> None:
+        self.database.open_sync()
+
+    def close_sync(self) -> None:
+        self.database.close_sync()
+
+    async def __aenter__(self) -> Self:
+        await self.database.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.database.close()
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await self.database.run(fn)
 
     # Confirmed hashes and acks ---------------------------------------------------------
 
@@ -155,7 +249,7 @@ class StateStore(SqliteFile):
     # Meta ------------------------------------------------------------------------------
 
     def meta_sync(self, key: str) -> str | None:
-        return sqlite.meta(self.conn, key)
+        return sql.meta(self.conn, key)
 
     async def meta(self, key: str) -> str | None:
         """A value the product keeps beside the data (``schema_version``, id marks)."""
@@ -163,7 +257,7 @@ class StateStore(SqliteFile):
 
     async def set_meta(self, key: str, value: str) -> None:
         """Keep ``value`` under ``key`` (committed at once)."""
-        await self._run(lambda: sqlite.set_meta(self.conn, key, value))
+        await self._run(lambda: sql.set_meta(self.conn, key, value))
 
     # Passes ----------------------------------------------------------------------------
 
