@@ -8,12 +8,14 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import anyio
 from rich.console import Console
 
 from pipeline import registry
 from pipeline.admin import dlq_list, dlq_replay, status
+from pipeline.config import StateSettings
 from pipeline.config_load import load_settings, plugin_modules, settings_from_mapping
 from pipeline.demo import DEMO_STATE, running_demo
 from pipeline.errors import ConfigError, PipelineError
@@ -23,6 +25,7 @@ from pipeline.report import EXIT_ABORTED, EXIT_OK, EXIT_USAGE
 from pipeline.runner import run_once, serve
 from pipeline.sources.customers import CustomerSource
 from pipeline.stack import Stack, config_toml, load_plan, running_stack, systems
+from pipeline.state.copy import copy_state
 from pipeline.state.store import StateStore
 from pipeline.text import plain
 
@@ -61,6 +64,25 @@ def _parser() -> argparse.ArgumentParser:
         action = dlq_sub.add_parser(name, help=text)
         action.add_argument("--config", required=True, help="TOML configuration file")
         action.add_argument("--target", help="only this target's dead letters")
+
+    state = sub.add_parser("state", help="the state store: copy it to another database")
+    state_sub = state.add_subparsers(dest="state_command", required=True)
+    copy = state_sub.add_parser(
+        "copy", help="copy the whole state into an empty store (SQLite file <-> PostgreSQL)"
+    )
+    for side in ("from", "to"):
+        copy.add_argument(
+            f"--{side}",
+            required=True,
+            dest=f"{side}_store",
+            metavar="FILE_OR_URL",
+            help="a SQLite file, or postgresql://user@host:port/database",
+        )
+        copy.add_argument(
+            f"--{side}-password-env",
+            metavar="NAME",
+            help="environment variable holding that PostgreSQL user's password",
+        )
 
     status = sub.add_parser("status", help="last passes and per-target counts")
     status.add_argument("--config", required=True, help="TOML configuration file")
@@ -133,6 +155,36 @@ def _dlq(args: argparse.Namespace) -> int:
         return EXIT_OK
     code, _ = anyio.run(lambda: dlq_replay(settings, console, args.target))
     return code
+
+
+def _state(args: argparse.Namespace) -> int:
+    def store(where: str, password_env: str | None, key: str) -> StateStore:
+        if where.startswith(("postgresql://", "postgres://")):
+            settings = StateSettings(url=where, password_env=password_env)
+            try:
+                return StateStore.open_settings(settings)
+            except ConfigError as exc:  # name the option, not the configuration key
+                raise ConfigError(str(exc).split(": ", 1)[-1], path=key) from exc
+        if password_env is not None:
+            raise ConfigError("applies to a PostgreSQL URL only", path=f"{key}-password-env")
+        if key == "--from" and not Path(where).is_file():
+            raise ConfigError(f"no state file at {where}", path=key)
+        return StateStore(where)
+
+    source = store(args.from_store, args.from_password_env, "--from")
+    destination = store(args.to_store, args.to_password_env, "--to")
+    source.open_sync()
+    try:
+        destination.open_sync()
+        try:
+            counts = copy_state(source, destination)
+        finally:
+            destination.close_sync()
+    finally:
+        source.close_sync()
+    rows = ", ".join(f"{n:,} {table}" for table, n in counts.items())
+    print(f"copied {source.path} to {destination.path}: {rows}")
+    return EXIT_OK
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -269,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _serve,
         "dlq": _dlq,
         "status": _status,
+        "state": _state,
         "demo": _demo,
         "emulate": _emulate,
         "check-config": _check_config,
