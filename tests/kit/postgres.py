@@ -14,7 +14,8 @@ its own database with :meth:`PostgresServer.new_database`::
 
 The server binaries are looked for on ``PATH``, then in ``/usr/lib/postgresql/<highest>/bin``
 (Debian's layout). ``initdb`` and ``pg_ctl`` refuse to run as root: as root, the server runs as
-the ``postgres`` user (``nobody`` when there is none) and its directory is chown'ed to it.
+the ``postgres`` user (``nobody`` when there is none) and its directory is chown'ed to it;
+that user must be able to write ``/dev/null`` (a machine where it is 0600 gets told to fix it).
 
 Without the binaries the tests that take the fixture skip, saying how to get PostgreSQL, unless
 ``PIPELINE_REQUIRE_POSTGRES=1``: then they fail, and so does the session if any test marked
@@ -49,11 +50,17 @@ DEBIAN_ROOT = Path("/usr/lib/postgresql")
 
 BINARIES = ("initdb", "pg_ctl", "postgres")
 
-HOW_TO_GET = (
-    "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH nor in "
-    f"{DEBIAN_ROOT}/<version>/bin: the postgres tests need them; install them with "
-    "`apt-get install postgresql` (Debian/Ubuntu) or put their bin directory on PATH"
-)
+MISSING = "PostgreSQL server binaries not found"
+"""The reason each postgres test skips without them (the session's summary says the rest)."""
+
+
+def how_to_get() -> str:
+    return (
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH nor in "
+        f"{DEBIAN_ROOT}/<version>/bin: install them with `apt-get install postgresql` "
+        "(Debian/Ubuntu) or put their bin directory on PATH"
+    )
+
 
 USER = "pipeline"
 """The database superuser the tests connect as (with :attr:`PostgresServer.password`)."""
@@ -278,14 +285,15 @@ def postgres_url() -> Iterator[PostgresServer]:
     bindir = find_bindir()
     if bindir is None:
         if required():
-            pytest.fail(f"{REQUIRE_ENV}=1, but {HOW_TO_GET}", pytrace=False)
-        pytest.skip(HOW_TO_GET)
+            pytest.fail(f"{REQUIRE_ENV}=1, but {how_to_get()}", pytrace=False)
+        pytest.skip(f"{MISSING} (the summary says how to get them)")
     yield from start_server(bindir)
 
 
 # The session fails under PIPELINE_REQUIRE_POSTGRES=1 when a postgres test was skipped.
 
-_SKIPPED = pytest.StashKey[list[str]]()
+_SKIPPED = pytest.StashKey[list[str]]()  # the postgres tests skipped, for any reason
+_MISSING = pytest.StashKey[int]()  # how many of them for want of the binaries
 
 
 def is_postgres_test(item: pytest.Item) -> bool:
@@ -301,6 +309,8 @@ def pytest_runtest_makereport(
     report = yield
     if report.skipped and not hasattr(report, "wasxfail") and is_postgres_test(item):
         item.config.stash.setdefault(_SKIPPED, []).append(item.nodeid)
+        if MISSING in str(report.longrepr):
+            item.config.stash[_MISSING] = item.config.stash.get(_MISSING, 0) + 1
     return report
 
 
@@ -311,11 +321,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line: why the run fails (PIPELINE_REQUIRE_POSTGRES=1), or how to get PostgreSQL."""
     skipped = terminalreporter.config.stash.get(_SKIPPED, [])
     if required() and skipped:
         terminalreporter.write_line(
             f"{REQUIRE_ENV}=1 and {len(skipped)} postgres test(s) skipped: the run fails "
             f"(first: {skipped[0]})",
             red=True,
+        )
+        return
+    missing = terminalreporter.config.stash.get(_MISSING, 0)
+    if missing:
+        terminalreporter.write_line(
+            f"{missing} postgres test(s) skipped: {how_to_get()}", yellow=True
         )
