@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kit import postgres
 from tests.kit.postgres import REQUIRE_ENV
 
 pytest_plugins = ["pytester"]
@@ -113,3 +114,26 @@ def test_under_require_postgres_a_skipped_postgres_test_fails_the_run(
     result.assert_outcomes(passed=1, skipped=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([f"{REQUIRE_ENV}=1 and 1 postgres test(s) skipped: the run fails*"])
+
+
+def test_the_binaries_are_found_on_path_then_in_debians_newest_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def install(bindir: Path) -> Path:
+        bindir.mkdir(parents=True)
+        for name in postgres.BINARIES:
+            (bindir / name).write_text("#!/bin/sh\n")
+            (bindir / name).chmod(0o755)
+        return bindir
+
+    debian = tmp_path / "lib"
+    monkeypatch.setattr(postgres, "DEBIAN_ROOT", debian)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert postgres.find_bindir() is None
+    install(debian / "9" / "bin")
+    newest = install(debian / "15" / "bin")
+    (debian / "16" / "bin").mkdir(parents=True)  # a version without its server binaries
+    assert postgres.find_bindir() == newest
+    on_path = install(tmp_path / "local")
+    monkeypatch.setenv("PATH", str(on_path))
+    assert postgres.find_bindir() == on_path
