@@ -31,8 +31,21 @@ from pipeline.emulators import (
 )
 from tests.kit.deadline import pytest_collection_modifyitems, pytest_configure
 from tests.kit.feeds import SB_IDS
+from tests.kit.postgres import (
+    postgres_url,
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
-__all__ = ["pytest_collection_modifyitems", "pytest_configure"]  # the deadline hooks
+__all__ = [
+    "postgres_url",  # the session's PostgreSQL server (tests/kit/postgres.py)
+    "pytest_collection_modifyitems",  # the deadline hooks
+    "pytest_configure",
+    "pytest_runtest_makereport",  # PIPELINE_REQUIRE_POSTGRES=1: a skipped postgres test fails
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+]
 
 MAN_TOKEN = "test-man-token"
 SB_TOKEN = "test-syncbatch-token"
