@@ -5,6 +5,9 @@ row for row."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,21 +18,28 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import Secret
 from pipeline.errors import StateError
-from pipeline.records import Ack
+from pipeline.records import Ack, AckKind
 from pipeline.state.copy import TABLES, copy_state
 from pipeline.state.postgres import PostgresDatabase
 from pipeline.state.store import StateStore
 from tests.kit.postgres import PostgresServer
 
 Opener = Callable[..., StateStore]
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Makes stores on one database of the parametrised kind (each call: the same database)."""
+    """Makes stores on one database of the parametrised kind (each call: the same database);
+    ``opener.where`` is a ``[state]`` table naming it, for another process."""
     if request.param == "sqlite":
         path = tmp_path / "state.sqlite3"
-        yield lambda read_only=False: StateStore(path, read_only=read_only)
+
+        def make_file(read_only: bool = False) -> StateStore:
+            return StateStore(path, read_only=read_only)
+
+        make_file.where = {"path": str(path)}  # type: ignore[attr-defined]
+        yield make_file
         return
     server: PostgresServer = request.getfixturevalue("postgres_url")
     url = server.new_database()
@@ -38,7 +48,35 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     def make(read_only: bool = False) -> StateStore:
         return StateStore(database=PostgresDatabase(url, password=password, read_only=read_only))
 
+    make.where = {"url": url, "password_env": "STATE_PASSWORD"}  # type: ignore[attr-defined]
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("STATE_PASSWORD", server.password)
     yield make
+
+
+def open_elsewhere(where: dict[str, str]) -> str:
+    """What another process says when it opens the store for a pass."""
+    script = (
+        "import sys, anyio\n"
+        "from pipeline.config import StateSettings\n"
+        "from pipeline.state.store import StateStore\n"
+        "async def go():\n"
+        "    async with StateStore.open_settings(StateSettings(**eval(sys.argv[1]))):\n"
+        "        print('opened')\n"
+        "try:\n"
+        "    anyio.run(go)\n"
+        "except Exception as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, repr(where)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return done.stdout.strip() or done.stderr.strip()[-500:]
 
 
 @pytest.fixture
@@ -47,10 +85,17 @@ async def store(opener: Opener) -> AsyncIterator[StateStore]:
         yield opened
 
 
-def ack(customer_id: str, kind: str = "created", **fields: Any) -> Ack:
+def ack(customer_id: str, kind: AckKind = "created", **fields: Any) -> Ack:
     if kind == "dead":
         return Ack("t", customer_id, "dead", reason=fields.get("reason", "bad"), offset=0)
-    return Ack("t", customer_id, kind, hash=fields.get("hash", b"\x00\xffh"), offset=0, ref=fields.get("ref"))  # type: ignore[arg-type]
+    return Ack(
+        "t",
+        customer_id,
+        kind,
+        hash=fields.get("hash", b"\x00\xffh"),
+        offset=0,
+        ref=fields.get("ref"),
+    )
 
 
 async def test_acks_hashes_refs_and_dead_letters(store: StateStore) -> None:
@@ -112,11 +157,11 @@ async def test_passes_checkpoint_and_resume(store: StateStore) -> None:
 
 
 async def test_one_writer_at_a_time_and_readers_beside_it(opener: Opener) -> None:
+    where: dict[str, str] = opener.where  # type: ignore[attr-defined]
     async with opener() as writer:
         await writer.apply([ack("c1")])
-        with pytest.raises(StateError, match="another pass holds the state"):
-            async with opener():
-                pass
+        said = await anyio.to_thread.run_sync(open_elsewhere, where)
+        assert said.startswith("another pass holds the state"), said
         reader = opener(read_only=True)
         reader.open_sync()
         try:
@@ -124,8 +169,7 @@ async def test_one_writer_at_a_time_and_readers_beside_it(opener: Opener) -> Non
             assert reader.passes_sync() == []
         finally:
             reader.close_sync()
-    async with opener() as again:  # released when the writer closed
-        assert await again.hashes("t", ["c1"]) == {"c1": b"\x00\xffh"}
+    assert await anyio.to_thread.run_sync(open_elsewhere, where) == "opened"  # released
 
 
 @pytest.mark.postgres
@@ -142,17 +186,43 @@ async def test_state_copy_moves_every_row_there_and_back(
         await store.finish_pass(pass_id, "stopped", b'{"a": 1}', 7)
     url = postgres_url.new_database()
     monkeypatch.setenv("STATE_PASSWORD", postgres_url.password)
-    copy = ["state", "copy", "--from", str(source), "--to", url, "--to-password-env", "STATE_PASSWORD"]
+    copy = [
+        "state",
+        "copy",
+        "--from",
+        str(source),
+        "--to",
+        url,
+        "--to-password-env",
+        "STATE_PASSWORD",
+    ]
     assert main(copy) == 0
     assert main(copy) == 1  # the destination holds state now: never written twice
     back = tmp_path / "back.sqlite3"
-    assert main(["state", "copy", "--from", url, "--from-password-env", "STATE_PASSWORD", "--to", str(back)]) == 0
+    assert (
+        main(
+            [
+                "state",
+                "copy",
+                "--from",
+                url,
+                "--from-password-env",
+                "STATE_PASSWORD",
+                "--to",
+                str(back),
+            ]
+        )
+        == 0
+    )
 
     def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         opened = StateStore(path, read_only=True)
         opened.open_sync()
         try:
-            return {t: sorted(map(tuple, opened.conn.execute(f"SELECT {c} FROM {t}"))) for t, c in TABLES.items()}  # noqa: S608
+            return {
+                t: sorted(map(tuple, opened.conn.execute(f"SELECT {c} FROM {t}")))
+                for t, c in TABLES.items()
+            }
         finally:
             opened.close_sync()
 
@@ -173,7 +243,10 @@ def test_a_postgres_url_is_checked_and_its_password_never_shown(
     assert main(["state", "copy", "--from", wrong, "--to", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "must not hold a password" in err and "s3cret" not in err
-    assert main(["state", "copy", "--from", str(tmp_path / "none.sqlite3"), "--to", postgres_url.url]) == 2
+    assert (
+        main(["state", "copy", "--from", str(tmp_path / "none.sqlite3"), "--to", postgres_url.url])
+        == 2
+    )
     assert "no state file at" in capsys.readouterr().err
 
 
