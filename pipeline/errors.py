@@ -8,6 +8,7 @@
      +-- DecodeError              a body that is not JSON of the expected shape
      +-- SinkError                a target failed a request for good
      +-- StateError               the state store could not be read or written           Fatal
+     |    +-- StateHeldError      another process holds the state for its pass
      +-- TLSError                 a certificate is not trusted                           Fatal
      +-- HTTPStatusError          a 4xx other than 429, not retried
      |    +-- AuthError           401/403: credentials or permissions                    Fatal
@@ -49,6 +50,7 @@ __all__ = [
     "SinkError",
     "SourceError",
     "StateError",
+    "StateHeldError",
     "TLSError",
     "ThrottledError",
     "TokenError",
@@ -109,6 +111,11 @@ class SinkError(PipelineError):
 
 class StateError(Fatal, PipelineError):
     """The state store failed."""
+
+
+class StateHeldError(StateError):
+    """Another process holds the state for its pass (a SQLite file's lock, a PostgreSQL
+    advisory lock): a pass waits for nobody; a ``serve`` replica on PostgreSQL stands by."""
 
 
 class TLSError(Fatal, PipelineError):

@@ -46,10 +46,14 @@ class Health(msgspec.Struct):
     last_error: str | None = None
     stopped: dict[str, str] = {}
     """Targets the last pass stopped (a refused or unavailable token, say), with the reason."""
+    role: str = "active"
+    """``active`` runs the passes; ``standby`` waits for the state another replica holds."""
 
     def ready(self) -> tuple[bool, str]:
         if not self.config_loaded:
             return False, "configuration not loaded"
+        if self.role == "standby":
+            return True, "standby: another replica holds the state and runs the passes"
         if not self.store_open:
             return False, "state store not open"
         if self.stopped:
@@ -73,6 +77,8 @@ class Metrics(Collector):
         self.last_duration: float | None = None
         self.last_success: float | None = None
         self.source_stats = HttpStats()
+        self.role = "active"
+        """This replica's role (see :class:`Health`), a label of ``pipeline_role``."""
         self.registry.register(self)
 
     def pass_finished(self, finished: Pass, report: PassReport) -> None:
@@ -122,6 +128,12 @@ class Metrics(Collector):
                 "When the last pass that was not aborted finished",
                 self.last_success,
             )
+        role = GaugeMetricFamily(
+            "pipeline_role", "1 for this replica's role: active or standby", labels=["role"]
+        )
+        for name in ("active", "standby"):
+            role.add_metric([name], 1 if self.role == name else 0)
+        yield role
         running = GaugeMetricFamily("pipeline_pass_running", "1 while a pass runs")
         running.add_metric([], 1 if live else 0)
         yield running

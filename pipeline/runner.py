@@ -13,6 +13,7 @@ import msgspec
 from rich.console import Console
 
 from pipeline.config import Settings
+from pipeline.errors import PipelineError, StateHeldError, first_error
 from pipeline.flow import Pass
 from pipeline.metrics import Health, Metrics, serve_metrics
 from pipeline.progress import render_summary, watch
@@ -109,6 +110,7 @@ async def serve(
         StateError: the state store cannot be opened, or another pass holds it.
     """
     health = Health(config_loaded=True)
+    metrics = Metrics()
     stopping = anyio.Event()
     current: list[Pass] = []
 
@@ -117,37 +119,115 @@ async def serve(
         for running in current:
             running.stop(settings.serve.grace_seconds)
 
-    async with StateStore.open_settings(settings.state) as store:
-        health.store_open = True
-        targets: list[Target] = build_targets(settings, store)
-        metrics = Metrics(targets)
+    try:
         async with (
             serve_metrics(settings.metrics.listen, metrics, health) as url,
             anyio.create_task_group() as tg,
         ):
-            log.info("serving", extra={"metrics": url, "targets": [t.name for t in targets]})
-            if on_ready is not None:
-                on_ready(url)
             tg.start_soon(_on_signals, stop)
-            passes = 0
-            while not stopping.is_set():
-                started = anyio.current_time()
-                start = await _start_offset(settings, store, targets, restart and passes == 0)
-                this = Pass(settings, store, targets, start_offset=start)
-                current[:] = [this]
-                metrics.current = this
-                report = await this.run()
-                current.clear()
-                metrics.pass_finished(this, report)
-                health.last_status, health.last_error = report.status, report.error
-                health.stopped = {n: t.error for n, t in report.targets.items() if t.error}
-                passes += 1
-                if max_passes is not None and passes >= max_passes:
-                    break
-                with anyio.move_on_after(
-                    started + settings.serve.interval_seconds - anyio.current_time()
-                ):
-                    await stopping.wait()
+
+            def announce() -> None:  # once this replica knows its role
+                if on_ready is not None:
+                    on_ready(url)
+
+            store = await _hold_state(settings, health, metrics, stopping, announce)
+            if store is not None:
+                try:
+                    health.store_open = True
+                    announce()
+                    loop = _Passes(settings, store, health, metrics, current)
+                    await loop.run(stopping, restart=restart, max_passes=max_passes)
+                finally:
+                    health.store_open = False
+                    await store.__aexit__(None, None, None)
             tg.cancel_scope.cancel()
+    except* PipelineError as group:  # one error, as a pass would raise it (not a group)
+        raise first_error(group) from None
     log.info("stopped")
     return EXIT_OK
+
+
+class _Passes:
+    """The active replica's loop: a pass every interval, counted from the start of the one
+    before, until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        health: Health,
+        metrics: Metrics,
+        current: list[Pass],
+    ) -> None:
+        self.settings, self.store, self.health, self.metrics = settings, store, health, metrics
+        self.current = current
+        self.targets: list[Target] = build_targets(settings, store)
+        metrics.targets = self.targets
+        log.info("serving", extra={"targets": [t.name for t in self.targets]})
+
+    async def run(self, stopping: anyio.Event, *, restart: bool, max_passes: int | None) -> None:
+        settings, health, metrics = self.settings, self.health, self.metrics
+        passes = 0
+        while not stopping.is_set():
+            started = anyio.current_time()
+            first = restart and passes == 0
+            start = await _start_offset(settings, self.store, self.targets, first)
+            this = Pass(settings, self.store, self.targets, start_offset=start)
+            self.current[:] = [this]
+            metrics.current = this
+            report = await this.run()
+            self.current.clear()
+            metrics.pass_finished(this, report)
+            health.last_status, health.last_error = report.status, report.error
+            health.stopped = {n: t.error for n, t in report.targets.items() if t.error}
+            passes += 1
+            if max_passes is not None and passes >= max_passes:
+                return
+            with anyio.move_on_after(
+                started + settings.serve.interval_seconds - anyio.current_time()
+            ):
+                await stopping.wait()
+
+
+STANDBY_POLL_SECONDS = 5.0
+"""How often a standby replica tries to take the state over, at most (or every interval)."""
+
+
+async def _hold_state(
+    settings: Settings,
+    health: Health,
+    metrics: Metrics,
+    stopping: anyio.Event,
+    announce: Callable[[], None],
+) -> StateStore | None:
+    """The state, opened and held for this replica's passes; None when stopped first.
+
+    On PostgreSQL, a replica that finds the state held by another stands by (ready, role
+    ``standby``) and tries again every few seconds: when the active one dies, its session's
+    lock goes with it and a standby takes over. A SQLite file held by another process is an
+    error: it cannot be shared by replicas.
+
+    Raises:
+        StateError: the state cannot be opened, or (SQLite) another pass holds it.
+    """
+    poll = min(settings.serve.interval_seconds, STANDBY_POLL_SECONDS)
+    while not stopping.is_set():
+        store = StateStore.open_settings(settings.state)
+        try:
+            await store.__aenter__()
+        except StateHeldError as exc:
+            if settings.state.url is None:
+                raise StateHeldError(
+                    f"{exc}; several replicas of serve need the state on PostgreSQL "
+                    "([state] url): a SQLite file cannot be shared"
+                ) from exc
+            if health.role != "standby":
+                log.info("standing by: another replica runs the passes")
+                health.role = metrics.role = "standby"
+                announce()
+            with anyio.move_on_after(poll):
+                await stopping.wait()
+            continue
+        health.role = metrics.role = "active"
+        return store  # open, and held until the caller closes it
+    return None

@@ -531,3 +531,15 @@ def test_dlq_of_a_target_not_configured_exits_2(tmp_path: Path, command: list[st
     done = run_cli(*command, "--config", str(config), "--target", "nope")
     assert done.returncode == 2, done.stderr
     assert one_line(done) == "configuration error: targets: target 'nope' is not configured"
+
+
+def test_a_state_path_that_is_a_device_is_refused_and_left_alone(tmp_path: Path) -> None:
+    before = os.stat("/dev/null").st_mode
+    urls = {"source": "http://127.0.0.1:1/x", "syncbatch": "http://127.0.0.1:2"}
+    config = write_feed(tmp_path / "c.toml", urls, Path("/dev/null"))
+    done = run_cli("run", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert one_line(done) == (
+        "configuration error: state.path: must be a regular file, not a device or a pipe"
+    )
+    assert os.stat("/dev/null").st_mode == before

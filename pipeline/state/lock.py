@@ -15,7 +15,7 @@ import os
 import threading
 import time
 
-from pipeline.errors import StateError
+from pipeline.errors import StateHeldError
 
 __all__ = ["PRIVATE", "acquire", "release", "tighten"]
 
@@ -54,7 +54,7 @@ def acquire(state_path: str) -> None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StateError(
+                raise StateHeldError(
                     f"another pass holds the state ({_holder(fd)}): {state_path}"
                 ) from None
             os.ftruncate(fd, 0)

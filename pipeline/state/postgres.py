@@ -21,7 +21,7 @@ import anyio
 import psycopg
 
 from pipeline.config import Secret, secret
-from pipeline.errors import StateError
+from pipeline.errors import StateError, StateHeldError
 from pipeline.state.sql import Cursor, meta, set_meta, transaction
 from pipeline.state.sqlite import SCHEMA_VERSION
 from pipeline.state.url import check_state_url, state_label
@@ -138,7 +138,7 @@ class PostgresDatabase:
     def _hold(self, conn: PgConnection) -> None:
         held = conn.execute("SELECT pg_try_advisory_lock(?)", (HOLD_KEY,)).fetchone()[0]
         if not held:
-            raise StateError(f"another pass holds the state: {self.path}")
+            raise StateHeldError(f"another pass holds the state: {self.path}")
 
     def _prepare(self, conn: PgConnection) -> None:
         with transaction(conn):

@@ -116,6 +116,9 @@ class SqliteFile:
         ``-wal`` and ``-shm`` then get the same mode) and tighten files an older version left
         wider."""
         path = Path(self.path)
+        if path.exists() and not path.is_file() and not path.is_dir():
+            # A device or a pipe: never made 0600 (/dev/null would be, for everyone).
+            raise ConfigError("must be a regular file, not a device or a pipe", path="state.path")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
