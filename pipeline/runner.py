@@ -138,7 +138,6 @@ async def serve(
                     loop = _Passes(settings, store, health, metrics, current)
                     await loop.run(stopping, restart=restart, max_passes=max_passes)
                 finally:
-                    health.store_open = False
                     await store.__aexit__(None, None, None)
             tg.cancel_scope.cancel()
     except* PipelineError as group:  # one error, as a pass would raise it (not a group)
