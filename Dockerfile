@@ -9,7 +9,9 @@ COPY pipeline ./pipeline
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 pipeline \
+# Fixed numeric ids: a Kubernetes securityContext names them (deploy/kubernetes/serve.yaml).
+RUN groupadd --gid 10001 pipeline \
+    && useradd --create-home --uid 10001 --gid 10001 pipeline \
     && mkdir -p /state /config \
     && chown pipeline:pipeline /state
 COPY --from=build /install /usr/local

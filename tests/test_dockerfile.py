@@ -20,7 +20,8 @@ def instruction(name: str) -> list[str]:
 def test_build_is_multi_stage_and_runs_as_a_non_root_user() -> None:
     assert len(instruction("FROM")) == 2
     assert instruction("USER") == ["pipeline"]
-    assert "useradd" in DOCKERFILE and "--uid 10001" in DOCKERFILE
+    assert "useradd" in DOCKERFILE and "--uid 10001 --gid 10001" in DOCKERFILE
+    assert "groupadd --gid 10001 pipeline" in DOCKERFILE
 
 
 def test_default_command_is_serve_and_the_cli_accepts_it() -> None:
