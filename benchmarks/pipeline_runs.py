@@ -33,24 +33,33 @@ gives (url, credentials, ids), whose ``rate_per_second`` is dropped: no rate lim
 
 
 def pipeline_config(
-    emulators: Emulators, target: str, state: Path, overrides: Mapping[str, Any] | None = None
+    emulators: Emulators,
+    target: str,
+    state: Path,
+    overrides: Mapping[str, Any] | None = None,
+    state_keys: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The configuration of a pass from the source emulator to one target, state store on."""
+    """The configuration of a pass from the source emulator to one target, state store on
+    (``state_keys``: more ``[state]`` keys, a PostgreSQL ``url`` say)."""
     section = emulators.section(target)
     section.pop("rate_per_second", None)
     return {
         "source": {**emulators.section(SOURCE), "page_size": PAGE_SIZE, "max_in_flight": 4},
         "flow": {"queue_size": 8},
-        "state": {"path": str(state)},
+        "state": {"path": str(state), **(state_keys or {})},
         "targets": {target: {**section, **TARGET_SETTINGS[target], **(overrides or {})}},
     }
 
 
 def config_toml(
-    emulators: Emulators, target: str, state: Path, overrides: Mapping[str, Any] | None = None
+    emulators: Emulators,
+    target: str,
+    state: Path,
+    overrides: Mapping[str, Any] | None = None,
+    state_keys: Mapping[str, Any] | None = None,
 ) -> str:
     """:func:`pipeline_config` as a TOML file."""
-    return toml_text(pipeline_config(emulators, target, state, overrides))
+    return toml_text(pipeline_config(emulators, target, state, overrides, state_keys))
 
 
 def run_pipeline(
@@ -62,6 +71,8 @@ def run_pipeline(
     overrides: Mapping[str, Any] | None = None,
     on_tick: Callable[[], None] | None = None,
     tick_seconds: float = 0.25,
+    state_keys: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[ChildRun, dict[str, Any]]:
     """One pass with a fresh state file; returns the measured child and its report.
 
@@ -72,12 +83,12 @@ def run_pipeline(
     state = workdir / "state.sqlite3"
     for stale in (report_path, state):
         stale.unlink(missing_ok=True)
-    config.write_text(config_toml(emulators, target, state, overrides))
+    config.write_text(config_toml(emulators, target, state, overrides, state_keys))
     argv = [PYTHON, "-m", "pipeline", "run", "--config", str(config)]
     argv += ["--report", str(report_path)]
     child = run_child(
         argv,
-        env=child_env(emulators.credentials),
+        env=child_env({**emulators.credentials, **(env or {})}),
         workdir=workdir,
         timeout=timeout,
         on_tick=on_tick,

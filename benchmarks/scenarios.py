@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,7 +34,7 @@ __all__ = ["RATE_LIMIT", "SCENARIOS", "Context", "Scenario", "ScenarioRun"]
 _BASE_PLAN = "[man]\nmax_limit = 1000\n\n[syncbatch]\nmax_batch = 1000\n"
 _EMPORIX_PLAN = _BASE_PLAN + "\n[emporix.faults]\nlatency = 0.005\n"
 _COMPANIES = ", ".join(f'"{unit}"' for unit in BUSINESS_UNITS)
-# A [norce] section replaces the default one: repeat the companies of MAN's company feed.
+# A [norce] section is read over the default one; the companies of MAN's feed said again.
 _NORCE_PLAN = _BASE_PLAN + f"\n[norce]\njob_delay = 0\ncompanies = [{_COMPANIES}]\n"
 _RATE_PLAN = _BASE_PLAN + "\n[syncbatch.faults]\nlatency = 0.05\n"
 
@@ -117,6 +118,34 @@ def _e2e(target: str, plan: str) -> ScenarioRun:
         return _pass(ctx, f"e2e-{target}", target, sizes[0], plan)
 
     return run
+
+
+_DB_PASSWORD_ENV = "PIPELINE_BENCH_DB_PASSWORD"
+
+
+def _postgres(ctx: Context, sizes: tuple[int, ...]) -> dict[str, Any]:
+    """The sync-batch pass of ``e2e-syncbatch`` with its state on PostgreSQL (a server of its
+    own, started from the installed binaries as the tests start theirs)."""
+    from tests.kit.postgres import find_bindir, start_server  # noqa: PLC0415
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise BenchError("PostgreSQL server binaries not found: apt-get install postgresql")
+    work = ctx.workdir("e2e-syncbatch-pg")
+    with contextmanager(start_server)(bindir) as server:
+        url = server.new_database()
+        with emulators(sizes[0], work, _BASE_PLAN) as emu:
+            before = process_cpu_seconds(emu.pid)
+            child, report = run_pipeline(
+                emu,
+                "syncbatch",
+                work,
+                timeout=ctx.timeout,
+                state_keys={"url": url, "password_env": _DB_PASSWORD_ENV},
+                env={_DB_PASSWORD_ENV: server.password},
+            )
+            result = {**pipeline_result(child, report, "syncbatch"), **_emulator_cpu(emu, before)}
+            return {**result, "state": "postgresql"}
 
 
 def _steady_rate(samples: list[tuple[float, int]]) -> float | None:
@@ -215,6 +244,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("core", "decode+validate+map+hash, in memory", (200_000,), (20_000,), _core),
     Scenario("e2e-syncbatch", "MAN -> sync-batch, no rate limit", (200_000,), (20_000,),
              _e2e("syncbatch", _BASE_PLAN)),
+    Scenario("e2e-syncbatch-pg", "MAN -> sync-batch, state on PostgreSQL", (200_000,),
+             (20_000,), _postgres),
     Scenario("plain", "sequential urllib client", (20_000,), (2_000,), _peer("bench_plain")),
     Scenario("dlt", "dlt RESTClient + @dlt.destination", (50_000,), (5_000,),
              _peer("bench_dlt", _DLT_ENV)),
