@@ -12,6 +12,7 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.report import PassReport
 from pipeline.runner import run_once
+from pipeline.state.postgres import PostgresDatabase
 from pipeline.state.store import StateStore
 from pipeline.text import plain
 
@@ -99,6 +100,8 @@ def status(settings: Settings, console: Console, limit: int = 10) -> None:
         confirmed = {name: store.confirmed_count_sync(name) for name in names}
         dead = {name: len(store.dead_letters_sync(name)) for name in names}
         resume = store.resume_offset_sync(names)
+        database = store.database
+        holder = database.holder() if isinstance(database, PostgresDatabase) else None
     finally:
         store.close_sync()
     table = Table(title="last passes", title_justify="left")
@@ -130,6 +133,8 @@ def status(settings: Settings, console: Console, limit: int = 10) -> None:
         console.print(
             f"the next pass resumes its read at offset {resume:,} (--restart to start over)"
         )
+    if holder is not None:
+        console.print(f"the state is held (active replica, or a pass) by {plain(holder)}")
 
 
 def _configured(settings: Settings, target: str | None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -82,8 +83,25 @@ def replicas(tmp_path: Path, postgres_url: PostgresServer) -> Iterator[dict[str,
             started.append(proc)
             return proc, port
 
+        def status(name: str) -> str:
+            command = [sys.executable, "-m", "pipeline", "status", "--config"]
+            done = subprocess.run(
+                [*command, str(tmp_path / f"{name}.toml")],
+                env={**env, "COLUMNS": "200"},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            return done.stdout + done.stderr
+
         try:
-            yield {"start": start, "url": config["state"]["url"], "server": postgres_url}
+            yield {
+                "start": start,
+                "status": status,
+                "url": config["state"]["url"],
+                "server": postgres_url,
+            }
         finally:
             for proc in started:
                 if proc.poll() is None:
@@ -102,6 +120,10 @@ def test_two_replicas_one_runs_passes_and_the_standby_takes_over(
     second, second_port = replicas["start"]("second")
     wait_for(lambda: role(second_port) == "standby", timeout=30)
     assert get_json(f"http://127.0.0.1:{second_port}/readyz")["ready"] is True
+    said = replicas["status"]("first")
+    assert (
+        f"held (active replica, or a pass) by pipeline {socket.gethostname()}:{first.pid}" in said
+    )
     server: PostgresServer = replicas["server"]
 
     def passes() -> list[tuple[Any, ...]]:

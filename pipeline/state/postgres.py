@@ -14,6 +14,8 @@ pass on the same database is refused, as the SQLite file's lock refuses it.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,7 +31,7 @@ from pipeline.state.url import check_state_url, state_label
 if TYPE_CHECKING:
     from pipeline.config import StateSettings
 
-__all__ = ["HOLD_KEY", "SCHEMA", "PgConnection", "PostgresDatabase"]
+__all__ = ["APPLICATION", "HOLD_KEY", "SCHEMA", "PgConnection", "PostgresDatabase"]
 
 T = TypeVar("T")
 
@@ -59,6 +61,8 @@ HOLD_KEY = 0x7069_7065_6C69_6E65  # "pipeline"
 _SCHEMA_KEY = HOLD_KEY + 1
 """The advisory lock under which the schema is created or upgraded."""
 _CONNECT_TIMEOUT = 10
+APPLICATION = f"pipeline {socket.gethostname()}:{os.getpid()}"
+"""How a store's connection names itself: the host and process (``status`` shows the holder)."""
 
 
 class PgConnection:
@@ -119,7 +123,7 @@ class PostgresDatabase:
                 password=self._password.reveal() if self._password else None,
                 autocommit=True,
                 connect_timeout=_CONNECT_TIMEOUT,
-                application_name="customer-sync pipeline",
+                application_name=APPLICATION[:63],
             )
         except psycopg.Error as exc:
             raise StateError(f"cannot open state store {self.path}: {_said(exc)}") from exc
@@ -159,6 +163,16 @@ class PostgresDatabase:
             raise StateError(f"{self.path}: holds no pipeline state yet (a pass creates it)")
         if int(version) != SCHEMA_VERSION:
             raise StateError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
+
+    def holder(self) -> str | None:
+        """Who holds the state for its pass (``pipeline <host>:<pid>``), if anyone does."""
+        row = self.conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ? AND l.objid = ? "
+            "AND l.objsubid = 1",
+            (HOLD_KEY >> 32, HOLD_KEY & 0xFFFFFFFF),
+        ).fetchone()
+        return None if row is None else str(row[0]) or "another process"
 
     def close_sync(self) -> None:
         if self._conn is not None:
