@@ -159,17 +159,18 @@ def _dlq(args: argparse.Namespace) -> int:
 
 def _state(args: argparse.Namespace) -> int:
     def store(where: str, password_env: str | None, key: str) -> StateStore:
-        if where.startswith(("postgresql://", "postgres://")):
+        read_only = key == "--from"  # the source is read, never changed
+        if "://" in where:
             settings = StateSettings(url=where, password_env=password_env)
             try:
-                return StateStore.open_settings(settings)
+                return StateStore.open_settings(settings, read_only=read_only)
             except ConfigError as exc:  # name the option, not the configuration key
                 raise ConfigError(str(exc).split(": ", 1)[-1], path=key) from exc
         if password_env is not None:
             raise ConfigError("applies to a PostgreSQL URL only", path=f"{key}-password-env")
-        if key == "--from" and not Path(where).is_file():
+        if read_only and not Path(where).is_file():
             raise ConfigError(f"no state file at {where}", path=key)
-        return StateStore(where)
+        return StateStore(where, read_only=read_only)
 
     source = store(args.from_store, args.from_password_env, "--from")
     destination = store(args.to_store, args.to_password_env, "--to")

@@ -109,6 +109,10 @@ def settings_from_mapping(
     _check_source(settings.source)
     if settings.state.url is not None:
         check_state_url(settings.state.url)
+    if "://" in settings.state.path:
+        raise ConfigError(
+            "is a file; a database URL goes in state.url (postgresql://...)", path="state.path"
+        )
     _check_deactivation(settings)
     for name, section in settings.targets.sections.items():
         key = f"targets.{name}"

@@ -78,13 +78,16 @@ async def run_once(
         fresh = replay is not None or dry_run
         start = 0 if fresh else await _start_offset(settings, store, chosen, restart)
         one = Pass(settings, store, chosen, dry_run=dry_run, start_offset=start, replay=replay)
-        async with anyio.create_task_group() as tg:
-            if show_progress:
-                tg.start_soon(lambda: watch(one, total=total, stream=console.file))
-            if handle_signals:
-                tg.start_soon(_on_signals, lambda: one.stop(settings.serve.grace_seconds))
-            report = await one.run()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                if show_progress:
+                    tg.start_soon(lambda: watch(one, total=total, stream=console.file))
+                if handle_signals:
+                    tg.start_soon(_on_signals, lambda: one.stop(settings.serve.grace_seconds))
+                report = await one.run()
+                tg.cancel_scope.cancel()
+        except* PipelineError as group:  # the state failing mid-pass, say: one error
+            raise first_error(group) from None
     render_summary(report, console)
     if report_path:
         text = msgspec.json.format(msgspec.json.encode(report)) + b"\n"

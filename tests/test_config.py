@@ -1054,3 +1054,23 @@ def test_a_rate_too_small_to_be_a_limit_and_a_blank_scope_are_refused(
     data = every_url()
     data["targets"][target][key] = value
     assert config_error(data).path == f"targets.{target}.{key}"
+
+
+@pytest.mark.parametrize(
+    ("state", "key", "said"),
+    [
+        ({"url": "postgresql://u:pw@h/db"}, "state.url", "must not hold a password"),
+        (
+            {"url": "postgresql://u@h/db?sslmode=require&Password=pw"},
+            "state.url",
+            "password option",
+        ),
+        ({"url": "mysql://u@h/db"}, "state.url", "must be postgresql://"),
+        ({"url": "postgresql://u@h"}, "state.url", "must name a database"),
+        ({"path": "postgresql://u@h/db"}, "state.path", "a database URL goes in state.url"),
+    ],
+)
+def test_the_state_url_and_path_are_checked(state: dict[str, str], key: str, said: str) -> None:
+    error = config_error({**MINIMAL, "state": state})
+    assert error.path == key and said in str(error)
+    assert "pw" not in str(error).replace("password", "")

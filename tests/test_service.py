@@ -16,9 +16,10 @@ from rich.console import Console
 from pipeline.admin import dlq_list, dlq_replay, status
 from pipeline.emulators import Dataset, EmporixEmulatorConfig, FaultPlan, NorceEmulatorConfig
 from pipeline.emulators.man.dataset import BUSINESS_UNITS
+from pipeline.errors import StateError
 from pipeline.logs import configure
 from pipeline.progress import render_summary
-from pipeline.runner import serve
+from pipeline.runner import run_once, serve
 from pipeline.state.store import StateStore
 from tests.conftest import MAN_TOKEN, SB_TOKEN, Env, sb_config
 from tests.kit.passes import run_pass
@@ -234,3 +235,18 @@ async def test_logs_and_reasons_hold_no_personal_data_or_secret(
         for value in personal:
             if isinstance(value, str) and len(value.strip()) > 6:
                 assert value.strip().lower() not in lowered, (raw["customer_id"], value)
+
+
+async def test_the_state_failing_at_the_end_of_a_pass_is_one_error(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state store that fails as the pass ends (its database restarted, say) ends the run
+    with that one error, never an exception group (which the CLI would print as a trace)."""
+    await env.start(Dataset(50, seed=2))
+
+    async def broken(*args: object) -> None:
+        raise StateError("state store postgresql://x@h/db: the connection is closed")
+
+    monkeypatch.setattr(StateStore, "finish_pass", broken)
+    with pytest.raises(StateError, match="the connection is closed"):
+        await run_once(env.settings(), show_progress=False, handle_signals=False)

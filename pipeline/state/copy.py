@@ -48,8 +48,11 @@ def copy_state(source: StateStore, destination: StateStore) -> dict[str, int]:
     """Copy every row of ``source`` into ``destination`` (both open); rows per table.
 
     Raises:
-        StateError: the destination holds state already (nothing is written then).
+        StateError: the source holds no state, or the destination holds some already
+            (nothing is written then).
     """
+    if not _holds_state(source.conn):
+        raise StateError(f"{source.path} holds no pipeline state: nothing to copy")
     into = destination.conn
     if _holds_state(into):
         raise StateError(f"{destination.path} holds state already: copy into a new, empty one")

@@ -123,6 +123,13 @@ class PostgresDatabase:
                 password=self._password.reveal() if self._password else None,
                 autocommit=True,
                 connect_timeout=_CONNECT_TIMEOUT,
+                # A server that stops answering mid-call fails the call instead of hanging it:
+                # keepalives on an idle link, and a bound on unacknowledged data sent.
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                tcp_user_timeout=30_000,
                 application_name=APPLICATION[:63],
             )
         except psycopg.Error as exc:
@@ -147,6 +154,16 @@ class PostgresDatabase:
     def _prepare(self, conn: PgConnection) -> None:
         with transaction(conn):
             conn.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_KEY,))
+            ours = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]
+            other = conn.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
+            ).fetchone()[0]
+            if not ours and other:
+                raise StateError(
+                    f"{self.path} holds tables of something else: give the pipeline a "
+                    "database (or a schema) of its own"
+                )
             conn.raw.execute(SCHEMA)
             version = meta(conn, "schema_version")
             if version is None:

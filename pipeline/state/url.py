@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pipeline.config import CONTROL
 from pipeline.errors import ConfigError
@@ -30,6 +30,12 @@ def check_state_url(url: str) -> None:
     if parts.password is not None:
         raise ConfigError(
             "must not hold a password: name its variable with state.password_env",
+            path="state.url",
+        )
+    options = {key.casefold() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if options & {"password", "passfile"}:
+        raise ConfigError(
+            "must not hold a password option: name its variable with state.password_env",
             path="state.url",
         )
     if not parts.path.strip("/"):

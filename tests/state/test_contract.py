@@ -6,6 +6,7 @@ row for row."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -266,3 +267,59 @@ def test_copy_refuses_a_destination_holding_state(tmp_path: Path) -> None:
     finally:
         a.close_sync()
         b.close_sync()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "mysql://u@127.0.0.1:1/db",
+        "postgresql+psycopg://u@127.0.0.1:1/db",
+        "postgresql://u@h/db?password=s3cret",
+    ],
+)
+def test_copy_refuses_a_url_it_cannot_use_without_writing_a_file(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "feed.sqlite3"
+    anyio.run(_one_ack, source)
+    assert main(["state", "copy", "--from", str(source), "--to", where]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("configuration error: --to: ") and "s3cret" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feed.sqlite3", "feed.sqlite3.lock"]
+
+
+def test_copy_from_a_file_that_is_no_state_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+    before = other.read_bytes()
+    assert main(["state", "copy", "--from", str(other), "--to", str(tmp_path / "to.sqlite3")]) == 1
+    assert "cannot read state store" in capsys.readouterr().err
+    assert other.read_bytes() == before
+    assert not (tmp_path / "to.sqlite3").exists()
+
+
+@pytest.mark.postgres
+async def test_a_database_holding_other_tables_is_refused(postgres_url: PostgresServer) -> None:
+    url = postgres_url.new_database()
+    with postgres_url.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id int)")
+    database = PostgresDatabase(url, password=Secret(postgres_url.password))
+    with pytest.raises(StateError, match="holds tables of something else"):
+        async with StateStore(database=database):
+            pass
+    with postgres_url.connect(url) as conn:
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+    assert tables == {"invoices"}
+
+
+async def _one_ack(path: Path) -> None:
+    async with StateStore(path) as store:
+        await store.apply([ack("c1")])
