@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import psycopg
 
 from pipeline.config import Secret, secret
 from pipeline.errors import StateError, StateHeldError
 from pipeline.state.sql import Cursor, meta, set_meta, transaction
 from pipeline.state.sqlite import SCHEMA_VERSION
+from pipeline.state.thread import OnOneThread
 from pipeline.state.url import check_state_url, state_label
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["APPLICATION", "HOLD_KEY", "SCHEMA", "PgConnection", "PostgresDatabase"]
 
-T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,7 +80,7 @@ class PgConnection:
                 cursor.executemany(sql.replace("?", "%s"), rows)
 
 
-class PostgresDatabase:
+class PostgresDatabase(OnOneThread[PgConnection]):
     """One PostgreSQL database holding the state, reached over one connection.
 
     Args:
@@ -90,16 +89,17 @@ class PostgresDatabase:
         password: the user's password, when the server asks for one.
     """
 
+    driver_errors = (psycopg.Error,)
+
     def __init__(
         self, url: str, *, password: Secret | None = None, read_only: bool = False
     ) -> None:
+        super().__init__()
         check_state_url(url)
         self.url = url
         self.path = state_label(url)
         self.read_only = read_only
         self._password = password
-        self._conn: PgConnection | None = None
-        self._limiter = anyio.CapacityLimiter(1)
 
     @classmethod
     def from_settings(cls, settings: StateSettings, *, read_only: bool = False) -> PostgresDatabase:
@@ -196,30 +196,8 @@ class PostgresDatabase:
             self._conn.raw.close()  # a session's advisory locks end with it
             self._conn = None
 
-    async def open(self) -> None:
-        await anyio.to_thread.run_sync(self.open_sync, limiter=self._limiter)
-
-    async def close(self) -> None:
-        await anyio.to_thread.run_sync(self.close_sync, limiter=self._limiter)
-
-    # Calls -------------------------------------------------------------------------------
-
-    @property
-    def conn(self) -> PgConnection:
-        if self._conn is None:
-            raise StateError("state store is not open")
-        return self._conn
-
-    async def run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the store's thread, after the calls before it."""
-
-        def guarded() -> T:
-            try:
-                return fn()
-            except psycopg.Error as exc:
-                raise StateError(f"state store {self.path}: {_said(exc)}") from exc
-
-        return await anyio.to_thread.run_sync(guarded, limiter=self._limiter)
+    def describe(self, exc: Exception) -> str:
+        return _said(exc) if isinstance(exc, psycopg.Error) else str(exc)
 
 
 def _said(exc: psycopg.Error) -> str:

@@ -12,19 +12,15 @@ import contextlib
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
-
-import anyio
 
 from pipeline.errors import ConfigError, StateError
 from pipeline.state import lock
 from pipeline.state.sql import meta, select_in, set_meta, transaction
+from pipeline.state.thread import OnOneThread
 
 __all__ = ["SCHEMA_VERSION", "SqliteFile", "meta", "select_in", "set_meta", "transaction"]
 
-T = TypeVar("T")
 SCHEMA_VERSION = 3
 
 _SCHEMA = """
@@ -58,7 +54,7 @@ _MIGRATIONS = {
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
-class SqliteFile:
+class SqliteFile(OnOneThread[sqlite3.Connection]):
     """Async front of one SQLite connection; calls are serialised on a worker thread.
 
     Opened for writing, the file is held under the state's lock (:mod:`pipeline.state.lock`)
@@ -66,11 +62,12 @@ class SqliteFile:
     lock and without writing, so it works while a pass runs; a missing file reads as empty.
     """
 
+    driver_errors = (sqlite3.Error,)
+
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        super().__init__()
         self.path = str(path)
         self.read_only = read_only
-        self._conn: sqlite3.Connection | None = None
-        self._lock = anyio.CapacityLimiter(1)
         self._locked = False
 
     def open_sync(self) -> None:
@@ -184,29 +181,6 @@ class SqliteFile:
             self._conn.close()
             self._conn = None
         self._unlock()
-
-    async def open(self) -> None:
-        await anyio.to_thread.run_sync(self.open_sync, limiter=self._lock)
-
-    async def close(self) -> None:
-        await anyio.to_thread.run_sync(self.close_sync, limiter=self._lock)
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StateError("state store is not open")
-        return self._conn
-
-    async def run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the store's thread, after the calls before it."""
-
-        def guarded() -> T:
-            try:
-                return fn()
-            except sqlite3.Error as exc:
-                raise StateError(f"state store {self.path}: {exc}") from exc
-
-        return await anyio.to_thread.run_sync(guarded, limiter=self._lock)
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
