@@ -90,3 +90,29 @@ async def test_a_tenant_refusing_merge_patch_stops_the_target_naming_it(tmp_path
     assert info.value.status == 415
     assert "refuses application/merge-patch+json" in str(info.value)
     assert store.snapshot() == []  # never a replacing PUT instead
+
+
+async def test_a_status_refusing_one_customer_dead_letters_it_alone(tmp_path: Path) -> None:
+    """A 4xx Emporix's documents do not name (422 here) fails that customer's request, sent
+    again next pass; the others of the batch are written and the target goes on."""
+    refused: list[str] = []
+
+    @web.middleware
+    async def refuse_one(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "PUT" and "/addresses/" not in request.path:
+            number = request.path.rsplit("/", 1)[-1]
+            if not refused or refused == [number]:
+                refused[:] = [number]
+                return web.json_response({"message": "Unprocessable"}, status=422)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    store = EmporixStore()
+    app = create_emporix_app(EmporixEmulatorConfig(), store)
+    app.middlewares.append(refuse_one)
+    async with serve_app(app) as url:
+        acks, _ = await write(url, 5)
+    dead = [a for a in acks if a.kind == "dead"]
+    assert [a.customer_id for a in dead] == refused
+    assert dead[0].request_failed and "answered 422" in (dead[0].reason or "")
+    assert sorted(a.kind for a in acks) == ["created"] * 4 + ["dead"]
